@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint nightly clean
+.PHONY: install demo test bench lint nightly clean protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ bench: $(STAMP)
 nightly: $(STAMP)
 	@test -n "$(ROOTS)" -a -n "$(REPORT_DIR)" || { echo "usage: make nightly ROOTS='gs://a/runs ...' REPORT_DIR=gs://a/reports [NIGHTLY_ARGS=...]"; exit 2; }
 	$(VENV)/bin/ckpt-rescue audit $(ROOTS) --report-dir $(REPORT_DIR)/$$(date -u +%Y-%m-%d) --registry configs/architectures.yaml $(NIGHTLY_ARGS)
+
+# The project's own .proto files -> committed *_pb2.py (+ .pyi). protoc 31.1 (grpcio-tools 1.74.0)
+# writes gencode 6.31.1, which every protobuf runtime pyproject.toml allows (>=6.31.1,<7) accepts.
+GRPCIO_TOOLS := 1.74.0
+PROTOS := tfbundle/protos/tensor_bundle.proto tfbundle/protos/trackable_object_graph.proto \
+	recovery/protos/saved_model.proto recovery/protos/checkpoint_state.proto
+
+protos: $(STAMP)
+	$(PY) -m pip install --quiet "grpcio-tools==$(GRPCIO_TOOLS)"
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -160,6 +160,11 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
     except OSError as exc:
         record.status, record.reason = INCOMPLETE, f"state file unreadable: {exc}"
         return record
+    except FormatError as exc:
+        record.status = INCOMPLETE
+        record.reason = (f"state file unreadable ({exc}): TensorFlow ignores it, so tf.train.latest_checkpoint() "
+                         "returns None and training restarts")
+        return record
     dangling, orphans = [], []
     for name in state.names():
         prefix = resolve_state_name(contents.directory, name, fs._strip_protocol)

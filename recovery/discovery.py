@@ -6,18 +6,20 @@ bucket listing fanned out over Beam workers. A merge's temp directory (`P_temp/`
 is grouped with the directory that holds P, because P cannot be judged without it.
 """
 
-import codecs
 import posixpath
 import re
 from dataclasses import dataclass, field
 
-from tfbundle import naming, parse_data_filename
+from google.protobuf import text_format
+
+from tfbundle import FormatError, naming, parse_data_filename
+
+from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"
 _TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?$")
 _TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
 _STATE_TEMP_RE = re.compile(r"^checkpoint\.tmp[0-9a-f]+$")   # CheckpointManager writes the state file via a temp
-_STATE_LINE_RE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')
 
 
 def checkpoint_directory(path: str) -> str:
@@ -170,18 +172,16 @@ class StateFile:
 
 
 def parse_state_file(text: str) -> StateFile:
-    """Parse the text proto TensorFlow writes; unknown fields (timestamps) are skipped."""
-    latest, all_paths = None, []
-    for line in text.splitlines():
-        match = _STATE_LINE_RE.match(line)
-        if not match:
-            continue
-        value = codecs.escape_decode(match[2].encode("utf-8"))[0].decode("utf-8", "surrogateescape")
-        if match[1] == "model_checkpoint_path":
-            latest = value
-        else:
-            all_paths.append(value)
-    return StateFile(latest, all_paths)
+    """Parse the CheckpointState text proto TensorFlow writes; fields it does not know (a newer
+    TensorFlow's) are skipped. Text that is not a CheckpointState is a FormatError: TensorFlow's
+    get_checkpoint_state() then ignores the file and latest_checkpoint() returns None."""
+    state = CheckpointState()
+    try:
+        text_format.Merge(text, state, allow_unknown_field=True)   # Merge, as TensorFlow reads it
+    except text_format.ParseError as exc:
+        raise FormatError(f"not a CheckpointState text proto: {exc}") from None
+    decode = lambda raw: raw.decode("utf-8", "surrogateescape")
+    return StateFile(decode(state.model_checkpoint_path) or None, [decode(p) for p in state.all_model_checkpoint_paths])
 
 
 def resolve_state_name(directory: str, name: str, strip_protocol) -> str:

@@ -295,7 +295,11 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
 
 def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
     directory = storage.parent(path)
-    state = parse_state_file(storage.read_bytes(fs, path).decode("utf-8", "replace"))
+    try:
+        state = parse_state_file(storage.read_bytes(fs, path).decode("utf-8", "replace"))
+    except FormatError as exc:
+        return Diagnosis(target, f"you passed TensorFlow's `checkpoint` state file, not a prefix; it is unreadable "
+                                 f"({exc}), so TensorFlow ignores it", storage.display(fs, path), _hex(head))
     named = [storage.display(fs, resolve_state_name(directory, n, fs._strip_protocol)) for n in state.names()]
     latest = named[0] if state.latest else None
     problem = "you passed TensorFlow's `checkpoint` state file, not a prefix; "

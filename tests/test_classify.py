@@ -132,6 +132,22 @@ def test_state_file_naming_a_checkpoint_that_is_gone(family_copy):
     assert tf.train.latest_checkpoint(directory) is None   # what the record warns about
 
 
+def test_state_file_tensorflow_cannot_parse(family_copy):
+    import tensorflow as tf
+
+    family = family_copy("keras3_adam")
+    directory = os.path.dirname(family.prefix)
+    state_path = os.path.join(directory, "checkpoint")
+    with open(state_path, "a") as f:
+        f.write('model_checkpoint_path: "ckpt-3\n')    # a save cut off mid-line
+    results = classify_local(directory)
+    record = results[state_path]
+    assert record.status == INCOMPLETE
+    assert "not a CheckpointState text proto" in record.reason and "returns None" in record.reason
+    assert all(results[p].status == HEALTHY for p in [family.prefix, *family.siblings])
+    assert tf.train.latest_checkpoint(directory) is None   # what the record warns about
+
+
 def test_a_save_that_stopped_before_its_merge(family_copy):
     family = family_copy("keras3_adam")
     temp = family.prefix + "_temp"

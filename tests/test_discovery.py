@@ -13,6 +13,7 @@ from recovery.discovery import (
     resolve_state_name,
 )
 from recovery.listing import BadRoot, check_root, distinct_roots, everything_under, top_level
+from tfbundle import FormatError
 
 
 def listing_of(root: str) -> list:
@@ -90,6 +91,31 @@ def test_state_file_text_proto_with_escapes():
     assert state.latest == "ckpt-3"
     assert state.all_paths == ["ckpt-2", 'dir with "quotes"/ckpt-\u00fc']
     assert state.names() == ["ckpt-3", "ckpt-2", 'dir with "quotes"/ckpt-\u00fc']
+
+
+def test_state_file_with_fields_this_schema_does_not_know_still_parses():
+    """A newer TensorFlow may add fields (a timestamp, a message): the paths are still read."""
+    text = ('model_checkpoint_path: "ckpt-9"\n'
+            'all_model_checkpoint_paths: "ckpt-8"\n'
+            'all_model_checkpoint_paths: "ckpt-9"\n'
+            'all_model_checkpoint_timestamps: 1700000000.5\n'
+            'future_save_time_seconds: 1700000001\n'
+            'future_options { keep: true name: "x" }\n'
+            'last_preserved_timestamp: 1699999999.0\n')
+    state = parse_state_file(text)
+    assert state.latest == "ckpt-9" and state.all_paths == ["ckpt-8", "ckpt-9"]
+
+
+@pytest.mark.parametrize("text", ['model_checkpoint_path: "ckpt-3', "model_checkpoint_path ckpt-3\n",
+                                  "\x00\x01garbage{"])
+def test_state_file_that_is_not_a_text_proto_is_a_format_error(text):
+    with pytest.raises(FormatError, match="not a CheckpointState text proto"):
+        parse_state_file(text)
+
+
+def test_empty_state_file_names_nothing():
+    state = parse_state_file("")
+    assert state.latest is None and state.names() == []
 
 
 def test_state_names_resolve_relative_absolute_and_urls():

@@ -148,6 +148,13 @@ def test_state_file_given_as_prefix(pristine_family, capsys):
     assert all(sibling in err for sibling in family.siblings)
 
 
+def test_unparsable_state_file_given_as_prefix(tmp_path, capsys):
+    state = tmp_path / "checkpoint"
+    state.write_text('model_checkpoint_path: "ckpt-3')
+    assert_diagnosis(capsys, str(state), "`checkpoint` state file", "not a CheckpointState text proto",
+                     "TensorFlow ignores it", shows_bytes_of=str(state))
+
+
 def test_tar_given_as_prefix(pristine_family, tmp_path, capsys):
     family = pristine_family("mixed_dtypes")
     archive = str(tmp_path / "run.tar")

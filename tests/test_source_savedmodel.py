@@ -14,7 +14,7 @@ from source_helpers import (
     written_layout,
 )
 
-from recovery import protos, storage
+from recovery import storage
 from recovery.layout import Refusal
 from recovery.rebuild import UNRECOVERABLE, rebuild
 from recovery.sources.savedmodel import expected_checkpoint_hash, fingerprint64, savedmodel_dir_of, savedmodel_layouts
@@ -56,29 +56,6 @@ def exports(tmp_path_factory):
     keras.model, keras.optimizer = keras_run.model, keras_run.optimizer
     return {name: _export(str(root / name), module)
             for name, module in (("other", other), ("wider", wider), ("with_table", with_table), ("keras", keras))}
-
-
-def test_field_numbers_are_tensorflows():
-    """Every field number the wire readers use equals TensorFlow's generated descriptors."""
-    from google.protobuf import descriptor_pool
-    from tensorflow.core.framework import graph_pb2, tensor_pb2, variable_pb2  # noqa: F401
-    from tensorflow.core.protobuf import (  # noqa: F401
-        fingerprint_pb2,
-        meta_graph_pb2,
-        saved_model_pb2,
-        saved_object_graph_pb2,
-        saver_pb2,
-        trackable_object_graph_pb2,
-    )
-
-    pool = descriptor_pool.Default()
-    for message in protos.MESSAGES:
-        descriptor = pool.FindMessageTypeByName(message.proto_name)
-        for name, number in message.numbers.items():
-            assert descriptor.fields_by_name[name].number == number, f"{message.proto_name}.{name}"
-    kinds = pool.FindMessageTypeByName("tensorflow.SavedObject").oneofs_by_name["kind"].fields
-    assert {f.number: f.name for f in kinds} == protos.SAVED_OBJECT_KINDS
-    assert saver_pb2.SaverDef.V2 == protos.SAVER_V2
 
 
 def test_layout_is_what_tensorflow_wrote(family_copy):

@@ -46,9 +46,15 @@ def read_index(data: bytes) -> BundleIndex:
         raise FormatError("failed to seek to header entry: the table's first key is not the empty header key")
     try:
         header = BundleHeader.decode(items[0][1])
-        entries = {key: BundleEntry.decode(value) for key, value in items[1:]}
     except FormatError as exc:
-        raise FormatError(f"unable to parse an entry: {exc}") from exc
+        raise FormatError(f"unable to parse the header entry: {exc}") from exc
+    entries = {}
+    for key, value in items[1:]:
+        try:
+            entries[key] = BundleEntry.decode(value)
+        except FormatError as exc:
+            shown = key.decode("utf-8", errors="backslashreplace")
+            raise FormatError(f"unable to parse the entry of {shown}: {exc}") from exc
     return BundleIndex(header, entries, blocks)
 
 

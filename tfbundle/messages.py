@@ -1,14 +1,16 @@
-"""BundleHeaderProto, BundleEntryProto and TensorSliceProto: parse and serialize byte-exactly.
+"""BundleHeaderProto, BundleEntryProto and TensorSliceProto as plain values, coded by `protobuf`.
 
-Serialization follows proto3 C++: fields in number order, zero scalars omitted, and `shape`
-always present because BundleWriter sets it through `mutable_shape()`.
+Serialization is protobuf's (fields in number order, proto3 zero scalars omitted), which is what
+TensorFlow's C++ writes; `shape` is always present because BundleWriter sets it through
+`mutable_shape()`. These messages are closed (every field BundleWriter may write is declared), so
+decoding rejects both a wrong wire type and a field TensorFlow does not write, in every part read.
 """
 
 from dataclasses import dataclass, field
 
 from .errors import FormatError
-from .varint import to_signed64
-from .wire import bytes_field, fields, first, fixed32_field, packed_or_repeated_varints, varint_field
+from .protos import tensor_bundle_pb2 as pb
+from .schema import check, check_tree, parse
 
 
 @dataclass(frozen=True)
@@ -17,28 +19,26 @@ class TensorSlice:
 
     extents: tuple
 
-    def encode(self) -> bytes:
-        out = b""
+    def to_proto(self, proto: pb.TensorSliceProto | None = None) -> pb.TensorSliceProto:
+        proto = pb.TensorSliceProto() if proto is None else proto
         for extent in self.extents:
-            body = b""
+            item = proto.extent.add()
             if extent is not None:
-                start, length = extent
-                if start:
-                    body += varint_field(1, start)
-                body += varint_field(2, length)
-            out += bytes_field(1, body)
-        return out
+                item.start, item.length = extent
+        return proto
+
+    @classmethod
+    def from_proto(cls, proto: pb.TensorSliceProto) -> "TensorSlice":
+        check(proto, closed=True)
+        return cls(tuple((e.start, e.length) if check(e, closed=True).HasField("length") else None
+                         for e in proto.extent))
+
+    def encode(self) -> bytes:
+        return self.to_proto().SerializeToString()
 
     @classmethod
     def decode(cls, buf: bytes) -> "TensorSlice":
-        extents = []
-        for raw in fields(buf).get(1, []):
-            ext = fields(raw)
-            if 2 in ext:
-                extents.append((to_signed64(first(ext, 1, 0)), to_signed64(first(ext, 2))))
-            else:
-                extents.append(None)
-        return cls(tuple(extents))
+        return cls.from_proto(parse(pb.TensorSliceProto, buf))
 
     def shape_within(self, full_shape) -> tuple:
         return tuple(full if ext is None else ext[1] for ext, full in zip(self.extents, full_shape))
@@ -55,31 +55,25 @@ class BundleEntry:
     slices: tuple = field(default_factory=tuple)
 
     def encode(self) -> bytes:
-        out = varint_field(1, self.dtype) if self.dtype else b""
-        out += bytes_field(2, encode_shape(self.shape))
-        if self.shard_id:
-            out += varint_field(3, self.shard_id)
-        if self.offset:
-            out += varint_field(4, self.offset)
-        if self.size:
-            out += varint_field(5, self.size)
-        if self.crc32c:
-            out += fixed32_field(6, self.crc32c)
+        proto = pb.BundleEntryProto(dtype=self.dtype, shard_id=self.shard_id, offset=self.offset, size=self.size,
+                                    crc32c=self.crc32c)
+        proto.shape.SetInParent()
+        proto.shape.dim.extend(pb.TensorShapeProto.Dim(size=size) for size in self.shape)
         for piece in self.slices:
-            out += bytes_field(7, piece.encode())
-        return out
+            piece.to_proto(proto.slices.add())
+        return proto.SerializeToString()
 
     @classmethod
     def decode(cls, buf: bytes) -> "BundleEntry":
-        f = fields(buf)
+        proto = check(parse(pb.BundleEntryProto, buf), closed=True)   # its parts are checked as they are read
         return cls(
-            dtype=first(f, 1, 0),
-            shape=decode_shape(first(f, 2, b"")),
-            shard_id=first(f, 3, 0),
-            offset=first(f, 4, 0),
-            size=first(f, 5, 0),
-            crc32c=first(f, 6, 0),
-            slices=tuple(TensorSlice.decode(s) for s in f.get(7, [])),
+            dtype=proto.dtype,
+            shape=shape_of(proto.shape),
+            shard_id=proto.shard_id,
+            offset=proto.offset,
+            size=proto.size,
+            crc32c=proto.crc32c,
+            slices=tuple(TensorSlice.from_proto(s) for s in proto.slices),
         )
 
 
@@ -92,38 +86,26 @@ class BundleHeader:
     bad_consumers: tuple = ()
 
     def encode(self) -> bytes:
-        out = varint_field(1, self.num_shards) if self.num_shards else b""
-        if self.endianness:
-            out += varint_field(2, self.endianness)
-        version = varint_field(1, self.producer) if self.producer else b""
-        if self.min_consumer:
-            version += varint_field(2, self.min_consumer)
-        for bad in self.bad_consumers:
-            version += varint_field(3, bad)
-        return out + bytes_field(3, version)
+        proto = pb.BundleHeaderProto(num_shards=self.num_shards, endianness=self.endianness)
+        proto.version.SetInParent()
+        proto.version.producer, proto.version.min_consumer = self.producer, self.min_consumer
+        proto.version.bad_consumers.extend(self.bad_consumers)
+        return proto.SerializeToString()
 
     @classmethod
     def decode(cls, buf: bytes) -> "BundleHeader":
-        f = fields(buf)
-        version = fields(first(f, 3, b""))
+        proto = check_tree(parse(pb.BundleHeaderProto, buf), closed=True)
         return cls(
-            num_shards=first(f, 1, 0),
-            endianness=first(f, 2, 0),
-            producer=first(version, 1, 0),
-            min_consumer=first(version, 2, 0),
-            bad_consumers=tuple(packed_or_repeated_varints(version, 3)),
+            num_shards=proto.num_shards,
+            endianness=proto.endianness,
+            producer=proto.version.producer,
+            min_consumer=proto.version.min_consumer,
+            bad_consumers=tuple(proto.version.bad_consumers),
         )
 
 
-def encode_shape(shape) -> bytes:
-    out = b""
-    for size in shape:
-        out += bytes_field(2, varint_field(1, size) if size else b"")
-    return out
-
-
-def decode_shape(buf: bytes) -> tuple:
-    f = fields(buf)
-    if first(f, 3, 0):
+def shape_of(proto: pb.TensorShapeProto) -> tuple:
+    check(proto, closed=True)
+    if proto.unknown_rank:
         raise FormatError("tensor shape of unknown rank in a checkpoint entry")
-    return tuple(to_signed64(first(fields(dim), 1, 0)) for dim in f.get(2, []))
+    return tuple(check(dim, closed=True).size for dim in proto.dim)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from . import crc
 from .errors import FormatError
+from .protos.trackable_object_graph_pb2 import TrackableObjectGraph
+from .schema import check_tree, parse
 from .source import ByteSource
 from .varint import encode_varint
-from .wire import fields, first
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 DEFAULT_MAX_SCAN = 256 << 20
@@ -64,23 +65,17 @@ def _text(raw: bytes) -> str:
 
 
 def parse_object_graph(payload: bytes) -> ObjectGraph:
+    """Decode a TrackableObjectGraph; a wrong wire type in any field it declares is a FormatError."""
+    proto = check_tree(parse(TrackableObjectGraph, payload))
     nodes = []
-    for raw_node in fields(payload).get(1, []):
-        f = fields(raw_node)
-        node = TrackableNode()
-        for ref in f.get(1, []):
-            r = fields(ref)
-            node.children.append((first(r, 1, 0), _text(first(r, 2, b""))))
-        for attr in f.get(2, []):
-            a = fields(attr)
-            node.attributes.append(SerializedTensor(
-                _text(first(a, 1, b"")), _text(first(a, 2, b"")), _text(first(a, 3, b"")), bool(first(a, 4, 0))))
-        for slot in f.get(3, []):
-            s = fields(slot)
-            node.slot_variables.append((first(s, 1, 0), _text(first(s, 2, b"")), first(s, 3, 0)))
-        saver = first(f, 4)
-        if saver:
-            node.registered_saver = _text(first(fields(saver), 1, b""))
+    for raw in proto.nodes:
+        node = TrackableNode(
+            children=[(ref.node_id, _text(ref.local_name)) for ref in raw.children],
+            attributes=[SerializedTensor(_text(a.name), _text(a.full_name), _text(a.checkpoint_key), a.optional_restore)
+                        for a in raw.attributes],
+            slot_variables=[(s.original_variable_node_id, _text(s.slot_name), s.slot_variable_node_id)
+                            for s in raw.slot_variables],
+            registered_saver=_text(raw.registered_saver.name))
         nodes.append(node)
     return ObjectGraph(nodes)
 

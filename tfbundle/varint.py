@@ -1,4 +1,9 @@
-"""Base-128 varints as protobuf and LevelDB write them (int64 negatives as 10 bytes)."""
+"""Base-128 varints as LevelDB tables and string tensors write them (int64 negatives as 10 bytes).
+
+Protobuf messages are coded by the `protobuf` package (tfbundle.schema); these varints are the
+ones outside any message: SSTable block entries and handles, string-tensor lengths, the length
+header of the object-graph tensor.
+"""
 
 from .errors import FormatError
 
