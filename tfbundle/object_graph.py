@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from . import crc
 from .errors import FormatError
 from .protos.trackable_object_graph_pb2 import TrackableObjectGraph
-from .schema import check_tree, parse
+from .schema import check, parse
 from .source import ByteSource
 from .varint import encode_varint
 
@@ -65,17 +65,19 @@ def _text(raw: bytes) -> str:
 
 
 def parse_object_graph(payload: bytes) -> ObjectGraph:
-    """Decode a TrackableObjectGraph; a wrong wire type in any field it declares is a FormatError."""
-    proto = check_tree(parse(TrackableObjectGraph, payload))
+    """Decode a TrackableObjectGraph; a wrong wire type in any field read is a FormatError."""
+    proto = check(parse(TrackableObjectGraph, payload))
     nodes = []
     for raw in proto.nodes:
+        check(raw)
         node = TrackableNode(
-            children=[(ref.node_id, _text(ref.local_name)) for ref in raw.children],
-            attributes=[SerializedTensor(_text(a.name), _text(a.full_name), _text(a.checkpoint_key), a.optional_restore)
-                        for a in raw.attributes],
-            slot_variables=[(s.original_variable_node_id, _text(s.slot_name), s.slot_variable_node_id)
-                            for s in raw.slot_variables],
-            registered_saver=_text(raw.registered_saver.name))
+            children=[(check(ref).node_id, _text(ref.local_name)) for ref in raw.children],
+            attributes=[SerializedTensor(_text(check(a).name), _text(a.full_name), _text(a.checkpoint_key),
+                                         a.optional_restore) for a in raw.attributes],
+            slot_variables=[(check(s).original_variable_node_id, _text(s.slot_name), s.slot_variable_node_id)
+                            for s in raw.slot_variables])
+        if raw.HasField("registered_saver"):
+            node.registered_saver = _text(check(raw.registered_saver).name)
         nodes.append(node)
     return ObjectGraph(nodes)
 
