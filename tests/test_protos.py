@@ -9,11 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recovery.classify import OrphanTask
 from recovery.protos import read_meta_graph, saved_model_pb2, saved_objects
 from recovery.sources.savedmodel import savedmodel_layouts
-from tfbundle import FormatError, locate_object_graph, parse_object_graph, read_index
+from tfbundle import BundleHeader, FormatError, locate_object_graph, parse_object_graph, read_index
 from tfbundle.protos import tensor_bundle_pb2, trackable_object_graph_pb2
 from tfbundle.source import ByteSource
 from tfbundle.table import build_table, read_table
@@ -285,3 +287,25 @@ def test_a_wrong_wire_type_in_a_meta_graph_is_a_format_error(family_copy):
 def test_bytes_that_are_no_message_are_a_format_error():
     with pytest.raises(FormatError, match="not a valid SavedModel"):
         saved_objects(b"\x12\xff\xff\xff\x0f")     # meta_graphs claims 4 GiB
+
+
+# --- the header, encoded as TensorFlow's protobuf encodes it --------------------------------------
+
+INT32 = st.integers(-(2 ** 31), 2 ** 31 - 1)
+
+
+@pytest.mark.tf
+@settings(max_examples=100, deadline=None)
+@given(st.builds(BundleHeader, num_shards=INT32, endianness=st.integers(0, 1), producer=INT32, min_consumer=INT32,
+                 bad_consumers=st.lists(INT32, max_size=4).map(tuple)))
+def test_header_encoding_equals_tensorflows_serialization(header):
+    """Including bad_consumers, which proto3 packs (the hand encoder before this wrote them unpacked)."""
+    from tensorflow.core.protobuf import tensor_bundle_pb2 as tf_bundle
+
+    proto = tf_bundle.BundleHeaderProto(num_shards=header.num_shards, endianness=header.endianness)
+    proto.version.SetInParent()
+    proto.version.producer, proto.version.min_consumer = header.producer, header.min_consumer
+    proto.version.bad_consumers.extend(header.bad_consumers)
+    serialized = proto.SerializeToString(deterministic=True)
+    assert header.encode() == serialized
+    assert BundleHeader.decode(serialized) == header
