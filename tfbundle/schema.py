@@ -71,7 +71,3 @@ def check_tree(message, closed: bool = False):
             check_tree(child, closed)
     return message
 
-
-def parse_checked(message_class, data: bytes, closed: bool = False):
-    """Parse and `check_tree`: for messages small enough to check whole."""
-    return check_tree(parse(message_class, data), closed)
