@@ -27,8 +27,12 @@ def add_arguments(parser):
                         help="on a healthy checkpoint: rebuild while ignoring its index and compare byte for byte")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
-    parser.add_argument("--no-tf-check", action="store_true",
-                        help="skip the final read of every tensor through TensorFlow")
+    parser.add_argument("--tf-check", choices=("sample", "full", "off"), default="sample",
+                        help="TensorFlow's final check where it is installed: parse the index and read a sample "
+                             "(strings, variants, each dtype, every shard's ends; default), read every tensor "
+                             "(full), or skip it (off)")
+    parser.add_argument("--no-tf-check", dest="tf_check", action="store_const", const="off",
+                        help="same as --tf-check off")
 
 
 def run(args) -> int:
@@ -61,7 +65,7 @@ def run(args) -> int:
             print(f"  also: {refusal}", file=sys.stderr)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
-    judged = _tf_judge(fs, ctx, outcome.index_bytes, args.no_tf_check)
+    judged = _tf_judge(fs, ctx, outcome.index_bytes, args.tf_check)
     if judged is not None:
         ok, message = judged
         if not ok:
@@ -86,12 +90,12 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _tf_judge(fs, ctx, index_bytes, skip: bool):
-    from .tf_judge import tensorflow_available, tf_reads_every_tensor
+def _tf_judge(fs, ctx, index_bytes, mode: str):
+    from .tf_judge import tensorflow_available, tf_reads
 
-    if skip or not storage.is_local(fs) or not tensorflow_available():
+    if mode == "off" or not storage.is_local(fs) or not tensorflow_available():
         return None
-    return tf_reads_every_tensor([d.path for d in ctx.data_files], index_bytes)
+    return tf_reads([d.path for d in ctx.data_files], index_bytes, mode)
 
 
 def _rehearse(fs, prefix, layouts) -> int:
