@@ -15,6 +15,7 @@ from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
 
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
+from .progress import Progress
 from .registry_args import add_registry_arguments, registry_layouts_from_args
 
 
@@ -58,7 +59,9 @@ def run(args) -> int:
         return EXIT_ATTENTION
     except FileNotFoundError:
         raise UsageError(f"no such directory: {storage.display(fs, storage.parent(prefix))}") from None
-    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite)
+    progress = Progress(sum(d.size for d in ctx.data_files), f"rebuilding {storage.display(fs, prefix)}")
+    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress)
+    progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:
@@ -102,7 +105,11 @@ def _rehearse(fs, prefix, layouts) -> int:
     if not storage.fresh_exists(fs, index_filename(prefix)):
         raise UsageError(f"--rehearse needs a healthy checkpoint, and {storage.display(fs, prefix)}.index does not "
                          "exist; to rebuild it, drop --rehearse")
-    result = rehearse(fs, prefix, registry_layouts=layouts)
+    total = sum(info["size"] for info in fs.ls(storage.parent(prefix), detail=True)
+                if info["name"].startswith(prefix + ".data-"))
+    progress = Progress(total, f"rehearsing {storage.display(fs, prefix)}")
+    result = rehearse(fs, prefix, registry_layouts=layouts, on_bytes=progress)
+    progress.finish()
     print(f"rehearsal of {storage.display(fs, prefix)}: {result.verdict}")
     print(f"  {result.detail}")
     if result.outcome is not None:
