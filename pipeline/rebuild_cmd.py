@@ -52,6 +52,15 @@ def run(args) -> int:
         print(f"{storage.display(fs, index_path)} exists and reads fine: nothing to rebuild "
               "(use --rehearse to prove it recoverable)")
         return EXIT_OK
+    judge = _start_judge(fs, args.tf_check)
+    try:
+        return _rebuild(fs, prefix, layouts, args, judge)
+    finally:
+        if judge is not None:
+            judge.cancel()
+
+
+def _rebuild(fs, prefix, layouts, args, judge) -> int:
     try:
         ctx = open_orphan(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template)
     except NotRebuildable as exc:
@@ -68,7 +77,7 @@ def run(args) -> int:
             print(f"  also: {refusal}", file=sys.stderr)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
-    judged = _tf_judge(fs, ctx, outcome.index_bytes, args.tf_check)
+    judged = judge.judge([d.path for d in ctx.data_files], outcome.index_bytes) if judge is not None else None
     if judged is not None:
         ok, message = judged
         if not ok:
@@ -93,12 +102,13 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _tf_judge(fs, ctx, index_bytes, mode: str):
-    from .tf_judge import tensorflow_available, tf_reads
+def _start_judge(fs, mode: str):
+    """TensorFlow's check, importing TensorFlow in its own process while the rebuild runs; None when off."""
+    from .tf_judge import start_judge, tensorflow_available
 
     if mode == "off" or not storage.is_local(fs) or not tensorflow_available():
         return None
-    return tf_reads([d.path for d in ctx.data_files], index_bytes, mode)
+    return start_judge(mode)
 
 
 def _rehearse(fs, prefix, layouts) -> int:

@@ -9,9 +9,16 @@ read + CRC). By default TensorFlow parses the index and reads a sample that exer
 the index it could disagree with: every string and variant tensor (their in-band layouts), the
 smallest tensor of every dtype, and the tensors at both ends of every shard (offsets and shard ids),
 within a byte budget. `full` reads every tensor.
+
+TensorFlow's import (seconds, hundreds of MB) dwarfs the rebuild itself, so `BackgroundJudge`
+imports it in a separate process while the rebuild streams the data, and hands it the index only
+when there is one to judge: on two cores the two overlap instead of adding up.
 """
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -126,3 +133,73 @@ def tf_reads(data_paths: list[str], index_bytes: bytes, mode: str = SAMPLE) -> t
 def tf_reads_every_tensor(data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
     """The full check: every tensor read (and CRC-checked) by TensorFlow."""
     return tf_reads(data_paths, index_bytes, FULL)
+
+
+class InProcessJudge:
+    """Where TensorFlow is imported already (a notebook, the tests) a child would only import it again."""
+
+    def __init__(self, mode: str = SAMPLE):
+        self.mode = mode
+
+    def judge(self, data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
+        return tf_reads(data_paths, index_bytes, self.mode)
+
+    def cancel(self) -> None:
+        pass
+
+
+def start_judge(mode: str = SAMPLE):
+    """The cheapest way to TensorFlow's verdict from here: in this process if it is loaded, else a child."""
+    return InProcessJudge(mode) if "tensorflow" in sys.modules else BackgroundJudge(mode)
+
+
+class BackgroundJudge:
+    """TensorFlow's check in a child process that starts importing TensorFlow at once.
+
+    `judge()` sends it the data paths and the rebuilt index and waits for the verdict; `cancel()`
+    ends it when there is nothing to judge. The child reads one request and exits.
+    """
+
+    def __init__(self, mode: str = SAMPLE):
+        self.mode = mode
+        self._child = subprocess.Popen([sys.executable, "-m", "pipeline.tf_judge"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def judge(self, data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
+        with tempfile.NamedTemporaryFile(prefix="ckpt-rescue-judged-", suffix=".index") as index_file:
+            index_file.write(index_bytes)
+            index_file.flush()
+            request = {"data_paths": [os.path.abspath(p) for p in data_paths], "index_path": index_file.name,
+                       "mode": self.mode}
+            out, err = self._child.communicate(json.dumps(request) + "\n")
+        if self._child.returncode != 0 or not out.strip():
+            last = err.strip().splitlines()[-1] if err.strip() else "no answer"
+            return False, f"TensorFlow's check did not run: {last}"
+        answer = json.loads(out.strip().splitlines()[-1])
+        return answer["ok"], answer["message"]
+
+    def cancel(self) -> None:
+        if self._child.returncode is not None:
+            return                      # judged already
+        self._child.kill()
+        self._child.communicate()
+
+
+def _serve() -> int:
+    """Child side of BackgroundJudge: import TensorFlow now, then judge the one request on stdin."""
+    from .tensorflow_env import import_tensorflow
+
+    import_tensorflow()
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    request = json.loads(line)
+    with open(request["index_path"], "rb") as f:
+        index_bytes = f.read()
+    ok, message = tf_reads(request["data_paths"], index_bytes, request["mode"])
+    print(json.dumps({"ok": ok, "message": message}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_serve())

@@ -83,3 +83,22 @@ def test_the_sample_reads_far_less_than_everything_and_still_catches_a_sampled_c
     damaged = _crc_damaged(read_index(true_bytes), outside)
     assert tf_reads(paths, damaged)[0]
     assert not tf_reads(paths, damaged, "full")[0]
+
+
+def test_the_background_judge_gives_the_same_verdicts(pristine_family):
+    """TensorFlow imported in a child process while the rebuild runs: same answers as in-process."""
+    from pipeline.tf_judge import BackgroundJudge
+
+    family = pristine_family("sharded")
+    with open(index_filename(family.prefix), "rb") as f:
+        true_bytes = f.read()
+    index = read_index(true_bytes)
+    paths = _data_paths(family.prefix, index.header.num_shards)
+    ok, message = BackgroundJudge().judge(paths, true_bytes)
+    assert ok and "parsed the rebuilt index" in message, message
+    key = next(k for k, e in index.data_entries() if e.size)
+    ok, message = BackgroundJudge("full").judge(paths, _crc_damaged(read_index(true_bytes), key))
+    assert not ok and "checksum" in message.lower(), message
+    idle = BackgroundJudge()
+    idle.cancel()
+    assert idle._child.returncode is not None
