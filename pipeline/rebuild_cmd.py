@@ -15,6 +15,7 @@ from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
 
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
+from .progress import Progress
 from .registry_args import add_registry_arguments, registry_layouts_from_args
 
 
@@ -27,8 +28,12 @@ def add_arguments(parser):
                         help="on a healthy checkpoint: rebuild while ignoring its index and compare byte for byte")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
-    parser.add_argument("--no-tf-check", action="store_true",
-                        help="skip the final read of every tensor through TensorFlow")
+    parser.add_argument("--tf-check", choices=("sample", "full", "off"), default="sample",
+                        help="TensorFlow's final check where it is installed: parse the index and read a sample "
+                             "(strings, variants, each dtype, every shard's ends; default), read every tensor "
+                             "(full), or skip it (off)")
+    parser.add_argument("--no-tf-check", dest="tf_check", action="store_const", const="off",
+                        help="same as --tf-check off")
 
 
 def run(args) -> int:
@@ -47,6 +52,15 @@ def run(args) -> int:
         print(f"{storage.display(fs, index_path)} exists and reads fine: nothing to rebuild "
               "(use --rehearse to prove it recoverable)")
         return EXIT_OK
+    judge = _start_judge(fs, args.tf_check)
+    try:
+        return _rebuild(fs, prefix, layouts, args, judge)
+    finally:
+        if judge is not None:
+            judge.cancel()
+
+
+def _rebuild(fs, prefix, layouts, args, judge) -> int:
     try:
         ctx = open_orphan(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template)
     except NotRebuildable as exc:
@@ -54,14 +68,16 @@ def run(args) -> int:
         return EXIT_ATTENTION
     except FileNotFoundError:
         raise UsageError(f"no such directory: {storage.display(fs, storage.parent(prefix))}") from None
-    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite)
+    progress = Progress(sum(d.size for d in ctx.data_files), f"rebuilding {storage.display(fs, prefix)}")
+    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress)
+    progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
-    judged = _tf_judge(fs, ctx, outcome.index_bytes, args.no_tf_check)
+    judged = judge.judge([d.path for d in ctx.data_files], outcome.index_bytes) if judge is not None else None
     if judged is not None:
         ok, message = judged
         if not ok:
@@ -86,19 +102,24 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _tf_judge(fs, ctx, index_bytes, skip: bool):
-    from .tf_judge import tensorflow_available, tf_reads_every_tensor
+def _start_judge(fs, mode: str):
+    """TensorFlow's check, importing TensorFlow in its own process while the rebuild runs; None when off."""
+    from .tf_judge import start_judge, tensorflow_available
 
-    if skip or not storage.is_local(fs) or not tensorflow_available():
+    if mode == "off" or not storage.is_local(fs) or not tensorflow_available():
         return None
-    return tf_reads_every_tensor([d.path for d in ctx.data_files], index_bytes)
+    return start_judge(mode)
 
 
 def _rehearse(fs, prefix, layouts) -> int:
     if not storage.fresh_exists(fs, index_filename(prefix)):
         raise UsageError(f"--rehearse needs a healthy checkpoint, and {storage.display(fs, prefix)}.index does not "
                          "exist; to rebuild it, drop --rehearse")
-    result = rehearse(fs, prefix, registry_layouts=layouts)
+    total = sum(info["size"] for info in fs.ls(storage.parent(prefix), detail=True)
+                if info["name"].startswith(prefix + ".data-"))
+    progress = Progress(total, f"rehearsing {storage.display(fs, prefix)}")
+    result = rehearse(fs, prefix, registry_layouts=layouts, on_bytes=progress)
+    progress.finish()
     print(f"rehearsal of {storage.display(fs, prefix)}: {result.verdict}")
     print(f"  {result.detail}")
     if result.outcome is not None:

@@ -70,14 +70,14 @@ class Rehearsal:
     outcome: RebuildOutcome | None = None
 
 
-def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None) -> Rehearsal:
+def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None, on_bytes=None) -> Rehearsal:
     """Rebuild a healthy checkpoint's index while ignoring it, and compare byte for byte."""
     own = storage.read_bytes(fs, index_filename(prefix))
     try:
         ctx = open_orphan(fs, prefix, listing, registry_layouts, ignore_own_index=True)
     except NotRebuildable as exc:
         return Rehearsal("refused", str(exc))
-    outcome = rebuild(ctx, sources)
+    outcome = rebuild(ctx, sources, on_bytes=on_bytes)
     if outcome.index_bytes is None:
         return Rehearsal("refused", outcome.reason, outcome)
     if outcome.index_bytes == own:

@@ -16,7 +16,7 @@ def test_rebuild_writes_the_missing_index_in_place(family_copy, capsys):
     assert main(["rebuild", family.prefix]) == 0
     out = capsys.readouterr().out
     assert "from sibling ckpt-2" in out
-    assert "TensorFlow" in out and "read all" in out
+    assert "TensorFlow" in out and "parsed the rebuilt index" in out
     with open(index_filename(family.prefix), "rb") as f:
         assert f.read() == original
     # Re-running is idempotent: the index is there and healthy, nothing to do.
@@ -85,3 +85,12 @@ def test_usage_errors_exit_2(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "needs a healthy checkpoint" in result.stderr
+
+
+def test_tf_check_full_reads_every_tensor_and_off_skips_it(family_copy, capsys):
+    family = family_copy("keras3_adam")
+    orphan(family.prefix)
+    assert main(["rebuild", family.prefix, "--tf-check", "full", "--output", family.prefix + ".full.index"]) == 0
+    assert "read all" in capsys.readouterr().out
+    assert main(["rebuild", family.prefix, "--no-tf-check", "--output", family.prefix + ".off.index"]) == 0
+    assert "TensorFlow" not in capsys.readouterr().out

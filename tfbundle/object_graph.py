@@ -15,6 +15,9 @@ from .varint import encode_varint
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 DEFAULT_MAX_SCAN = 256 << 20
+# Every TF2 checkpoint key ends in `<attribute path>/.ATTRIBUTES/<name>`; the last nodes of a
+# graph (its leaves, written last) are variables that carry such keys.
+GRAPH_TAIL_MARKER = b"/.ATTRIBUTES/"
 
 
 @dataclass
@@ -98,7 +101,10 @@ def _check_candidate(tail: bytes, tail_start: int, file_size: int, length: int):
 def locate_object_graph(source: ByteSource, max_scan: int = DEFAULT_MAX_SCAN) -> LocatedObjectGraph | None:
     """Scan back from EOF for the trailing object graph; None when the file has none (TF1, or not a bundle).
 
-    Reads a growing tail window (1 MiB, x8 up to `max_scan`), so a TF1 file costs one bounded scan.
+    Reads a 1 MiB tail first. Only when that tail looks like the end of a TrackableObjectGraph
+    (its checkpoint keys carry `/.ATTRIBUTES/`) but no graph starts inside it does the window grow
+    (x8 up to `max_scan`): a TF2 model with a graph over 1 MiB is still found, and a TF1 file, whose
+    tail is tensor bytes, costs one 1 MiB read per shard.
     """
     size = source.size
     limit = min(size, max_scan)
@@ -120,7 +126,7 @@ def locate_object_graph(source: ByteSource, max_scan: int = DEFAULT_MAX_SCAN) ->
                 found = _parse_located(tail, tail_start, start, size, length)
                 if found:
                     return found
-        if window >= limit:
+        if window >= limit or GRAPH_TAIL_MARKER not in tail:
             break
         # A payload starting within 14 bytes of the window edge had its header cut off: try it again.
         unexamined_below = tail_start + 14
