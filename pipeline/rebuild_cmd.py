@@ -59,6 +59,7 @@ def run(args) -> int:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
+        _print_evidence(outcome.evidence, sys.stderr)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
     judged = _tf_judge(fs, ctx, outcome.index_bytes, args.no_tf_check)
@@ -82,8 +83,22 @@ def run(args) -> int:
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
     for check in checks:
         print(f"  ok  {check}")
+    _print_evidence(outcome.evidence, sys.stdout, confirmed=False)
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
+
+
+def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
+    """What the layout rests on (unless the checks were just printed), and what remains unproven."""
+    if evidence is None:
+        return
+    if confirmed:
+        for line in evidence.confirmed:
+            print(f"  ok  {line}", file=stream)
+    else:
+        print(f"  evidence: {evidence.summary()}", file=stream)
+    for line in evidence.cannot_confirm:
+        print(f"  cannot confirm: {line}", file=stream)
 
 
 def _tf_judge(fs, ctx, index_bytes, skip: bool):

@@ -349,7 +349,7 @@ def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> 
     graph = ctx.graph_tensor
     if graph is None:
         return None
-    checked = False
+    checked, identical = False, []
     for layout in layouts:
         reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
         if reference is None:
@@ -357,8 +357,7 @@ def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> 
         checked = True
         size, crc = reference
         if (size, crc) == (graph.size, graph.masked_crc):
-            plan.checks.append(f"object graph identical to the one {layout.source} holds "
-                               f"({size} bytes, CRC {crc:#010x})")
+            identical.append(layout.source)
             continue
         payload = layout.reference_graph if layout.reference_graph is not None else _reference_graph(layout)
         if payload is None:
@@ -376,6 +375,10 @@ def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> 
                            f"them differ: {difference.where}")
         plan.cannot_confirm.append(f"the object graph's variable names ({difference.where}): no reference holds "
                                    "these exact bytes")
+    if identical:
+        holds = "holds" if len(identical) == 1 else "hold"
+        plan.checks.append(f"object graph identical to the one {' and '.join(identical)} {holds} "
+                           f"({graph.size} bytes, CRC {graph.masked_crc:#010x})")
     if not checked and plan.layout.expected_fingerprint is None:
         plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
     return None
