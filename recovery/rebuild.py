@@ -414,6 +414,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> 
     holds sizes, not shapes, so two fitting sources that disagree cannot be told apart by it.
     """
     refusals, fitted = [], []
+    ctx.fitted_sources = []
     for candidate in candidate_layouts(ctx, sources):
         if isinstance(candidate, Refusal):
             refusals.append(candidate)
@@ -442,7 +443,9 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> 
     for other in fitted:
         for spec_key, (size, crc) in other.layout.reference_crcs.items():
             plan.references.setdefault(spec_key, []).append((size, crc, other.layout.source))
-    plan.cannot_confirm.extend(ctx.notes)
+    for note in [*plan.layout.notes, *ctx.notes]:
+        if note not in plan.cannot_confirm:
+            plan.cannot_confirm.append(note)
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite
     return plan

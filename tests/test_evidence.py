@@ -5,6 +5,7 @@ Every checkpoint here is written by TensorFlow during the session; damage is a f
 zeroed counter in a copy, never a mocked check.
 """
 
+import json
 import os
 import shutil
 
@@ -117,6 +118,44 @@ def test_an_intact_object_graph_is_confirmed_by_the_reference(family_copy, tmp_p
     outcome = assert_rebuilt_identically(context(family.prefix, **options), None, original, values)
     assert any(c.startswith("object graph identical to the one") for c in outcome.evidence.confirmed)
     assert OBJECT_GRAPH_KEY in outcome.evidence.matched_keys
+
+
+def _strip_layout_file(registry_dir, name: str, fields: tuple) -> dict:
+    """Remove what `register` now writes, as a layout file from before would lack it; reload the registry."""
+    path = registry_dir / "layouts" / f"{name}.json"
+    doc = json.loads(path.read_text())
+    assert "object_graph_payload" in doc and all("crc32c" in t and "size" in t for t in doc["tensors"])
+    if "object_graph_payload" in fields:
+        del doc["object_graph_payload"]
+    for tensor in doc["tensors"] if "crc32c" in fields else ():
+        del tensor["crc32c"], tensor["size"]
+    path.write_text(json.dumps(doc))
+    return load_registry(str(registry_dir / "architectures.yaml")).layouts()
+
+
+def test_layout_files_without_references_still_load_and_rebuild(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    _register(tmp_path, "adam", family.siblings[-1])
+    layouts = _strip_layout_file(tmp_path, "adam", ("object_graph_payload", "crc32c"))
+    values = tensor_values(family.prefix)
+    original = orphan(family.prefix)
+    outcome = assert_rebuilt_identically(context(family.prefix, registry_layouts=layouts, arch="adam"), None,
+                                         original, values)
+    assert outcome.evidence.reference_matched == 0
+    assert any("the object graph's bytes: no source holds" in c for c in outcome.evidence.cannot_confirm)
+
+
+def test_a_registered_graph_crc_without_its_bytes_still_refuses_a_flipped_graph(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    _register(tmp_path, "adam", family.siblings[-1])
+    layouts = _strip_layout_file(tmp_path, "adam", ("object_graph_payload",))
+    orphan(family.prefix)
+    _flip_in_graph(family.prefix, *FLIPS["child name"])
+    outcome = rebuild(context(family.prefix, registry_layouts=layouts, arch="adam"))
+    assert outcome.status == UNRECOVERABLE
+    reference = read_index(open(index_filename(family.siblings[-1]), "rb").read()).entries[OBJECT_GRAPH_KEY.encode()]
+    assert (f"differs from the one registered `adam` holds ({reference.size} bytes, CRC {reference.crc32c:#010x})"
+            in outcome.reason)
 
 
 def test_a_damaged_graph_without_a_parse_shows_the_byte(tmp_path):
