@@ -471,7 +471,8 @@ def _cross_checked(plan: RebuildPlan, fitted: list) -> None:
     if len(sources) > 1:
         plan.checks.append(f"{len(sources)} sources agree on every key, dtype, shape and offset: {', '.join(sources)}")
     kinds = {p.layout.kind for p in fitted}
-    declared = [p.layout.source for p in fitted if p.layout.kind in DECLARED_SHAPE_KINDS]
+    declared = [p.layout.source for p in fitted if p.layout.kind in DECLARED_SHAPE_KINDS
+                and not (p.layout.kind == "meta-graph" and p.layout.origin)]   # another step's .meta: not this one's
     if declared:
         plan.checks.append(f"shapes as the model declares them ({declared[0]})")
     elif "part-index" not in kinds:

@@ -381,6 +381,35 @@ def test_a_transposed_sibling_and_a_registry_that_knows_the_shape_are_refused_na
     assert not os.path.exists(index_filename(prefix))
 
 
+def _tf1_model(directory: str, step: int, shape: tuple) -> str:
+    tf = _tf()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        v1.get_variable("w", list(shape), initializer=v1.random_normal_initializer(seed=step))
+        global_step = v1.train.get_or_create_global_step()
+        saver = v1.train.Saver()
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            session.run(global_step.assign(step))
+            return saver.save(session, os.path.join(directory, "model.ckpt"), global_step=step)
+
+
+def test_a_transposed_tf1_sibling_and_the_orphans_own_meta_graph_are_refused_naming_both(tmp_path):
+    """TF1: model.ckpt-100 from another graph (w [16,8]) beside model.ckpt-200 whose .meta says [8,16]."""
+    _tf1_model(str(tmp_path), 100, (16, 8))
+    prefix = _tf1_model(str(tmp_path), 200, (8, 16))
+    orphan(prefix)
+    outcome = rebuild(context(prefix))
+    assert outcome.status == UNRECOVERABLE
+    assert "sibling model.ckpt-100" in outcome.reason and "TF1 graph model.ckpt-200.meta" in outcome.reason
+    assert "w float32[16, 8]" in outcome.reason and "w float32[8, 16]" in outcome.reason
+
+    os.remove(prefix + ".meta")          # the sibling alone: rebuilt, and the ambiguity said
+    outcome = rebuild(context(prefix))
+    assert outcome.status == REBUILT
+    assert any("cannot tell [16, 8] from [8, 16]" in c for c in outcome.evidence.cannot_confirm)
+
+
 def test_a_registry_that_agrees_with_the_sibling_confirms_the_shapes(tmp_path):
     prefix, healthy = _transposed_run(str(tmp_path))
     layouts = _register(tmp_path, "model_a", healthy)
