@@ -190,15 +190,17 @@ def _attach_savedmodel_fingerprint(ctx: OrphanContext, layout: Layout) -> None:
 
 
 def _chosen_sources(ctx: OrphanContext) -> list:
-    """--template or --arch first, then the declared-shape sources that apply, as cross-checks."""
+    """--template or --arch first, then the checkpoint's own SavedModel and .meta, as cross-checks.
+
+    Not the registry under --template, nor siblings under --arch: those are what the user chose
+    between when sources disagreed.
+    """
     from .sources.sibling import sibling_layouts
 
-    chosen = [sibling_layouts] if ctx.template else []
-    rest = [s for s in default_sources() if s.__name__ in ("savedmodel_layouts", "meta_graph_layouts",
-                                                            "registry_layouts")]
-    if ctx.arch and not ctx.template:
-        rest.sort(key=lambda s: s.__name__ != "registry_layouts")   # the chosen entry first
-    return chosen + rest
+    own = [s for s in default_sources() if s.__name__ in ("savedmodel_layouts", "meta_graph_layouts")]
+    if ctx.template:
+        return [sibling_layouts] + own
+    return [s for s in default_sources() if s.__name__ == "registry_layouts"] + own
 
 
 # Sources whose shapes are the model's own declaration, not what one other checkpoint happened to hold.
@@ -458,10 +460,21 @@ def _first_disagreement(fitted: list) -> str:
         different = _differing_keys(first, other)
         if not different:
             continue
-        hint = ("pass --arch NAME to choose" if first.layout.kind == other.layout.kind == "registry"
-                else "pass --template or --arch with the source that matches the model")
+        choices = [c for c in (_choice(first.layout), _choice(other.layout)) if c]
+        hint = f": if one is the model's, rebuild with {' or '.join(choices)}" if choices else ""
         return (f"sources disagree: {first.layout.source} and {other.layout.source} both fit these bytes but describe "
-                f"{different}; the data holds sizes, not shapes, so it cannot tell which is right: {hint}")
+                f"{different}; the data holds sizes, not shapes, so it cannot tell which is right{hint}")
+    return ""
+
+
+def _choice(layout: Layout) -> str:
+    """The option that makes `layout` the chosen source (cross-checked then only against the
+    checkpoint's own SavedModel or .meta), or "" for those."""
+    if layout.kind in ("sibling", "template") and layout.origin:
+        fs, prefix = layout.origin
+        return f"--template {storage.display(fs, prefix)}"
+    if layout.kind == "registry" and "`" in layout.source:
+        return f"--arch {layout.source.split('`')[1]}"
     return ""
 
 

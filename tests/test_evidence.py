@@ -371,7 +371,7 @@ def _transposed_run(root) -> tuple[str, str]:
 def test_a_transposed_sibling_and_a_registry_that_knows_the_shape_are_refused_naming_both(tmp_path):
     prefix, healthy = _transposed_run(str(tmp_path))
     layouts = _register(tmp_path, "model_a", healthy)
-    orphan(prefix)
+    original = orphan(prefix)
     outcome = rebuild(context(prefix, registry_layouts=layouts))
     assert outcome.status == UNRECOVERABLE
     assert "sources disagree" in outcome.reason
@@ -379,6 +379,12 @@ def test_a_transposed_sibling_and_a_registry_that_knows_the_shape_are_refused_na
     assert "model/w/.ATTRIBUTES/VARIABLE_VALUE float32[16, 8]" in outcome.reason
     assert "float32[8, 16]" in outcome.reason
     assert not os.path.exists(index_filename(prefix))
+    sibling = os.path.join(os.path.dirname(prefix), "ckpt-1")
+    assert f"rebuild with --template {sibling} or --arch model_a" in outcome.reason
+
+    # The hint works when followed: the registered model's shapes give TensorFlow's own index.
+    chosen = rebuild(context(prefix, registry_layouts=layouts, arch="model_a"))
+    assert chosen.status == REBUILT and chosen.index_bytes == original
 
 
 def _tf1_model(directory: str, step: int, shape: tuple) -> str:
