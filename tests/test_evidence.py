@@ -457,3 +457,34 @@ def test_cli_lists_the_evidence_of_a_rebuild_and_of_a_refusal(family_copy, capsy
     assert "object graph identical to the one sibling ckpt-2 and sibling ckpt-1 hold" in out
     assert "evidence: " in out and " of " in out and "confirmed by a reference CRC" in out
     assert "cannot confirm: " in out
+
+
+# --- 4. Evidence in the audit's records -----------------------------------------------------------
+
+@pytest.mark.slow
+def test_audit_records_carry_the_evidence_of_rebuilds_and_refusals(family_copy, tmp_path):
+    from recovery.report import read_records
+
+    intact, damaged = family_copy("keras3_adam"), family_copy("mixed_dtypes")
+    root = os.path.dirname(os.path.dirname(intact.prefix))
+    assert root == os.path.dirname(os.path.dirname(damaged.prefix))
+    orphan(intact.prefix)
+    orphan(damaged.prefix)
+    start, _ = _graph_payload_start(damaged.prefix)
+    _flip(_data(damaged.prefix), start + _located_graph(damaged.prefix).payload.index(b"\x12\x05words") + 3)
+    report = str(tmp_path) + "-report"      # outside the audited root
+    assert main(["audit", root, "--report-dir", report]) == 1
+    records = {r.prefix: r for r in read_records(report)}
+
+    rebuilt = records[intact.prefix]
+    assert rebuilt.status == "rebuilt"
+    assert rebuilt.evidence["reference_total"] == 16 and rebuilt.evidence["reference_matched"] >= 2
+    assert OBJECT_GRAPH_KEY in rebuilt.evidence["matched_keys"]
+    assert any("cannot tell" in c for c in rebuilt.evidence["cannot_confirm"])
+    assert Evidence(**rebuilt.evidence).summary() in rebuilt.evidence["confirmed"][-1]
+
+    refused = records[damaged.prefix]
+    assert refused.status == "unrecoverable" and "object graph differs" in refused.reason
+    assert "child `words`" in refused.reason and "`wo" in refused.reason
+    assert refused.evidence["confirmed"]          # the fit that did succeed is still said
+    assert not os.path.exists(index_filename(damaged.prefix))
