@@ -227,6 +227,8 @@ def check_counter(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
         return None
     counters = _orphan_counters(ctx, plan)
     if not counters:
+        plan.cannot_confirm.append(f"the step {step} in the name: the data holds no save_counter or global_step "
+                                   "to compare it with")
         return None
     for key, value in counters:
         if value == step:
