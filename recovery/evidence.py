@@ -8,6 +8,7 @@ unproven, for every rebuilt (and, as far as it got, every refused) checkpoint.
 """
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from tfbundle import DT_STRING, DT_VARIANT, FormatError, parse_object_graph
@@ -67,8 +68,9 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
 
     The one difference TensorFlow makes without a change of keys: variable names (`full_name`) that
     Keras and TensorFlow uniquify per process (`adam` in one process, `adam_1` in one that built a
-    second optimizer first). Anything else (a child's name or id, a key, a slot, a byte that does
-    not parse) is damage or another model.
+    second optimizer first), renamed consistently across the whole graph. Anything else (a child's
+    name or id, a key, a slot, one name renamed alone, a byte that does not parse) is damage or
+    another model.
     """
     if reference == orphan:
         return None
@@ -79,7 +81,7 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
     if len(ref_graph.nodes) != len(graph.nodes):
         return GraphDifference(False, f"the reference has {len(ref_graph.nodes)} objects, this data "
                                       f"{len(graph.nodes)}")
-    renamed = []
+    renamed, names = [], []
     for node_id, (ref_node, node) in enumerate(zip(ref_graph.nodes, graph.nodes)):
         if ref_node.children != node.children:
             ref_child, child = _first_pair(ref_node.children, node.children)
@@ -95,6 +97,7 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
             return GraphDifference(False, f"object {node_id}: {len(ref_node.attributes)} attribute(s) in the "
                                           f"reference, {len(node.attributes)} here")
         for ref_attr, attr in zip(ref_node.attributes, node.attributes):
+            names.append((ref_attr.full_name, attr.full_name))
             if ref_attr == attr:
                 continue
             for name in ("name", "checkpoint_key", "optional_restore"):
@@ -109,9 +112,35 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
     if not renamed:
         # Equal as far as this reader parses them: the difference is in a field it does not read.
         return GraphDifference(False, f"{_first_byte(reference, orphan)}, in a field ckpt-rescue does not parse")
+    inconsistent = _inconsistent_renaming(names)
+    if inconsistent:
+        return GraphDifference(False, inconsistent)
     ref_name, name = renamed[0]
     return GraphDifference(True, f"only variable names differ, by the suffix TensorFlow adds to uniquify names "
                                  f"within one process ({ref_name!r} there, {name!r} here; {len(renamed)} name(s))")
+
+
+def _inconsistent_renaming(names: list) -> str:
+    """"" when one renaming of name components (`adam` -> `adam_1`) turns every reference name into
+    this graph's; else the first name it does not explain.
+
+    Uniquification renames a whole scope: every variable under `adam/` becomes `adam_1/...`. A flipped
+    digit renames one name only, so it breaks the renaming the other names agree on.
+    """
+    targets: dict = {}
+    for ref_name, name in names:
+        ref_parts, parts = ref_name.split("/"), name.split("/")
+        if len(ref_parts) != len(parts):
+            return f"variable name {ref_name!r} in the reference, {name!r} here"
+        for ref_part, part in zip(ref_parts, parts):
+            targets.setdefault(ref_part, Counter())[part] += 1
+    usual = {ref_part: counts.most_common(1)[0][0] for ref_part, counts in targets.items()}
+    for ref_name, name in names:
+        for ref_part, part in zip(ref_name.split("/"), name.split("/")):
+            if part != usual[ref_part]:
+                return (f"variable name {ref_name!r} in the reference, {name!r} here, while other names rename "
+                        f"`{ref_part}` to `{usual[ref_part]}`")
+    return ""
 
 
 def _first_byte(a: bytes, b: bytes) -> str:

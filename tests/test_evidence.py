@@ -7,6 +7,7 @@ zeroed counter in a copy, never a mocked check.
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -179,6 +180,15 @@ def test_variable_names_tensorflow_uniquified_in_another_process_are_accepted_an
     said = [c for c in outcome.evidence.confirmed if "TensorFlow itself makes them differ" in c]
     assert said and "uniquify" in said[0]
     assert any("variable names" in c for c in outcome.evidence.cannot_confirm)
+
+    # One flipped digit renames one variable alone (adam_2/iteration -> adam_3/iteration): not TensorFlow's doing.
+    orphan(second)
+    start, payload = _graph_payload_start(second)
+    digit = re.search(rb"_\d+/iteration", payload).start() + 1
+    _flip(_data(second), start + digit)
+    outcome = rebuild(context(second, template=first))
+    assert outcome.status == UNRECOVERABLE
+    assert "while other names rename" in outcome.reason and "iteration" in outcome.reason
 
 
 # --- 2. Step counters -----------------------------------------------------------------------------
