@@ -75,6 +75,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
+        _print_evidence(outcome.evidence, sys.stderr)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
     judged = judge.judge([d.path for d in ctx.data_files], outcome.index_bytes) if judge is not None else None
@@ -98,8 +99,22 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
     for check in checks:
         print(f"  ok  {check}")
+    _print_evidence(outcome.evidence, sys.stdout, confirmed=False)
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
+
+
+def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
+    """What the layout rests on (unless the checks were just printed), and what remains unproven."""
+    if evidence is None:
+        return
+    if confirmed:
+        for line in evidence.confirmed:
+            print(f"  ok  {line}", file=stream)
+    else:
+        print(f"  evidence: {evidence.summary()}", file=stream)
+    for line in evidence.cannot_confirm:
+        print(f"  cannot confirm: {line}", file=stream)
 
 
 def _start_judge(fs, mode: str):

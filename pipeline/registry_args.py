@@ -21,6 +21,11 @@ class LazyLayouts(Mapping):
         self._resolve = resolve
         self._layouts = None
 
+    @property
+    def resolved(self) -> bool:
+        """False until first use: the engine then skips the registry as a mere cross-check."""
+        return self._layouts is not None
+
     def _get(self) -> dict:
         if self._layouts is None:
             self._layouts = self._resolve()

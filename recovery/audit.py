@@ -5,7 +5,7 @@ becomes a Record. The Beam layer only moves these calls between workers.
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from tfbundle import index_filename
 
@@ -48,7 +48,9 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan |
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx)
     if isinstance(planned, RebuildOutcome):
-        return _not_rebuilt(task, planned.reason, planned.refusals)
+        record = _not_rebuilt(task, planned.reason, planned.refusals)
+        record.evidence = asdict(planned.evidence) if planned.evidence else {}
+        return record
     return planned
 
 
@@ -70,6 +72,7 @@ def record_outcome(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutc
         record.source = outcome.source
         record.checks = list(outcome.checks)
         record.refusals = [str(r) for r in outcome.refusals]
+    record.evidence = asdict(outcome.evidence) if outcome.evidence else {}
     record.bytes_scanned = outcome.bytes_scanned
     record.seconds = round(seconds, 3)
     return record

@@ -52,7 +52,8 @@ def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_lay
     found = find_object_graph(fs, files)
     graph = found[1].graph if found else None
     return OrphanContext(fs=fs, prefix=prefix, display_prefix=display, data_files=files,
-                         directory_listing=listing, object_graph=graph, registry=registry_layouts,
+                         directory_listing=listing, object_graph=graph, graph_tensor=found[1] if found else None,
+                         registry=registry_layouts,
                          arch=arch, template=template, ignore_own_index=ignore_own_index)
 
 

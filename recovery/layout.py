@@ -5,10 +5,13 @@ sizes and CRCs are not part of it: they are measured from the orphan's own bytes
 is fitted, so a layout from another step of the same run fits exactly.
 """
 
+import base64
 import json
 from dataclasses import dataclass, field
 
 from tfbundle import BundleIndex, TensorSlice, decode_slice_key, dtype, is_slice_key
+
+MAX_STORED_GRAPH = 1 << 20   # object graphs up to this size are kept whole in a layout file, to show differences
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Layout:
     notes: list = field(default_factory=list)
     origin: tuple | None = None   # (fs, prefix) of the healthy checkpoint it was read from, if any
     expected_fingerprint: int | None = None  # SavedModel fingerprint.pb checkpoint_hash of the true index
+    # CRCs a source holds for its own tensors: (key, slice) -> (size, masked crc32c). A tensor whose
+    # bytes here give the same CRC is confirmed by a reference computed before any damage.
+    reference_crcs: dict = field(default_factory=dict)
+    reference_graph: bytes | None = None    # the source's object-graph payload, when it carries it
 
     def keys(self) -> list[str]:
         """Distinct full tensor names, in first-appearance order."""
@@ -48,17 +55,29 @@ class Layout:
             shards[spec.shard].append(spec)
         return shards
 
+    def reference_crc(self, spec: "TensorSpec") -> tuple | None:
+        return self.reference_crcs.get(reference_key(spec))
+
     def to_json(self) -> str:
-        return json.dumps({
+        """The layout file `register` writes. `size`/`crc32c` per tensor and `object_graph` are optional
+        (files written before they existed still load): the captured checkpoint's own CRCs, references."""
+        def tensor(t):
+            doc = {"key": t.key, "dtype": dtype(t.dtype).name, "shape": list(t.shape), "shard": t.shard,
+                   **({"slice": [None if e is None else list(e) for e in t.slice.extents]} if t.slice else {})}
+            crc = self.reference_crc(t)
+            if crc is not None:
+                doc["size"], doc["crc32c"] = crc
+            return doc
+
+        doc = {
             "format": "ckpt-rescue-layout/1",
             "source": self.source,
             "num_shards": self.num_shards,
-            "tensors": [
-                {"key": t.key, "dtype": dtype(t.dtype).name, "shape": list(t.shape), "shard": t.shard,
-                 **({"slice": [None if e is None else list(e) for e in t.slice.extents]} if t.slice else {})}
-                for t in self.tensors
-            ],
-        }, indent=1)
+            "tensors": [tensor(t) for t in self.tensors],
+        }
+        if self.reference_graph is not None and len(self.reference_graph) <= MAX_STORED_GRAPH:
+            doc["object_graph_payload"] = base64.b64encode(self.reference_graph).decode("ascii")
+        return json.dumps(doc, indent=1)
 
     @classmethod
     def from_json(cls, text: str, source: str = "", kind: str = "registry") -> "Layout":
@@ -70,7 +89,15 @@ class Layout:
 
         tensors = [TensorSpec(t["key"], dtype(t["dtype"]).number, tuple(t["shape"]), t.get("shard", 0), slice_of(t))
                    for t in doc["tensors"]]
-        return cls(tensors, doc.get("num_shards", 1), source or doc.get("source", ""), kind)
+        crcs = {reference_key(spec): (int(t["size"]), int(t["crc32c"]))
+                for spec, t in zip(tensors, doc["tensors"]) if "crc32c" in t and "size" in t}
+        graph = doc.get("object_graph_payload")
+        return cls(tensors, doc.get("num_shards", 1), source or doc.get("source", ""), kind, reference_crcs=crcs,
+                   reference_graph=base64.b64decode(graph) if graph is not None else None)
+
+
+def reference_key(spec: "TensorSpec") -> tuple:
+    return (spec.key, spec.slice)
 
 
 def layout_from_index(index: BundleIndex, source: str = "", kind: str = "", key_order=None) -> Layout:
@@ -81,7 +108,7 @@ def layout_from_index(index: BundleIndex, source: str = "", kind: str = "", key_
     keep key order, which is TF1's order.
     """
     rank = {key: i for i, key in enumerate(key_order or ())}
-    stored = []
+    stored, crcs = [], {}
     full_shapes = {k.decode("utf-8", "surrogateescape"): e.shape for k, e in index.entries.items() if e.slices}
     for key, entry in index.entries.items():
         if entry.slices:
@@ -92,8 +119,9 @@ def layout_from_index(index: BundleIndex, source: str = "", kind: str = "", key_
         else:
             spec = TensorSpec(key.decode("utf-8", "surrogateescape"), entry.dtype, tuple(entry.shape), entry.shard_id)
         stored.append((entry.shard_id, entry.offset, rank.get(spec.key, len(rank)), spec))
+        crcs[reference_key(spec)] = (entry.size, entry.crc32c)
     stored.sort(key=lambda item: item[:3])
-    return Layout([item[3] for item in stored], index.header.num_shards or 1, source, kind)
+    return Layout([item[3] for item in stored], index.header.num_shards or 1, source, kind, reference_crcs=crcs)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tfbundle import (
     DT_STRING,
     DT_VARIANT,
+    OBJECT_GRAPH_KEY,
     BundleEntry,
     BundleHeader,
     FormatError,
@@ -29,10 +30,12 @@ from tfbundle import (
 )
 from tfbundle.scan import DEFAULT_CHUNK
 from tfbundle.tensors import checksummer, count_variant_elements, probe_string_count
+from tfbundle.varint import decode_varint
 
 from . import storage
 from .context import step_of
-from .layout import Layout, Refusal, TensorSpec
+from .evidence import MAX_MATCHED_KEYS, Evidence, compare_object_graphs, shape_ambiguity
+from .layout import Layout, Refusal, TensorSpec, reference_key
 from .sources import OrphanContext
 
 REBUILT, UNRECOVERABLE = "rebuilt", "unrecoverable"
@@ -56,6 +59,9 @@ class RebuildPlan:
     checks: list = field(default_factory=list)        # checks passed while preparing, in words
     refusals: list = field(default_factory=list)      # sources tried before this one and why they failed
     allow_nonfinite: bool = False
+    cannot_confirm: list = field(default_factory=list)  # what the data and the sources cannot tell, in words
+    # (key, slice) -> [(size, masked crc, source)]: CRCs the agreeing sources hold for the same tensors
+    references: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +83,7 @@ class RebuildOutcome:
     checks: list = field(default_factory=list)
     refusals: list = field(default_factory=list)
     bytes_scanned: int = 0
-
+    evidence: Evidence | None = None  # what confirmed the layout and data, what cannot be confirmed
 
 
 def default_sources():
@@ -97,13 +103,13 @@ def default_sources():
 
 
 def candidate_layouts(ctx: OrphanContext, sources=None):
-    """Every layout and refusal the sources offer, best source first."""
-    if ctx.template:
-        from .sources.sibling import sibling_layouts
-        sources = [sibling_layouts]
-    elif ctx.arch:
-        from .sources.registry_source import registry_layouts
-        sources = [registry_layouts]
+    """Every layout and refusal the sources offer, best source first.
+
+    A source the user chose (--template, --arch) comes first; the sources that carry the model's
+    declared shapes still cross-check it.
+    """
+    if sources is None and (ctx.template or ctx.arch):
+        sources = _chosen_sources(ctx)
     for source in sources if sources is not None else default_sources():
         try:
             yield from source(ctx)
@@ -183,35 +189,124 @@ def _attach_savedmodel_fingerprint(ctx: OrphanContext, layout: Layout) -> None:
         attach_fingerprint(ctx.fs, export_dir, layout)
 
 
-def check_counter(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
-    """Where the name carries a step and the layout a counter, read it: a refusal reason or None.
+def _chosen_sources(ctx: OrphanContext) -> list:
+    """--template or --arch first, then the checkpoint's own SavedModel and .meta, as cross-checks.
 
-    `CheckpointManager.save()` names ckpt-N after save_counter unless given checkpoint_number, so a
-    mismatch alone is only a note; it refuses when the sibling the layout came from obeyed the rule.
+    Not the registry under --template, nor siblings under --arch: those are what the user chose
+    between when sources disagreed.
+    """
+    from .sources.sibling import sibling_layouts
+
+    own = [s for s in default_sources() if s.__name__ in ("savedmodel_layouts", "meta_graph_layouts")]
+    if ctx.template:
+        return [sibling_layouts] + own
+    return [s for s in default_sources() if s.__name__ == "registry_layouts"] + own
+
+
+# Sources whose shapes are the model's own declaration, not what one other checkpoint happened to hold.
+DECLARED_SHAPE_KINDS = ("savedmodel", "meta-graph", "registry")
+COUNTER_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
+SAVE_COUNTER = COUNTER_KEYS[0]
+RUN_SIBLINGS_READ = 2
+
+
+def check_counter(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
+    """Where the name carries a step and the data a counter, compare them: a refusal reason or None.
+
+    The same rule whatever source gave the layout (a sibling, --template, a registered layout):
+    - TF1 Savers name `model.ckpt-N` after the global_step they are given: a global_step that
+      contradicts the name refuses, unless the run's other checkpoints disagree with their names too
+      (a run that names by epoch).
+    - TF2 `CheckpointManager` names ckpt-N after save_counter unless given checkpoint_number=, so a
+      mismatch refuses only when another checkpoint of the same run obeys the naming.
+    - An asynchronous TF2 save stores save_counter = 0 whatever the step: accepted, with a note,
+      unless another checkpoint of the same run holds a counter equal to its step.
     """
     step = step_of(ctx.prefix)
     if step is None:
         return None
-    for placed in plan.placed:
-        if placed.spec.key not in COUNTER_KEYS or placed.spec.slice or placed.spec.shape != ():
-            continue
-        shard = placed.spec.shard
-        value = read_counter(ctx.fs, plan.shard_paths[shard], placed.offset, placed.spec.dtype)
-        if value is None:
-            continue
-        name = placed.spec.key.split("/")[0]
+    counters = _orphan_counters(ctx, plan)
+    if not counters:
+        plan.cannot_confirm.append(f"the step {step} in the name: the data holds no save_counter or global_step "
+                                   "to compare it with")
+        return None
+    for key, value in counters:
         if value == step:
-            plan.checks.append(f"{name} = {value}, the step in the name")
+            plan.checks.append(f"{_counter_name(key)} = {value}, the step in the name")
             return None
-        plan.checks.append(f"note: {name} = {value} while the name says {step} (runs that pass "
-                           "checkpoint_number= name files by step)")
-        if plan.layout.origin and _origin_obeys_naming(plan.layout.origin, placed.spec.key):
-            return (f"{name} is {value} but the name says {step}, while {plan.layout.source} follows that naming: "
-                    "this data is not the checkpoint its name claims")
+    shown = ", ".join(f"{_counter_name(k)} = {v}" for k, v in counters)
+    obeying, disobeying = _run_naming(ctx, [k for k, _ in counters])
+    unknown_step = f"the step: {shown} while the name says {step}; nothing else in the data says which step this is"
+    if ctx.object_graph is None:   # TF1 Saver data
+        if disobeying and not obeying:
+            plan.checks.append(f"note: {shown} while the name says {step}, as in {disobeying[0]} of the same run "
+                               "(a run that names its checkpoints by something else)")
+            plan.cannot_confirm.append(unknown_step)
+            return None
+        also = f"; {obeying[0]} of the same run holds its own step" if obeying else ""
+        return (f"{shown} but the name says {step}: a TF1 Saver names model.ckpt-N after the global_step it saves, so "
+                f"this data is not the checkpoint its name claims (damaged, zeroed or mixed up){also}")
+    values = dict(counters)
+    if values.get(SAVE_COUNTER) == 0:
+        if obeying:
+            return (f"save_counter is 0 but the name says {step}, while {obeying[0]} of the same run holds its own "
+                    "step: asynchronous saves store 0 in every checkpoint of a run, so this data is not the "
+                    "checkpoint its name claims")
+        plan.checks.append(f"note: save_counter = 0 while the name says {step}: asynchronous saves "
+                           "(CheckpointOptions(experimental_enable_async_checkpoint=True)) store 0 whatever the step")
+        plan.cannot_confirm.append(f"the step: save_counter is 0, as an asynchronous save stores it; nothing else in "
+                                   f"the data says this is step {step}")
+        return None
+    if obeying:
+        return (f"{shown} but the name says {step}, while {obeying[0]} of the same run holds its own step: this data "
+                "is not the checkpoint its name claims")
+    plan.checks.append(f"note: {shown} while the name says {step} (runs that pass checkpoint_number= name files by "
+                       "step)")
+    plan.cannot_confirm.append(unknown_step)
     return None
 
 
-COUNTER_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
+def _counter_name(key: str) -> str:
+    return key.split("/")[0]
+
+
+def _orphan_counters(ctx: OrphanContext, plan: RebuildPlan) -> list:
+    """(key, value) of every scalar step counter in the orphan's data, in COUNTER_KEYS order."""
+    found = []
+    for key in COUNTER_KEYS:
+        for placed in plan.placed:
+            spec = placed.spec
+            if spec.key == key and not spec.slice and spec.shape == ():
+                value = read_counter(ctx.fs, plan.shard_paths[spec.shard], placed.offset, spec.dtype)
+                if value is not None:
+                    found.append((key, value))
+    return found
+
+
+def _run_naming(ctx: OrphanContext, keys: list) -> tuple[list, list]:
+    """The nearest healthy checkpoints of the same run (same name stem, same directory): those whose
+    counter equals the step in their name, and those whose counter does not. Cached per process."""
+    own = ctx.prefix.rsplit("/", 1)[-1]
+    stem = own.rsplit("-", 1)[0]
+    step = step_of(ctx.prefix)
+    others = []
+    for item in ctx.directory_listing:
+        name = item["name"]
+        if item.get("type") == "directory" or not name.endswith(".index"):
+            continue
+        prefix = name[: -len(".index")]
+        leaf = prefix.rsplit("/", 1)[-1]
+        other_step = step_of(prefix)
+        if prefix != ctx.prefix and other_step is not None and leaf.rsplit("-", 1)[0] == stem:
+            others.append((abs(other_step - step), -other_step, prefix))
+    obeying, disobeying = [], []
+    for _, _, prefix in sorted(others)[:RUN_SIBLINGS_READ]:
+        values = [v for v in (_origin_counter(ctx.fs, prefix, key) for key in keys) if v is not None]
+        if not values:
+            continue
+        label = prefix.rsplit("/", 1)[-1]
+        (obeying if step_of(prefix) in values else disobeying).append(label)
+    return obeying, disobeying
 
 
 def read_counter(fs, path: str, offset: int, dtype_number: int) -> int | None:
@@ -223,16 +318,15 @@ def read_counter(fs, path: str, offset: int, dtype_number: int) -> int | None:
     return struct.unpack(fmt, raw)[0] if len(raw) == struct.calcsize(fmt) else None
 
 
-def _origin_obeys_naming(origin: tuple, key: str) -> bool:
-    """Does the checkpoint a layout came from hold counter == step? Read once per process per origin."""
-    fs, prefix = origin
+def _origin_counter(fs, prefix: str, key: str) -> int | None:
+    """The counter a healthy checkpoint holds under `key`. Read once per process per checkpoint."""
     cache_key = (getattr(fs, "_fs_token", id(fs)), prefix, key)
-    if cache_key not in _obeys_naming:
-        _obeys_naming[cache_key] = _read_origin_counter(fs, prefix, key) == step_of(prefix)
-    return _obeys_naming[cache_key]
+    if cache_key not in _counters:
+        _counters[cache_key] = _read_origin_counter(fs, prefix, key)
+    return _counters[cache_key]
 
 
-_obeys_naming: dict = {}
+_counters: dict = {}
 
 
 def _read_origin_counter(fs, prefix: str, key: str) -> int | None:
@@ -249,9 +343,82 @@ def _read_origin_counter(fs, prefix: str, key: str) -> int | None:
         return None
 
 
+def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> str | None:
+    """The orphan's object graph against every graph a source knows: a refusal reason or None.
+
+    A rebuilt index would give a damaged graph a valid CRC, so a graph that differs from a
+    reference is refused, unless the difference is one TensorFlow makes itself (see
+    evidence.compare_object_graphs), which is then named.
+    """
+    graph = ctx.graph_tensor
+    if graph is None:
+        return None
+    checked, identical = False, []
+    for layout in layouts:
+        reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
+        if reference is None:
+            continue
+        checked = True
+        size, crc = reference
+        if (size, crc) == (graph.size, graph.masked_crc):
+            identical.append(layout.source)
+            continue
+        payload = layout.reference_graph if layout.reference_graph is not None else _reference_graph(layout)
+        if payload is None:
+            return (f"the object graph ({graph.size} bytes, CRC {graph.masked_crc:#010x}) differs from the one "
+                    f"{layout.source} holds ({size} bytes, CRC {crc:#010x}): damaged data or another model; a rebuilt "
+                    "index would bless it with a fresh CRC")
+        difference = compare_object_graphs(payload, graph.payload)
+        if difference is None:
+            difference_where = "the same payload under a different CRC: the reference's own bytes are damaged"
+            return f"the object graph cannot be checked against {layout.source}: {difference_where}"
+        if not difference.legitimate:
+            return (f"the object graph differs from the one {layout.source} holds, at {difference.where}: damaged data "
+                    "or another model; a rebuilt index would bless it with a fresh CRC")
+        plan.checks.append(f"object graph equals the one {layout.source} holds except where TensorFlow itself makes "
+                           f"them differ: {difference.where}")
+        plan.cannot_confirm.append(f"the object graph's variable names ({difference.where}): no reference holds "
+                                   "these exact bytes")
+    if identical:
+        holds = "holds" if len(identical) == 1 else "hold"
+        plan.checks.append(f"object graph identical to the one {' and '.join(identical)} {holds} "
+                           f"({graph.size} bytes, CRC {graph.masked_crc:#010x})")
+    if not checked and plan.layout.expected_fingerprint is None:
+        plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
+    return None
+
+
+def _reference_graph(layout: Layout) -> bytes | None:
+    """The object-graph payload of the healthy checkpoint a layout came from (one small read)."""
+    if not layout.origin:
+        return None
+    from .sources.sibling import read_index_cached
+
+    fs, prefix = layout.origin
+    try:
+        index = read_index_cached(fs, prefix + ".index")
+        entry = index.entries.get(OBJECT_GRAPH_KEY.encode())
+        if entry is None:
+            return None
+        path = data_filename(prefix, entry.shard_id, index.header.num_shards)
+        with storage.open_source(fs, path) as source:
+            raw = source.read_at(entry.offset, entry.size)
+        length, start = decode_varint(raw, 0)
+        payload = raw[start + 4:start + 4 + length]
+        return payload if len(payload) == length else None
+    except (FormatError, OSError):
+        return None
+
+
 def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> "RebuildPlan | RebuildOutcome":
-    """Choose the first layout that fits the orphan's bytes; or an unrecoverable outcome with why."""
+    """Fit every source that applies and cross-check them; the first that fits gives the layout.
+
+    A part index is exact for its own save and ends the search. Otherwise every layout that fits
+    must agree on keys, dtypes, shapes and order with the others, or nothing is rebuilt: the data
+    holds sizes, not shapes, so two fitting sources that disagree cannot be told apart by it.
+    """
     refusals, fitted = [], []
+    ctx.fitted_sources = []
     for candidate in candidate_layouts(ctx, sources):
         if isinstance(candidate, Refusal):
             refusals.append(candidate)
@@ -260,39 +427,95 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> 
         if isinstance(plan, Refusal):
             refusals.append(plan)
             continue
-        reason = check_counter(ctx, plan)
-        if reason:
-            refusals.append(Refusal(candidate.source, reason))
-            continue
         fitted.append(plan)
-        if candidate.kind in ("part-index", "sibling", "template", "savedmodel", "meta-graph"):
-            break  # an exact source of this run: no need to look further
-        if len({p.layout.source for p in fitted}) > 1:
-            break
+        ctx.fitted_sources.append(candidate.source)
+        if candidate.kind == "part-index":
+            break  # the index of these very bytes: nothing can improve on it
     if not fitted:
         return unrecoverable(ctx.display_prefix, refusals)
-    if len(fitted) > 1 and fitted[0].layout.kind == "registry":
-        different = _differing_keys(fitted[0], fitted[1])
-        if different:
-            names = ", ".join(p.layout.source for p in fitted)
-            return unrecoverable(ctx.display_prefix, refusals, f"ambiguous: {names} all fit these bytes but disagree "
-                                 f"on {different}; pass --arch NAME to choose")
     plan = fitted[0]
+    partial = Evidence(confirmed=list(plan.checks), cannot_confirm=[])
+    disagreement = _first_disagreement(fitted)
+    if disagreement:
+        return unrecoverable(ctx.display_prefix, refusals, disagreement, partial)
+    _cross_checked(plan, fitted)
+    for reason in (check_object_graph(ctx, plan, [p.layout for p in fitted]), check_counter(ctx, plan)):
+        if reason:
+            refusals.append(Refusal(plan.layout.source, reason))
+            partial = Evidence(confirmed=_confirmations(plan.checks), cannot_confirm=list(plan.cannot_confirm))
+            return unrecoverable(ctx.display_prefix, refusals, f"{plan.layout.source} fits, but {reason}", partial)
+    for other in fitted:
+        for spec_key, (size, crc) in other.layout.reference_crcs.items():
+            plan.references.setdefault(spec_key, []).append((size, crc, other.layout.source))
+    for note in [*plan.layout.notes, *ctx.notes]:
+        if note not in plan.cannot_confirm:
+            plan.cannot_confirm.append(note)
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite
     return plan
 
 
+def _first_disagreement(fitted: list) -> str:
+    """Why the fitted layouts cannot all be right, naming both sources and the first differing tensors; or ""."""
+    first = fitted[0]
+    for other in fitted[1:]:
+        different = _differing_keys(first, other)
+        if not different:
+            continue
+        choices = [c for c in (_choice(first.layout), _choice(other.layout)) if c]
+        hint = f": if one is the model's, rebuild with {' or '.join(choices)}" if choices else ""
+        return (f"sources disagree: {first.layout.source} and {other.layout.source} both fit these bytes but describe "
+                f"{different}; the data holds sizes, not shapes, so it cannot tell which is right{hint}")
+    return ""
+
+
+def _choice(layout: Layout) -> str:
+    """The option that makes `layout` the chosen source (cross-checked then only against the
+    checkpoint's own SavedModel or .meta), or "" for those."""
+    if layout.kind in ("sibling", "template") and layout.origin:
+        fs, prefix = layout.origin
+        return f"--template {storage.display(fs, prefix)}"
+    if layout.kind == "registry" and "`" in layout.source:
+        return f"--arch {layout.source.split('`')[1]}"
+    return ""
+
+
+def _cross_checked(plan: RebuildPlan, fitted: list) -> None:
+    """Say which sources agree, and what the data cannot tell when no source declares the shapes."""
+    sources = list(dict.fromkeys(p.layout.source for p in fitted))
+    if len(sources) > 1:
+        plan.checks.append(f"{len(sources)} sources agree on every key, dtype, shape and offset: {', '.join(sources)}")
+    kinds = {p.layout.kind for p in fitted}
+    declared = [p.layout.source for p in fitted if p.layout.kind in DECLARED_SHAPE_KINDS
+                and not (p.layout.kind == "meta-graph" and p.layout.origin)]   # another step's .meta: not this one's
+    if declared:
+        plan.checks.append(f"shapes as the model declares them ({declared[0]})")
+    elif "part-index" not in kinds:
+        ambiguity = shape_ambiguity(plan.placed, " and ".join(sources))
+        if ambiguity:
+            plan.cannot_confirm.append(ambiguity)
+
+
+def _confirmations(checks: list) -> list:
+    return [c for c in checks if not c.startswith("note:")]
+
+
 def _differing_keys(a: RebuildPlan, b: RebuildPlan) -> str:
-    left = [(p.spec.key, p.spec.dtype, p.spec.stored_shape, p.offset) for p in a.placed]
-    right = [(p.spec.key, p.spec.dtype, p.spec.stored_shape, p.offset) for p in b.placed]
-    if left == right:
+    """"" when both place the same tensors at the same offsets; else the first differences, both ways."""
+    def placement(p):
+        return (p.spec.key, p.spec.dtype, p.spec.shape, p.spec.slice, p.spec.shard, p.offset, p.size)
+
+    if [placement(p) for p in a.placed] == [placement(p) for p in b.placed]:
         return ""
-    diffs = [x[0] for x, y in zip(left, right) if x != y]
-    return ", ".join(diffs[:3]) or "the tensor count"
+    diffs = [(x, y) for x, y in zip(a.placed, b.placed) if placement(x) != placement(y)][:2]
+    if not diffs:
+        return f"{len(a.placed)} and {len(b.placed)} tensors"
+    return "; ".join(f"{x.spec.describe()} at byte {x.offset} vs {y.spec.describe()} at byte {y.offset}"
+                     for x, y in diffs)
 
 
-def unrecoverable(display_prefix: str, refusals: list, reason: str = "") -> RebuildOutcome:
+def unrecoverable(display_prefix: str, refusals: list, reason: str = "", evidence: Evidence | None = None
+                  ) -> RebuildOutcome:
     if not reason:
         if not refusals:
             reason = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, "
@@ -302,7 +525,7 @@ def unrecoverable(display_prefix: str, refusals: list, reason: str = "") -> Rebu
             reason = "no source fits: " + " | ".join(str(r) for r in refusals[:4])
             if len(refusals) > 4:
                 reason += f" | ... ({len(refusals) - 4} more)"
-    return RebuildOutcome(display_prefix, UNRECOVERABLE, reason, refusals=refusals)
+    return RebuildOutcome(display_prefix, UNRECOVERABLE, reason, refusals=refusals, evidence=evidence)
 
 
 SPLIT_ALIGN = 64  # split points sit a multiple of this past a tensor's start, so no element is cut
@@ -425,6 +648,15 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, "the built index does not read back as written",
                               plan.layout.source, checks=checks, refusals=plan.refusals)
     checks.append(f"index reads back: {len(reread.entries)} entries, {len(index_bytes)} bytes")
+    matched, mismatched = reference_matches(plan, crcs)
+    if plan.layout.kind == "part-index" and mismatched:
+        placed = plan.placed[mismatched[0]]
+        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
+                              f"{len(mismatched)} tensor(s) do not match the CRC {plan.layout.source} recorded for "
+                              f"these very bytes, first {placed.spec.describe()} at byte {placed.offset} of shard "
+                              f"{placed.spec.shard}: the data was damaged after it was written", plan.layout.source,
+                              checks=checks, refusals=plan.refusals, bytes_scanned=_scanned(ranges),
+                              evidence=_evidence(plan, checks, matched))
     if plan.layout.expected_fingerprint is not None:
         import farmhash
 
@@ -433,10 +665,45 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
             return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
                                   f"fingerprint.pb says the true index hashes to {expected:#018x} but the rebuilt "
                                   f"one hashes to {actual:#018x}", plan.layout.source, checks=checks,
-                                  refusals=plan.refusals)
-        checks.append(f"Fingerprint64 equals fingerprint.pb's checkpoint_hash ({actual:#018x}): exact")
+                                  refusals=plan.refusals, evidence=_evidence(plan, checks, matched))
+        checks.append(f"Fingerprint64 equals fingerprint.pb's checkpoint_hash ({actual:#018x}): exact, so every "
+                      "tensor's CRC (the object graph's too) is the one TensorFlow wrote")
+        matched = list(range(len(plan.placed)))
+    evidence = _evidence(plan, checks, matched)
     return RebuildOutcome(plan.display_prefix, REBUILT, f"rebuilt from {plan.layout.source}", plan.layout.source,
-                          index_bytes, checks, plan.refusals, _scanned(ranges))
+                          index_bytes, checks, plan.refusals, _scanned(ranges), evidence)
+
+
+def reference_matches(plan: RebuildPlan, crcs: list) -> tuple[list, list]:
+    """Indexes of placed tensors whose CRC equals one a source holds for the same tensor, and of those
+    whose CRC differs from every such reference."""
+    matched, mismatched = [], []
+    for i, (placed, raw) in enumerate(zip(plan.placed, crcs)):
+        references = plan.references.get(reference_key(placed.spec))
+        if not references:
+            continue
+        if any((size, crc) == (placed.size, crc_mask(raw)) for size, crc, _ in references):
+            matched.append(i)
+        else:
+            mismatched.append(i)
+    return matched, mismatched
+
+
+def _evidence(plan: RebuildPlan, checks: list, matched: list) -> Evidence:
+    total = len(plan.placed)
+    evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=list(plan.cannot_confirm),
+                        reference_matched=len(matched), reference_total=total,
+                        matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]])
+    by = sorted({source for i in matched for *_, source in plan.references.get(reference_key(plan.placed[i].spec), ())})
+    if plan.layout.expected_fingerprint is not None and len(matched) == total:
+        by = ["fingerprint.pb"]
+    evidence.confirmed.append(evidence.summary() + (f" ({', '.join(by)})" if by else ""))
+    if len(matched) < total:
+        evidence.cannot_confirm.append(
+            f"the bytes of {total - len(matched)} tensor(s) no reference CRC covers: their CRCs were computed from "
+            "the bytes present, so they prove only that those bytes are well-formed (and finite), not that they "
+            "are the ones TensorFlow saved")
+    return evidence
 
 
 def _scanned(ranges: list) -> int:

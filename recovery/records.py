@@ -32,6 +32,9 @@ class Record:
     command: str = ""           # what a person runs next; "" when nothing is to be done
     rehearsal: str | None = None   # --rehearse: byte-identical | differs | refused
     seconds: float = 0.0        # time spent rebuilding or verifying this prefix
+    # A rebuild's evidence (recovery.evidence.Evidence as a dict): confirmed, cannot_confirm,
+    # reference_matched, reference_total, matched_keys. Empty when nothing was rebuilt or fitted.
+    evidence: dict = field(default_factory=dict)
 
     def to_json_dict(self) -> dict:
         return asdict(self)

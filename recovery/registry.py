@@ -129,13 +129,17 @@ def _read_layout(registry: Registry, entry: RegistryEntry) -> Layout:
 
 
 def capture_layout(fs, prefix: str, source: str) -> Layout:
-    """The layout of a healthy checkpoint, in data order (its object graph breaks ties of empty tensors)."""
+    """The layout of a healthy checkpoint, in data order (its object graph breaks ties of empty tensors),
+    with its CRCs and object graph: references that confirm an orphan's unchanged tensors and graph."""
     index = read_index(storage.read_bytes(fs, index_filename(prefix)))
     num_shards = index.header.num_shards or 1
     files = [DataFile(data_filename(prefix, shard, num_shards), shard, num_shards, None) for shard in range(num_shards)]
     found = find_object_graph(fs, files)
     key_order = found[1].graph.checkpoint_keys() + [OBJECT_GRAPH_KEY] if found else None
-    return layout_from_index(index, source, "registry", key_order)
+    layout = layout_from_index(index, source, "registry", key_order)
+    if found:
+        layout.reference_graph = found[1].payload   # so a later refusal can show where an orphan's graph differs
+    return layout
 
 
 # --- Editing --------------------------------------------------------------------------------------

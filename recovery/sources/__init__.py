@@ -25,11 +25,13 @@ class OrphanContext:
     data_files: list                 # DataFile, sorted by shard
     directory_listing: list          # fsspec ls(detail=True) dicts of the prefix's directory
     object_graph: Any = None         # tfbundle.ObjectGraph from the last shard; None for TF1 data
+    graph_tensor: Any = None         # tfbundle LocatedObjectGraph (offset, size, payload, masked_crc) of that graph
     registry: Any = None             # name -> Layout (pipeline.builders.resolve_registry), or None
     arch: str | None = None          # --arch: use only this registry entry
     template: str | None = None      # --template PREFIX: use only this healthy checkpoint
     ignore_own_index: bool = False   # rehearsal: pretend P.index does not exist
     notes: list = field(default_factory=list)
+    fitted_sources: list = field(default_factory=list)   # sources whose layout fit so far (set by the engine)
 
     @property
     def num_shards(self) -> int:

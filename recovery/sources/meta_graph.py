@@ -47,6 +47,9 @@ def meta_graph_layouts(ctx: OrphanContext) -> list:
             found = Refusal(label, f"its Saver writes {found.num_shards} shard(s); this checkpoint has "
                                    f"{ctx.num_shards}")
         if isinstance(found, Layout):
+            if path != ctx.prefix + META_SUFFIX:
+                # Another step's graph: the same run's, presumably, but no declaration of this checkpoint.
+                found.origin = (ctx.fs, path[: -len(META_SUFFIX)])
             return [found]
         refusals.append(found)
     return refusals

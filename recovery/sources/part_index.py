@@ -46,7 +46,7 @@ def part_index_layouts(ctx: OrphanContext) -> list:
         if len(paths) != expected or any(p[2] != expected for p in parts):
             results.append(Refusal(label, f"found {len(paths)} of {expected} part indexes; a merge needs all"))
             continue
-        tensors, failed = [], None
+        tensors, crcs, failed = [], {}, None
         for shard, path in enumerate(paths):
             try:
                 part = read_index(storage.read_bytes(ctx.fs, path))
@@ -56,10 +56,13 @@ def part_index_layouts(ctx: OrphanContext) -> list:
             if part.header.num_shards != 1:
                 failed = Refusal(label, f"{storage.display(ctx.fs, path)} describes {part.header.num_shards} shards")
                 break
-            for spec in layout_from_index(part).tensors:
+            part_layout = layout_from_index(part)
+            crcs.update(part_layout.reference_crcs)
+            for spec in part_layout.tensors:
                 tensors.append(type(spec)(spec.key, spec.dtype, spec.shape, shard, spec.slice))
         if failed:
             results.append(failed)
             continue
-        results.append(Layout(tensors, expected, label, "part-index"))
+        # The part indexes hold the CRCs of these very bytes: every tensor has an exact reference.
+        results.append(Layout(tensors, expected, label, "part-index", reference_crcs=crcs))
     return results

@@ -21,6 +21,11 @@ DT_INT64 = dtype("int64").number
 
 
 def registry_layouts(ctx: OrphanContext) -> list:
+    if ctx.fitted_sources and not ctx.arch and not getattr(ctx.registry, "resolved", True):
+        # Only a cross-check here, and resolving builders costs seconds of TensorFlow: skipped, and said.
+        ctx.notes.append("the registry was not consulted (a layout already fit; pass --arch NAME to cross-check "
+                         "against a registered model)")
+        return []
     registered = ctx.registry or {}
     if ctx.arch and ctx.arch not in registered:
         known = ", ".join(sorted(registered)) or "none: no registry entries are loaded"
@@ -63,10 +68,18 @@ def match_registered(ctx: OrphanContext, name: str, registered: Layout) -> "Layo
     specs = {t.key: (t.dtype, t.shape) for t in registered.tensors}
     # `Checkpoint.save()` adds save_counter to whatever root it saves; it is always an int64 scalar.
     specs.setdefault(SAVE_COUNTER_KEY, (DT_INT64, ()))
-    return layout_from_specs(ctx.object_graph, specs, label, "registry")
+    return _with_references(layout_from_specs(ctx.object_graph, specs, label, "registry"), registered)
 
 
 def _as_is(ctx: OrphanContext, label: str, registered: Layout) -> "Layout | Refusal":
     if registered.num_shards != ctx.num_shards:
         return Refusal(label, f"was saved in {registered.num_shards} shard(s); this checkpoint has {ctx.num_shards}")
-    return Layout(list(registered.tensors), registered.num_shards, label, "registry")
+    return _with_references(Layout(list(registered.tensors), registered.num_shards, label, "registry"), registered)
+
+
+def _with_references(found: "Layout | Refusal", registered: Layout) -> "Layout | Refusal":
+    """A layout captured from a checkpoint keeps that checkpoint's CRCs and object graph as references."""
+    if isinstance(found, Layout):
+        found.reference_crcs = dict(registered.reference_crcs)
+        found.reference_graph = registered.reference_graph
+    return found

@@ -55,7 +55,7 @@ def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:
 
 def keys_mismatch(layout: Layout, graph) -> tuple[list, list]:
     """(missing, extra) between a layout's keys and an object graph's attributes."""
-    have = layout.keys()
+    have = set(layout.keys())   # a set: membership for each of thousands of attributes
     missing, covered = [], {OBJECT_GRAPH_KEY}
     attribute_keys = frozenset(graph.checkpoint_keys())
     for attr in graph.checkpoint_keys():

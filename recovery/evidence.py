@@ -1,0 +1,159 @@
+"""What a rebuilt index rests on, and what it cannot prove.
+
+A rebuilt index's CRCs are computed from the bytes that are there, so they make TensorFlow's later
+checks pass whatever those bytes hold. Only references computed before any damage say something
+about the data: a CRC a source holds for the same tensor, the object graph a source knows, a step
+counter that matches the name, a SavedModel fingerprint. `Evidence` lists them, with what remains
+unproven, for every rebuilt (and, as far as it got, every refused) checkpoint.
+"""
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tfbundle import DT_STRING, DT_VARIANT, FormatError, parse_object_graph
+
+MAX_MATCHED_KEYS = 100   # matched_keys names at most this many: records stay small for 4000-tensor models
+
+
+@dataclass
+class Evidence:
+    confirmed: list[str]                 # checks that confirmed the layout and the data, in words
+    cannot_confirm: list[str]            # what the data cannot tell, and what no reference covers
+    reference_matched: int = 0           # tensors whose computed CRC equals a CRC a source holds for them
+    reference_total: int = 0             # tensors in the rebuilt index
+    matched_keys: list[str] = field(default_factory=list)   # the first MAX_MATCHED_KEYS of those
+
+    def summary(self) -> str:
+        return f"{self.reference_matched} of {self.reference_total} tensors confirmed by a reference CRC"
+
+
+# --- Shapes the data cannot tell apart ------------------------------------------------------------
+
+def shape_ambiguity(placed: list, source: str) -> str:
+    """The cannot-confirm line for shapes that came from one source only, or "" when nothing is ambiguous.
+
+    The data holds bytes, not shapes: a [8,16] float tensor is 512 bytes as a [16,8] one is.
+    """
+    ambiguous = [p.spec for p in placed
+                 if p.spec.dtype not in (DT_STRING, DT_VARIANT) and len(p.spec.stored_shape) >= 2
+                 and len(set(p.spec.stored_shape)) > 1]
+    if not ambiguous:
+        return ""
+    first = ambiguous[0]
+    shape = list(first.stored_shape)
+    other = list(reversed(shape))
+    return (f"shapes taken from {source}; the data cannot tell {shape} from {other} ({first.key}), nor any "
+            f"other arrangement of the same size, for {len(ambiguous)} tensor(s) of rank 2 or more")
+
+
+# --- The object graph against a reference ---------------------------------------------------------
+
+_UNIQUIFIER = re.compile(r"_\d+$")
+
+
+def _without_uniquifiers(name: str) -> str:
+    return "/".join(_UNIQUIFIER.sub("", part) for part in name.split("/"))
+
+
+@dataclass
+class GraphDifference:
+    legitimate: bool
+    where: str            # the first differing node/attribute, or the byte offset
+
+
+def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | None:
+    """None when the payloads are equal; else where they first differ, and whether TensorFlow makes
+    that difference itself.
+
+    The one difference TensorFlow makes without a change of keys: variable names (`full_name`) that
+    Keras and TensorFlow uniquify per process (`adam` in one process, `adam_1` in one that built a
+    second optimizer first), renamed consistently across the whole graph. Anything else (a child's
+    name or id, a key, a slot, one name renamed alone, a byte that does not parse) is damage or
+    another model.
+    """
+    if reference == orphan:
+        return None
+    try:
+        ref_graph, graph = parse_object_graph(reference), parse_object_graph(orphan)
+    except FormatError as exc:
+        return GraphDifference(False, f"{_first_byte(reference, orphan)}; it does not parse ({exc})")
+    if len(ref_graph.nodes) != len(graph.nodes):
+        return GraphDifference(False, f"the reference has {len(ref_graph.nodes)} objects, this data "
+                                      f"{len(graph.nodes)}")
+    renamed, names = [], []
+    for node_id, (ref_node, node) in enumerate(zip(ref_graph.nodes, graph.nodes)):
+        if ref_node.children != node.children:
+            ref_child, child = _first_pair(ref_node.children, node.children)
+            return GraphDifference(False, f"object {node_id}: child {_child(ref_child)} in the reference, "
+                                          f"{_child(child)} here")
+        if ref_node.slot_variables != node.slot_variables:
+            ref_slot, slot = _first_pair(ref_node.slot_variables, node.slot_variables)
+            return GraphDifference(False, f"object {node_id}: slot variable {ref_slot} in the reference, {slot} here")
+        if ref_node.registered_saver != node.registered_saver:
+            return GraphDifference(False, f"object {node_id}: registered saver {ref_node.registered_saver!r} in the "
+                                          f"reference, {node.registered_saver!r} here")
+        if len(ref_node.attributes) != len(node.attributes):
+            return GraphDifference(False, f"object {node_id}: {len(ref_node.attributes)} attribute(s) in the "
+                                          f"reference, {len(node.attributes)} here")
+        for ref_attr, attr in zip(ref_node.attributes, node.attributes):
+            names.append((ref_attr.full_name, attr.full_name))
+            if ref_attr == attr:
+                continue
+            for name in ("name", "checkpoint_key", "optional_restore"):
+                if getattr(ref_attr, name) != getattr(attr, name):
+                    return GraphDifference(False, f"object {node_id} attribute `{ref_attr.checkpoint_key}`: {name} "
+                                                  f"{getattr(ref_attr, name)!r} in the reference, "
+                                                  f"{getattr(attr, name)!r} here")
+            if _without_uniquifiers(ref_attr.full_name) != _without_uniquifiers(attr.full_name):
+                return GraphDifference(False, f"object {node_id} attribute `{ref_attr.checkpoint_key}`: variable name "
+                                              f"{ref_attr.full_name!r} in the reference, {attr.full_name!r} here")
+            renamed.append((ref_attr.full_name, attr.full_name))
+    if not renamed:
+        # Equal as far as this reader parses them: the difference is in a field it does not read.
+        return GraphDifference(False, f"{_first_byte(reference, orphan)}, in a field ckpt-rescue does not parse")
+    inconsistent = _inconsistent_renaming(names)
+    if inconsistent:
+        return GraphDifference(False, inconsistent)
+    ref_name, name = renamed[0]
+    return GraphDifference(True, f"only variable names differ, by the suffix TensorFlow adds to uniquify names "
+                                 f"within one process ({ref_name!r} there, {name!r} here; {len(renamed)} name(s))")
+
+
+def _inconsistent_renaming(names: list) -> str:
+    """"" when one renaming of name components (`adam` -> `adam_1`) turns every reference name into
+    this graph's; else the first name it does not explain.
+
+    Uniquification renames a whole scope: every variable under `adam/` becomes `adam_1/...`. A flipped
+    digit renames one name only, so it breaks the renaming the other names agree on.
+    """
+    targets: dict = {}
+    for ref_name, name in names:
+        ref_parts, parts = ref_name.split("/"), name.split("/")
+        if len(ref_parts) != len(parts):
+            return f"variable name {ref_name!r} in the reference, {name!r} here"
+        for ref_part, part in zip(ref_parts, parts):
+            targets.setdefault(ref_part, Counter())[part] += 1
+    usual = {ref_part: counts.most_common(1)[0][0] for ref_part, counts in targets.items()}
+    for ref_name, name in names:
+        for ref_part, part in zip(ref_name.split("/"), name.split("/")):
+            if part != usual[ref_part]:
+                return (f"variable name {ref_name!r} in the reference, {name!r} here, while other names rename "
+                        f"`{ref_part}` to `{usual[ref_part]}`")
+    return ""
+
+
+def _first_byte(a: bytes, b: bytes) -> str:
+    offset = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return f"payload byte {offset} of {len(b)} (reference has {len(a)})"
+
+
+def _first_pair(a: list, b: list):
+    for x, y in zip(a, b):
+        if x != y:
+            return x, y
+    return (a[len(b)] if len(a) > len(b) else None), (b[len(a)] if len(b) > len(a) else None)
+
+
+def _child(child) -> str:
+    return "none" if child is None else f"`{child[1]}` -> object {child[0]}"
