@@ -28,6 +28,7 @@ from tfbundle import (
     scan_spans,
     write_index,
 )
+from tfbundle.object_graph import parse_object_graph
 from tfbundle.scan import DEFAULT_CHUNK
 from tfbundle.tensors import checksummer, count_variant_elements, probe_string_count
 from tfbundle.varint import decode_varint
@@ -352,7 +353,7 @@ def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> 
     """
     graph = ctx.graph_tensor
     if graph is None:
-        return None
+        return _unreadable_graph(ctx, plan)
     checked, identical = False, []
     for layout in layouts:
         reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
@@ -386,6 +387,32 @@ def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> 
     if not checked and plan.layout.expected_fingerprint is None:
         plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
     return None
+
+
+def _unreadable_graph(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
+    """A TF2 layout ends the data with its object graph; where no graph could be read, why: or None (TF1).
+
+    Every TF2 save writes a parseable TrackableObjectGraph as its last tensor, so one that does not
+    parse at the place the layout puts it is damage (a flipped bit in a tag or a length), not a
+    difference any source could explain.
+    """
+    placed = next((p for p in plan.placed if p.spec.key == OBJECT_GRAPH_KEY and not p.spec.slice), None)
+    if placed is None:
+        return None
+    where = f"{placed.size} bytes at byte {placed.offset} of shard {placed.spec.shard}"
+    try:
+        with storage.open_source(ctx.fs, plan.shard_paths[placed.spec.shard]) as source:
+            raw = source.read_at(placed.offset, placed.size)
+        length, start = decode_varint(raw, 0)
+        payload = raw[start + 4:start + 4 + length]
+        if len(payload) != length:
+            raise FormatError(f"its length field says {length} bytes but {len(payload)} follow")
+        parse_object_graph(payload)
+    except FormatError as exc:
+        return (f"{plan.layout.source} puts the object graph at the end of the data ({where}), but those bytes do not "
+                f"read as one ({exc}): damaged data; a rebuilt index would bless it with a fresh CRC")
+    return (f"{plan.layout.source} puts the object graph at the end of the data ({where}) and it parses there, but "
+            "the search from the end of the file did not find it; refusing rather than guessing")
 
 
 def _reference_graph(layout: Layout) -> bytes | None:

@@ -159,6 +159,33 @@ def test_a_registered_graph_crc_without_its_bytes_still_refuses_a_flipped_graph(
             in outcome.reason)
 
 
+@pytest.mark.parametrize("reference", ["sibling", "template"])
+def test_an_object_graph_a_flip_makes_unparseable_is_refused(family_copy, reference):
+    """A flipped bit in the graph's first tag: the search from the end finds no graph at all, yet the
+    TF2 layout puts one there, so the bytes are damage (today's fuzz finding), not a TF1 checkpoint."""
+    family = family_copy("keras3_adam")
+    orphan(family.prefix)
+    start, payload = _graph_payload_start(family.prefix)
+    assert payload[0] == 0x0a              # the tag of the graph's first node
+    _flip(_data(family.prefix), start, bit=3)
+    assert _located_graph(family.prefix) is None
+    options = {"sibling": {}, "template": {"template": family.siblings[-1]}}[reference]
+    outcome = rebuild(context(family.prefix, **options))
+    assert outcome.status == UNRECOVERABLE
+    assert "do not read as one" in outcome.reason, outcome.reason
+    assert outcome.index_bytes is None and not os.path.exists(index_filename(family.prefix))
+
+
+def test_a_tf1_layout_without_an_object_graph_is_not_asked_for_one(family_copy):
+    """The legitimate side: TF1 data has no graph, and its rebuild does not look for one."""
+    family = family_copy("tf1_saver")
+    original = orphan(family.prefix)
+    assert _located_graph(family.prefix) is None
+    outcome = rebuild(context(family.prefix))
+    assert outcome.status == REBUILT, outcome.reason
+    assert outcome.index_bytes == original
+
+
 def test_a_damaged_graph_without_a_parse_shows_the_byte(tmp_path):
     payload = b"\x0a\x04\x0a\x02\x08\x01"
     difference = compare_object_graphs(payload, payload[:-1] + b"\xff")
