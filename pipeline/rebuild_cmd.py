@@ -60,14 +60,17 @@ def run(args) -> int:
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
         return EXIT_ATTENTION
-    checks = list(outcome.checks)
+    checks, skipped = list(outcome.checks), []
     judged = _tf_judge(fs, ctx, outcome.index_bytes, args.no_tf_check)
     if judged is not None:
         ok, message = judged
-        if not ok:
+        if ok is None:
+            skipped.append(message)
+        elif not ok:
             print(f"refused: {message}; nothing written", file=sys.stderr)
             return EXIT_ATTENTION
-        checks.append(message)
+        else:
+            checks.append(message)
     try:
         if args.output:
             out_fs, out_path = storage.url_to_fs(args.output)
@@ -82,15 +85,20 @@ def run(args) -> int:
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
     for check in checks:
         print(f"  ok  {check}")
+    for note in skipped:
+        print(f"  --  {note}")
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
 
 
 def _tf_judge(fs, ctx, index_bytes, skip: bool):
-    from .tf_judge import tensorflow_available, tf_reads_every_tensor
+    """(ok, message); ok is None when TensorFlow is not installed (the message says how to add it)."""
+    from .tf_judge import SKIPPED_NOTICE, tensorflow_available, tf_reads_every_tensor
 
-    if skip or not storage.is_local(fs) or not tensorflow_available():
+    if skip or not storage.is_local(fs):
         return None
+    if not tensorflow_available():
+        return None, SKIPPED_NOTICE
     return tf_reads_every_tensor([d.path for d in ctx.data_files], index_bytes)
 
 

@@ -9,11 +9,12 @@ import tempfile
 
 from tfbundle import data_filename, index_filename
 
+from .tensorflow_env import INSTALL_HINT, tensorflow_available
 
-def tensorflow_available() -> bool:
-    import importlib.util
+__all__ = ["SKIPPED_NOTICE", "tensorflow_available", "tf_reads_every_tensor"]
 
-    return importlib.util.find_spec("tensorflow") is not None
+
+SKIPPED_NOTICE = f"TensorFlow check skipped: TensorFlow is not installed ({INSTALL_HINT})"
 
 
 def tf_reads_every_tensor(data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
