@@ -14,8 +14,8 @@ Import errors still surface: they are Python exceptions, raised after stderr is 
 import importlib.util
 import os
 
-INSTALL_HINT = ("install it with `pip install 'ckpt-rescue[tensorflow]'` (tensorflow-cpu), "
-                "or use any TensorFlow 2 build already in this environment")
+INSTALL_HINT = ("`pip install 'ckpt-rescue[tensorflow]'` adds tensorflow-cpu; any TensorFlow 2 build "
+                "(tensorflow, tf-nightly, a GPU build) works as well")
 
 
 class TensorFlowMissing(ImportError):

@@ -14,7 +14,7 @@ from .tensorflow_env import INSTALL_HINT, tensorflow_available
 __all__ = ["SKIPPED_NOTICE", "tensorflow_available", "tf_reads_every_tensor"]
 
 
-SKIPPED_NOTICE = f"TensorFlow check skipped: TensorFlow is not installed ({INSTALL_HINT})"
+SKIPPED_NOTICE = f"TensorFlow check skipped: TensorFlow is not installed; {INSTALL_HINT}"
 
 
 def tf_reads_every_tensor(data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
