@@ -7,6 +7,7 @@ cannot lean on anything else in the checkout. CI (.ci/run) also installs it in f
 """
 
 import email.parser
+import importlib.util
 import os
 import re
 import shutil
@@ -33,8 +34,9 @@ def wheel(tmp_path_factory) -> Path:
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                            if (REPO / name).is_dir() else {}))
-    # this venv's setuptools: no index needed (CI builds with build isolation, as users do)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    # this venv's setuptools where it has one (no index needed); CI builds with build isolation, as users do
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
                             "--wheel-dir", str(dist), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     (found,) = dist.glob("ckpt_rescue-*.whl")

@@ -1,11 +1,12 @@
 """The core installs and runs without TensorFlow: audit, rebuild, register --from-checkpoint and
 inspect, in a real Python environment where `import tensorflow` fails, on checkpoints that
 TensorFlow wrote in this test session. What needs TensorFlow (registry builders, the demo, the
-final TensorFlow read) says that it is skipped or missing and how to install it.
+final TensorFlow read) says that it is skipped or missing and how to install it. The demo needs
+TensorFlow but not tf_keras, which the tensorflow extra does not install.
 
-The environment is a venv of the same interpreter whose site-packages links every package of this
-one except TensorFlow and the Keras packages that need it; the project's code comes from this
-checkout. (CI does the same with the wheel in a fresh venv: .ci/run.)
+The environments are venvs of the same interpreter whose site-packages link every package of this
+one except those left out; the project's code comes from this checkout. (CI does the same with
+the wheel in fresh venvs: .ci/run.)
 """
 
 import json
@@ -29,17 +30,21 @@ def _needs_tensorflow(entry: str) -> bool:
     return name.startswith(tuple(p.replace("-", "_") for p in TENSORFLOW_PACKAGES))
 
 
-@pytest.fixture(scope="module")
-def python_without_tf(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("venv-without-tf")
+def _venv_without(root: Path, leave_out) -> str:
+    """A venv at `root` with every package of this one for which `leave_out(name)` is false."""
     venv.create(root, with_pip=False, symlinks=True)
     site = next(root.glob("lib/python3*/site-packages"))
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         # the editable install would point at another checkout: PYTHONPATH gives this one
-        if _needs_tensorflow(entry.name) or entry.name.startswith("__editable__"):
+        if leave_out(entry.name) or entry.name.startswith("__editable__"):
             continue
         (site / entry.name).symlink_to(entry)
-    python = str(root / "bin" / "python")
+    return str(root / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def python_without_tf(tmp_path_factory) -> str:
+    python = _venv_without(tmp_path_factory.mktemp("venv-without-tf"), _needs_tensorflow)
     probe = _run(python, "-c", "import importlib.util as u, apache_beam, yaml; print(u.find_spec('tensorflow'))")
     assert probe.returncode == 0 and probe.stdout.strip() == "None", probe.stderr
     return python
@@ -122,3 +127,19 @@ def test_inspect_runs_and_the_demo_says_how_to_get_tensorflow(python_without_tf,
     assert "needs TensorFlow" in demo.stderr and "ckpt-rescue[tensorflow]" in demo.stderr
     assert not (tmp_path / "demo").exists()
 
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_the_demo_needs_tensorflow_but_not_tf_keras(tmp_path):
+    """What the tensorflow extra installs (TensorFlow with its Keras 3, no tf_keras) runs the whole demo."""
+    python = _venv_without(tmp_path / "venv", lambda name: name.lower().replace("-", "_").startswith("tf_keras"))
+    probe = _run(python, "-c", "import importlib.util as u; print(u.find_spec('tf_keras'), u.find_spec('tensorflow'))")
+    assert probe.stdout.split()[0] == "None" and probe.stdout.split()[1] != "None", probe.stdout + probe.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = _cli(python, "demo", "--workdir", str(tmp_path / "demo"), cwd=elsewhere)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "every planted problem was found" in done.stdout
+    registry = (tmp_path / "demo" / "architectures.yaml").read_text()
+    assert "keras_app:" in registry and "builder: samples.models:keras_app" in registry
