@@ -23,10 +23,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
-# Nightly audit: make nightly ROOTS="gs://a/runs s3://b/runs" REPORT_DIR=gs://a/ckpt-reports [NIGHTLY_ARGS=...]
+# Nightly audit: make nightly ROOTS="gs://a/runs s3://b/runs" REPORT_DIR=gs://a/ckpt-reports [REGISTRY=FILE] [NIGHTLY_ARGS=...]
+# REGISTRY defaults to the example registry shipped in the package (the sample models).
+REGISTRY ?= pipeline/resources/architectures.yaml
 nightly: $(STAMP)
-	@test -n "$(ROOTS)" -a -n "$(REPORT_DIR)" || { echo "usage: make nightly ROOTS='gs://a/runs ...' REPORT_DIR=gs://a/reports [NIGHTLY_ARGS=...]"; exit 2; }
-	$(VENV)/bin/ckpt-rescue audit $(ROOTS) --report-dir $(REPORT_DIR)/$$(date -u +%Y-%m-%d) --registry configs/architectures.yaml $(NIGHTLY_ARGS)
+	@test -n "$(ROOTS)" -a -n "$(REPORT_DIR)" || { echo "usage: make nightly ROOTS='gs://a/runs ...' REPORT_DIR=gs://a/reports [REGISTRY=FILE] [NIGHTLY_ARGS=...]"; exit 2; }
+	$(VENV)/bin/ckpt-rescue audit $(ROOTS) --report-dir $(REPORT_DIR)/$$(date -u +%Y-%m-%d) --registry $(REGISTRY) $(NIGHTLY_ARGS)
 
 # The project's own .proto files -> committed *_pb2.py (+ .pyi). protoc 31.1 (grpcio-tools 1.74.0)
 # writes gencode 6.31.1, which every protobuf runtime pyproject.toml allows (>=6.31.1,<7) accepts.

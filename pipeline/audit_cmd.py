@@ -57,7 +57,7 @@ def add_arguments(parser):
                         default=DEFAULT_SPLIT_BYTES, metavar="SIZE",
                         help="data files larger than this are checksummed in ranges on several workers "
                              "(default 256MiB)")
-    parser.add_argument("--profile", metavar="NAME", help="runner profile from configs/runners "
+    parser.add_argument("--profile", metavar="NAME", help="runner profile shipped in the package "
                         f"({', '.join(beam_flags.profile_names()) or 'none found'}) or a YAML path")
     parser.add_argument("--detach", action="store_true",
                         help="submit the pipeline and return without waiting (Dataflow Flex Template launchers)")

@@ -1,4 +1,5 @@
-"""Resolve a registry into plain layouts; the one place that runs registry builders (with TensorFlow).
+"""Resolve a registry into plain layouts; the one place that runs registry builders (with TensorFlow,
+whichever build is installed; without one, a builder entry is a configuration error that says so).
 
 A builder (`module:function`) returns the root trackable exactly as the run checkpointed it, with
 every variable created. It is saved once into a temporary directory and the index TensorFlow
@@ -23,6 +24,8 @@ from recovery import storage
 from recovery.layout import Layout
 from recovery.registry import RegistryError, capture_layout, load_registry
 
+from .tensorflow_env import TensorFlowMissing, require_tensorflow
+
 __all__ = ["RegistryError", "builder_layout", "resolve_registry"]
 
 _RESOLVED: dict = {}   # (module file, builder) -> Layout
@@ -43,6 +46,11 @@ def resolve_registry(path: str, only: str | None = None) -> dict:
 
 def builder_layout(builder: str, base_dir: str, name: str) -> Layout:
     """Run `builder` (importable from `base_dir` or installed), save what it returns, read the layout."""
+    try:
+        require_tensorflow(f"architecture `{name}` (builder {builder})")
+    except TensorFlowMissing as exc:
+        raise RegistryError(f"{exc}; entries captured with `ckpt-rescue register NAME --from-checkpoint PREFIX` "
+                            "(layout files) work without it") from None
     function, module_file = _import(builder, base_dir, name)
     cache_key = (module_file, builder)
     if cache_key not in _RESOLVED:

@@ -1,6 +1,7 @@
 """Write a demo tree of real TensorFlow checkpoints (healthy ones, an orphan of every recoverable
-kind, and decoys), audit it with the example registry, and check that the audit found what was
-planted. Needs no setup beyond `make install`; takes about a minute.
+kind, and decoys), audit it with a registry written into the work directory, and check that the
+audit found what was planted. Needs TensorFlow (any TensorFlow 2 build, or
+`pip install 'ckpt-rescue[tensorflow]'`) and nothing from the checkout; takes about a minute.
 """
 
 import os
@@ -10,9 +11,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import EXIT_ATTENTION, EXIT_OK
+from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
+from .tensorflow_env import TensorFlowMissing, require_tensorflow
 
-EXAMPLE_REGISTRY = Path(__file__).resolve().parent.parent / "configs" / "architectures.yaml"
+# The demo's own registry: the builder of the model whose orphan nothing else can rebuild.
+DEMO_ARCHITECTURES = {"keras_app": "samples.models:keras_app"}
+REGISTRY_HEADER = """\
+# Written by `ckpt-rescue demo`: the architectures its audit may use when a checkpoint has no
+# sibling, part index, SavedModel or .meta left. Add your own with `ckpt-rescue register`.
+"""
 
 
 @dataclass
@@ -30,21 +37,38 @@ def add_arguments(parser):
 
 def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        require_tensorflow("the demo (TensorFlow writes its checkpoints)")
+    except TensorFlowMissing as exc:
+        raise UsageError(str(exc)) from None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ckpt-rescue-demo-")).resolve()
-    tree, report = workdir / "tree", workdir / "report"
+    tree, report, registry = workdir / "tree", workdir / "report", workdir / "architectures.yaml"
     if tree.exists():
         shutil.rmtree(tree)
     print(f"writing demo checkpoints with TensorFlow into {tree} ...", flush=True)
     planted = write_demo_tree(tree)
-    print(f"auditing it (registry {EXAMPLE_REGISTRY}) ...", flush=True)
+    write_demo_registry(registry)
+    print(f"auditing it (registry {registry}) ...", flush=True)
     from .cli import main
 
-    main(["audit", str(tree), "--report-dir", str(report), "--registry", str(EXAMPLE_REGISTRY), *args.beam_args])
+    main(["audit", str(tree), "--report-dir", str(report), "--registry", str(registry), *args.beam_args])
     return _compare(tree, report, planted)
 
 
+def write_demo_registry(path: Path) -> None:
+    """A fresh registry of DEMO_ARCHITECTURES at `path`, written as `ckpt-rescue register --builder` would."""
+    from recovery.registry import add_entry
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(REGISTRY_HEADER)
+    for name, builder in DEMO_ARCHITECTURES.items():
+        add_entry(str(path), name, builder=builder)
+
+
 def write_demo_tree(tree: Path) -> list[Planted]:
-    """Families from samples.families, then damage: each orphan loses its index a different way."""
+    """Families from samples.families, then damage: each orphan loses its index a different way.
+
+    Only families that TensorFlow alone writes (Keras 3 comes with it; tf_keras is not needed)."""
     from samples.families import write_family
 
     planted = []
@@ -61,11 +85,12 @@ def write_demo_tree(tree: Path) -> list[Planted]:
     planted.append(Planted(_rel(tree, str(tempstate)), "decoy: a write never renamed into place", "healthy",
                            "never renamed"))
 
-    weights = write_family("tf_keras_weights", tree / "runs" / "merge-crash")
-    temp = Path(weights.prefix + "_temp")
+    merged = write_family("mixed_dtypes", tree / "runs" / "merge-crash")
+    planted += [Planted(_rel(tree, p), "healthy", "healthy") for p in merged.siblings]
+    temp = Path(merged.prefix + "_temp")
     temp.mkdir()
-    shutil.copy(weights.prefix + ".index", temp / "part-00000-of-00001.index")   # a crash during the merge
-    planted.append(_orphan(tree, weights.prefix, "crash during the merge: index lost, part index left", "part index"))
+    shutil.copy(merged.prefix + ".index", temp / "part-00000-of-00001.index")   # a crash during the merge
+    planted.append(_orphan(tree, merged.prefix, "crash during the merge: index lost, part index left", "part index"))
 
     exported = write_family("savedmodel", tree / "exports")
     planted.append(_orphan(tree, exported.prefix, "variables.index deleted from a SavedModel", "saved_model.pb"))

@@ -1,5 +1,6 @@
-"""Beam options for an audit: a runner profile from configs/runners, the user's own flags on top,
-and local defaults that run hermetically (no Prism download, one worker process per core).
+"""Beam options for an audit: a runner profile (pipeline/resources/runners, shipped in the package),
+the user's own flags on top, and local defaults that run hermetically (no Prism download, one
+worker process per core).
 
 Since Beam 2.68 the DirectRunner first tries to download Prism; its batch engine is the
 FnApiRunner, which is what we ask for directly, in multi-processing mode by default.
@@ -14,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from .cli import UsageError
+from .resources import RUNNER_PROFILES_DIR
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs" / "runners"
+PROFILES_DIR = RUNNER_PROFILES_DIR
 LOCAL_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
 
 
@@ -24,7 +26,7 @@ def profile_names() -> list[str]:
 
 
 def load_profile(name: str) -> list[str]:
-    """Beam flags of a profile: a name in configs/runners/ or a path to a YAML file.
+    """Beam flags of a profile: a name in pipeline/resources/runners/ or a path to a YAML file.
 
     `${VAR}` in a flag is taken from the environment; a missing variable is a usage error.
     """

@@ -17,6 +17,7 @@ from tfbundle import FormatError, index_filename, read_index
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
 from .progress import Progress
 from .registry_args import add_registry_arguments, registry_layouts_from_args
+from .tf_judge import SKIPPED_NOTICE, tensorflow_available
 
 
 def add_arguments(parser):
@@ -77,7 +78,9 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
             print(f"  also: {refusal}", file=sys.stderr)
         _print_evidence(outcome.evidence, sys.stderr)
         return EXIT_ATTENTION
-    checks = list(outcome.checks)
+    checks, skipped = list(outcome.checks), []
+    if judge is None and args.tf_check != "off" and storage.is_local(fs) and not tensorflow_available():
+        skipped.append(SKIPPED_NOTICE)
     judged = judge.judge([d.path for d in ctx.data_files], outcome.index_bytes) if judge is not None else None
     if judged is not None:
         ok, message = judged
@@ -99,6 +102,8 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
     for check in checks:
         print(f"  ok  {check}")
+    for note in skipped:
+        print(f"  --  {note}")
     _print_evidence(outcome.evidence, sys.stdout, confirmed=False)
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
@@ -119,7 +124,7 @@ def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
 
 def _start_judge(fs, mode: str):
     """TensorFlow's check, importing TensorFlow in its own process while the rebuild runs; None when off."""
-    from .tf_judge import start_judge, tensorflow_available
+    from .tf_judge import start_judge
 
     if mode == "off" or not storage.is_local(fs) or not tensorflow_available():
         return None

@@ -33,15 +33,14 @@ from tfbundle import (
     read_index,
 )
 
+from .tensorflow_env import INSTALL_HINT, tensorflow_available
+
+__all__ = ["SKIPPED_NOTICE", "start_judge", "tensorflow_available", "tf_reads", "tf_reads_every_tensor"]
+
 SAMPLE, FULL = "sample", "full"
 SAMPLE_BUDGET = 64 << 20        # bytes TensorFlow reads in the sample, strings and variants included
 SAMPLE_MAX_TENSOR = 32 << 20    # a shard-end tensor larger than this is passed over (memory, time)
-
-
-def tensorflow_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
+SKIPPED_NOTICE = f"TensorFlow check skipped: TensorFlow is not installed; {INSTALL_HINT}"
 
 
 @dataclass

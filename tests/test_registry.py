@@ -15,13 +15,14 @@ from source_helpers import (
 
 from pipeline.builders import resolve_registry
 from pipeline.cli import main
+from pipeline.resources import EXAMPLE_REGISTRY
 from recovery.layout import Layout, Refusal
 from recovery.rebuild import UNRECOVERABLE, rebuild
 from recovery.registry import RegistryError, add_entry, load_registry, parse_entries
 from recovery.sources.registry_source import registry_layouts
 from tfbundle import index_filename
 
-SHIPPED_REGISTRY = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "architectures.yaml")
+SHIPPED_REGISTRY = str(EXAMPLE_REGISTRY)
 
 WIDER_MODELS = '''
 import keras
@@ -185,7 +186,7 @@ def test_a_broken_builder_is_a_configuration_error(registry_dir):
 
 @pytest.fixture(scope="module")
 def shipped_layouts():
-    """configs/architectures.yaml, resolved once with TensorFlow."""
+    """The example registry shipped in the package, resolved once with TensorFlow."""
     return resolve_registry(SHIPPED_REGISTRY)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.builders import resolve_registry
+from pipeline.resources import EXAMPLE_REGISTRY
 from pipeline.tensorflow_env import import_tensorflow
 from pipeline.tf_judge import tf_reads_every_tensor
 from recovery import storage
@@ -14,7 +15,7 @@ from recovery.context import open_orphan
 from recovery.rebuild import REBUILT, rebuild
 from tfbundle import data_filename, index_filename, read_index
 
-REGISTRY = os.path.join(os.path.dirname(__file__), "..", "configs", "architectures.yaml")
+REGISTRY = str(EXAMPLE_REGISTRY)
 # family -> registry entry that rebuilds its model
 MODELS = {"keras3_adam": "keras3_adam", "keras_app": "keras_app", "tf_keras_weights": "tf_keras_weights",
           "savedmodel": "savedmodel_module", "mixed_dtypes": "mixed_dtypes"}

@@ -1,6 +1,7 @@
 """Nightly ckpt-rescue audit on Dataflow, scheduled by Airflow (apache-airflow-providers-apache-beam
 and -google). The worker image is the project's container (docs/running.md); the Airflow worker
-that launches it needs ckpt-rescue installed too (registry builders run there, with TensorFlow).
+that launches it needs `pip install ckpt-rescue` and this file (from the repository) too. The
+registry holds layout entries, which need no TensorFlow; builder entries would (`ckpt-rescue[tensorflow]`).
 
 A failing audit (exit code 1: something unrecoverable, corrupt or incomplete) fails the task.
 """
@@ -28,7 +29,7 @@ with DAG(
         pipeline_options={
             "roots": "gs://ml-checkpoints/runs,gs://ml-checkpoints/exports",
             "report_dir": "gs://ml-checkpoints/ckpt-rescue-reports/{{ ds }}",
-            "registry": "/opt/ckpt-rescue/configs/architectures.yaml",
+            "registry": "gs://ml-checkpoints/ckpt-rescue/architectures.yaml",
             "temp_location": "gs://ml-checkpoints/dataflow/temp",
             "sdk_container_image": IMAGE,
             "max_num_workers": "32",

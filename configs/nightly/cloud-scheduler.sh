@@ -24,7 +24,7 @@ cat > /tmp/ckpt-rescue-launch.json <<JSON
     "parameters": {
       "roots": "gs://ml-checkpoints/runs,gs://ml-checkpoints/exports",
       "report_dir": "gs://ml-checkpoints/ckpt-rescue-reports/latest",
-      "registry": "/template/configs/architectures.yaml",
+      "registry": "gs://ml-checkpoints/ckpt-rescue/architectures.yaml",
       "sdk_container_image": "$IMAGE"
     },
     "environment": {"serviceAccountEmail": "$WORKER_SA", "maxWorkers": 32,
