@@ -9,11 +9,13 @@ import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
+from recovery.inspect import diagnose, render
 from recovery.rebuild import REBUILT, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
 
+from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
 from .registry_args import add_registry_arguments, registry_layouts_from_args
 
@@ -32,6 +34,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    check_before_work(args)
     fs, prefix = storage.url_to_fs(args.prefix.rstrip("/"))
     layouts = registry_layouts_from_args(args, lazy=True)
     if args.rehearse:
@@ -84,6 +87,30 @@ def run(args) -> int:
         print(f"  ok  {check}")
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
+
+
+def check_before_work(args) -> None:
+    """Every usage mistake, found before any listing of data or any builder runs: exit 2 with the fix."""
+    preflight.check_access([("PREFIX", args.prefix), ("--template", args.template), ("--output", args.output),
+                            ("--registry", args.registry)])
+    if args.output:
+        preflight.check_output_file("--output", args.output)
+    wrong = diagnose(args.prefix)
+    if wrong is not None:
+        raise UsageError(render(wrong, command="rebuild").rstrip("\n"))
+    if args.template:
+        _check_template(args.template)
+
+
+def _check_template(template: str) -> None:
+    wrong = diagnose(template)
+    if wrong is not None:
+        hint = f"\ntry: --template {wrong.suggestion}" if wrong.suggestion else ""
+        raise UsageError("--template " + render(wrong, command=None).rstrip("\n") + hint)
+    fs, path = storage.url_to_fs(template.rstrip("/"))
+    if not storage.fresh_exists(fs, index_filename(path)):
+        raise UsageError(f"--template {template} has no index: a template must be a healthy checkpoint of the same "
+                         f"model (check one with `ckpt-rescue inspect PREFIX`)")
 
 
 def _tf_judge(fs, ctx, index_bytes, skip: bool):

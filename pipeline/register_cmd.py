@@ -13,6 +13,7 @@ from recovery import storage
 from recovery.registry import LAYOUTS_DIR, NAME_RE, RegistryError, add_entry, capture_layout, parse_entries
 from tfbundle import FormatError
 
+from . import preflight
 from .cli import EXIT_OK, UsageError
 from .registry_args import DEFAULT_REGISTRY
 
@@ -30,6 +31,7 @@ def add_arguments(parser):
 def run(args) -> int:
     if not NAME_RE.match(args.name):
         raise UsageError(f"name {args.name!r}: use letters, digits, `_`, `.` and `-` (it names a file)")
+    preflight.check_access([("--from-checkpoint", args.from_checkpoint), ("--registry", args.registry)])
     try:
         _refuse_clobber(args.registry, args.name, args.force)
         if args.builder:

@@ -8,6 +8,7 @@ Three phases so a pipeline can spread one huge orphan over several workers:
 """
 
 import dataclasses
+import shlex
 import struct
 from dataclasses import dataclass, field
 
@@ -292,12 +293,24 @@ def _differing_keys(a: RebuildPlan, b: RebuildPlan) -> str:
     return ", ".join(diffs[:3]) or "the tensor count"
 
 
+NO_SOURCE = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, and no "
+             "registered architecture")
+
+
+def no_source_hint(display_prefix: str, command: str) -> str:
+    """What a person can do when nothing describes the layout; each command offers only its own flags."""
+    if command == "audit":
+        return (f"to fix: `ckpt-rescue rebuild {shlex.quote(display_prefix)} --template HEALTHY_PREFIX` with a "
+                "healthy checkpoint of the same model, or register the model once (`ckpt-rescue register NAME "
+                "--from-checkpoint HEALTHY_PREFIX --registry FILE`) and re-run the audit with --registry FILE")
+    return ("to fix: pass --template HEALTHY_PREFIX (a healthy checkpoint of the same model), or register the model "
+            "once with `ckpt-rescue register NAME --from-checkpoint HEALTHY_PREFIX` and run this rebuild again")
+
+
 def unrecoverable(display_prefix: str, refusals: list, reason: str = "") -> RebuildOutcome:
     if not reason:
         if not refusals:
-            reason = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, "
-                      "and no registered architecture; register one with `ckpt-rescue register NAME "
-                      "--from-checkpoint PREFIX` or pass --template PREFIX")
+            reason = NO_SOURCE   # the fix depends on the command that was run: see no_source_hint()
         else:
             reason = "no source fits: " + " | ".join(str(r) for r in refusals[:4])
             if len(refusals) > 4:
