@@ -133,6 +133,7 @@ def _check_gcs(bucket: str, key: str) -> list:
     import requests
 
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    emulator = None if emulator in ("", "default") else emulator   # gcsfs's own reading of the variable
     endpoint = (emulator if "://" in (emulator or "") else f"http://{emulator}") if emulator else GCS_ENDPOINT
     credentials, who = (None, "the emulator") if emulator else _google_credentials()
     missing = [] if credentials is not None or emulator else [(f"no Google credentials found ({who})",
@@ -154,8 +155,9 @@ def _check_gcs(bucket: str, key: str) -> list:
     if response.ok:
         return []
     message = _gcs_message(response)
-    if response.status_code == 404:
-        return [(f"bucket {bucket} not found ({message})", "check the bucket name (gsutil ls gs://BUCKET)")]
+    if response.status_code == 404 and (emulator or _is_gcs_json_error(response)):   # emulators answer bare 404s
+        return [(f"bucket {bucket} not found at {endpoint} ({message or 'Not Found'})",
+                 "check the bucket name (gsutil ls gs://BUCKET)")]
     if response.status_code in (401, 403):
         if missing:
             return [(f"access denied to an anonymous caller ({message}); {missing[0][0]}", missing[0][1])]
@@ -191,6 +193,14 @@ def _gcs_message(response) -> str:
         return (response.text or response.reason or str(response.status_code)).strip()[:200]
 
 
+def _is_gcs_json_error(response) -> bool:
+    """A GCS (or emulator) answer carries a JSON error; a proxy or another server answering 404 does not."""
+    try:
+        return isinstance(response.json().get("error"), dict)
+    except (ValueError, AttributeError):
+        return False
+
+
 # --- Amazon S3 and compatible stores --------------------------------------------------------------
 
 def _check_s3(bucket: str, key: str) -> list:
@@ -204,7 +214,7 @@ def _check_s3(bucket: str, key: str) -> list:
     except botocore.exceptions.BotoCoreError as exc:   # a profile that does not exist, a broken config file
         return [(f"AWS configuration: {_short(exc)}", S3_CREDENTIALS_HINT)]
     config = botocore.config.Config(connect_timeout=CONNECT_SECONDS, read_timeout=READ_SECONDS,
-                                     retries={"max_attempts": 1, "mode": "standard"})
+                                     retries={"total_max_attempts": 1, "mode": "standard"})
     client = session.create_client("s3", config=config)
     endpoint = client.meta.endpoint_url
     missing = [] if credentials is not None else [
@@ -236,5 +246,12 @@ def _check_s3(bucket: str, key: str) -> list:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{type(exc).__name__}: {text[:200]}"
+    """The cause in a few words: HTTP clients wrap it in several layers of pool and URL text."""
+    text = str(exc)
+    waited = f"no answer within {CONNECT_SECONDS:.0f} s (connect) or {READ_SECONDS:.0f} s (read)"
+    for needle, said in (("Connection refused", "connection refused"), ("timed out", waited),
+                         ("timeout", waited), ("Name or service not known", "DNS lookup failed"),
+                         ("Network is unreachable", "network is unreachable")):
+        if needle.lower() in text.lower():
+            return f"{said} ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:200]}"
