@@ -10,14 +10,14 @@ import sys
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
 from recovery.inspect import diagnose, render
-from recovery.rebuild import REBUILT, rebuild
+from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
 
 from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
-from .registry_args import add_registry_arguments, registry_layouts_from_args
+from .registry_args import add_registry_arguments, no_registry_found, registry_layouts_from_args
 
 
 def add_arguments(parser):
@@ -62,6 +62,7 @@ def run(args) -> int:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
+        _print_no_source_help(outcome, layouts)
         return EXIT_ATTENTION
     checks = list(outcome.checks)
     judged = _tf_judge(fs, ctx, outcome.index_bytes, args.no_tf_check)
@@ -87,6 +88,16 @@ def run(args) -> int:
         print(f"  ok  {check}")
     print(f"wrote {written} ({len(outcome.index_bytes)} bytes)")
     return EXIT_OK
+
+
+def _print_no_source_help(outcome, layouts) -> None:
+    """When nothing describes the layout, say what this command can be given (and where a registry was sought)."""
+    if outcome.reason != NO_SOURCE:
+        return
+    print(no_source_hint(outcome.prefix, "rebuild"), file=sys.stderr)
+    if layouts is None:
+        print(f"no registry was used: none was found ({no_registry_found()}); pass --registry FILE",
+              file=sys.stderr)
 
 
 def check_before_work(args) -> None:

@@ -263,3 +263,65 @@ def test_bad_template_and_unregistered_arch_are_usage_errors(family_copy, tmp_pa
     assert main(["rebuild", family.prefix, "--template", healthy.prefix]) == 0
     with open(family.prefix + ".index", "rb") as f:
         assert f.read() == lone
+
+
+# --- logging flags and quiet runs -----------------------------------------------------------------
+
+def test_verbose_and_debug_work_before_and_after_the_subcommand():
+    from pipeline.cli import build_parser
+
+    for argv in (["-v", "inspect", "p"], ["inspect", "p", "-v"], ["inspect", "--verbose", "p"]):
+        args, _ = build_parser("inspect").parse_known_args(argv)
+        assert (args.verbose, args.debug) == (True, False), argv
+    args, extra = build_parser("audit").parse_known_args(["audit", "r", "--report-dir", "d", "--debug", "-v"])
+    assert (args.verbose, args.debug, extra) == (True, True, [])
+    args, _ = build_parser("inspect").parse_known_args(["inspect", "p"])
+    assert (args.verbose, args.debug) == (False, False)
+
+
+def test_beam_harness_logs_stay_out_unless_debug(pristine_family, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), root / "run")
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code, out, err, _ = cli(["audit", str(root), "--report-dir", str(tmp_path / "r1"), "-v"], env=env, timeout=300)
+    assert code == 0, err
+    assert "healthy 4" in out   # three checkpoints and the state file
+    assert "Worker:" not in err and "sdk_worker" not in err and "control server" not in err, err
+    code, _, err, _ = cli(["audit", str(root), "--report-dir", str(tmp_path / "r2"), "--debug"], env=env,
+                          timeout=300)
+    assert code == 0
+    assert "Worker:" in err and "Python sdk harness starting" in err   # the harness, shown only on request
+
+
+def test_worker_lines_from_our_code_pass_the_filter():
+    """Relayed worker lines look like this (copied from a DirectRunner multi_processing run)."""
+    import logging
+
+    from pipeline.cli import _OnlyOurWorkerLines
+
+    def relayed(location, message):
+        text = (f'Worker: severity: INFO timestamp {{ seconds: 1 nanos: 2 }} message: "{message}" '
+                f'log_location: "{location}" thread: "MainThread"')
+        return logging.LogRecord("apache_beam.runners.portability.local_job_service", logging.INFO, __file__, 1,
+                                 text, None, None)
+
+    keep = _OnlyOurWorkerLines()
+    assert keep.filter(relayed("/work/ckpt-rescue/transforms/report.py:31", "progress: this worker has audited 3"))
+    assert keep.filter(relayed("/venv/site-packages/recovery/audit.py:12", "progress"))
+    assert not keep.filter(relayed("/venv/site-packages/apache_beam/runners/worker/sdk_worker_main.py:97",
+                                   "Logging handler created."))
+    assert not keep.filter(relayed("/venv/site-packages/absl/logging/__init__.py:5", "oneDNN custom operations"))
+
+
+def test_an_audit_that_finds_nothing_warns_what_it_looked_for(pristine_family, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "logs").mkdir(parents=True)
+    (empty / "logs" / "train.log").write_text("step 1\n")
+    assert main(["audit", str(empty), "--report-dir", str(tmp_path / "r1")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: no checkpoint found under {empty}" in err
+    assert "`*.index`" in err and "`*.data-NNNNN-of-NNNNN`" in err and "`checkpoint`" in err
+    full = tmp_path / "full"
+    shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), full / "run")
+    assert main(["audit", str(full), "--report-dir", str(tmp_path / "r2")]) == 0
+    assert "no checkpoint found" not in capsys.readouterr().err
