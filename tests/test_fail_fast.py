@@ -325,3 +325,28 @@ def test_an_audit_that_finds_nothing_warns_what_it_looked_for(pristine_family, t
     shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), full / "run")
     assert main(["audit", str(full), "--report-dir", str(tmp_path / "r2")]) == 0
     assert "no checkpoint found" not in capsys.readouterr().err
+
+
+def test_register_checks_its_inputs_before_running_anything(family_copy, tmp_path, capsys):
+    from source_helpers import orphan
+
+    family = family_copy("keras3_adam")
+    orphan(family.prefix)
+    sibling = family.siblings[0]
+    readme = tmp_path / "README.md"
+    readme.write_text("# notes\n")
+    registry = str(tmp_path / "registry" / "architectures.yaml")
+    cases = (
+        (["--from-checkpoint", str(readme)], "not a checkpoint prefix"),
+        (["--from-checkpoint", sibling + ".index"], f"try: --from-checkpoint {sibling}"),
+        (["--from-checkpoint", family.prefix], "does not exist: --from-checkpoint needs a healthy checkpoint"),
+        (["--builder", "no_colon_here"], "write it as MODULE:FUNCTION"),
+        (["--from-checkpoint", sibling, "--registry", str(readme / "architectures.yaml")], "is a file"),
+    )
+    for args, words in cases:
+        assert main(["register", "adam", "--registry", registry, *args]) == 2, args
+        assert words in capsys.readouterr().err, args
+    assert not os.path.exists(registry)
+    # Following the suggestion registers it.
+    assert main(["register", "adam", "--registry", registry, "--from-checkpoint", sibling]) == 0
+    assert os.path.exists(registry)
