@@ -277,7 +277,8 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> 
         if different:
             names = ", ".join(p.layout.source for p in fitted)
             return unrecoverable(ctx.display_prefix, refusals, f"ambiguous: {names} all fit these bytes but disagree "
-                                 f"on {different}; pass --arch NAME to choose")
+                                 f"on {different}; choose one with "
+                                 f"`ckpt-rescue rebuild {shlex.quote(ctx.display_prefix)} --registry FILE --arch NAME`")
     plan = fitted[0]
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite

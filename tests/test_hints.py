@@ -5,6 +5,7 @@ the commands in audit records, the registry and cloud-endpoint hints."""
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -190,3 +191,33 @@ def test_cloud_endpoint_hints_work_when_followed(pristine_family, gcs_bucket, s3
         result = subprocess.run(argv, env=fixed, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "healthy" in result.stdout
+
+
+def test_ambiguous_registry_hint_works_from_the_audit(pristine_family, tmp_path, capsys):
+    """Two registered layouts fit a TF1 orphan's bytes and disagree on a key name: the audit (which has
+    no --arch) names the rebuild command that chooses, and that command rebuilds TensorFlow's index."""
+    import json
+
+    source = pristine_family("tf1_saver").prefix
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    data = os.path.basename(source) + ".data-00000-of-00001"
+    shutil.copy(source + ".data-00000-of-00001", run_dir / data)   # no index, no .meta, no sibling
+    prefix = str(run_dir / os.path.basename(source))
+    registry = tmp_path / "registry" / "architectures.yaml"
+    assert main(["register", "a", "--from-checkpoint", source, "--registry", str(registry)]) == 0
+    layout = json.loads((registry.parent / "layouts" / "a.json").read_text())
+    layout["tensors"][0]["key"] += "_renamed"
+    (registry.parent / "layouts" / "b.json").write_text(json.dumps(layout))
+    with open(registry, "a") as f:
+        f.write("  b:\n    layout: layouts/b.json\n")
+    capsys.readouterr()
+
+    assert main(["audit", str(run_dir), "--report-dir", str(tmp_path / "reports"), "--registry", str(registry)]) == 1
+    (record,) = [r for r in read_records(str(tmp_path / "reports")) if r.prefix == prefix]
+    assert "ambiguous" in record.reason and "pass --arch" not in record.reason
+    command = re.search(r"`(ckpt-rescue rebuild [^`]+--arch NAME)`", record.reason)[1]
+    code, _, err = follow(capsys, command, FILE=str(registry), NAME="a")
+    assert code == 0, err
+    with open(prefix + ".index", "rb") as rebuilt, open(source + ".index", "rb") as original:
+        assert rebuilt.read() == original.read()
