@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
+from storage_servers import fake_gcs_fs, gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
 
 from pipeline.cli import main
 
@@ -350,3 +350,18 @@ def test_register_checks_its_inputs_before_running_anything(family_copy, tmp_pat
     # Following the suggestion registers it.
     assert main(["register", "adam", "--registry", registry, "--from-checkpoint", sibling]) == 0
     assert os.path.exists(registry)
+
+
+def test_fake_gcs_server_passes_the_check_and_a_missing_bucket_is_named(fake_gcs_fs, monkeypatch):  # noqa: F811
+    """The Go fake-gcs-server answers like GCS (JSON errors); point STORAGE_EMULATOR_HOST at it."""
+    from pipeline.cli import UsageError
+    from pipeline.preflight import check_access
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_fs._endpoint)
+    fake_gcs_fs.mkdir("preflight-bucket")
+    fake_gcs_fs.pipe_file("preflight-bucket/run/ckpt-1.index", b"x")
+    check_access([("ROOT", "gs://preflight-bucket/run"), ("--report-dir", "gs://preflight-bucket/reports")])
+    started = time.monotonic()
+    with pytest.raises(UsageError, match="bucket missing-bucket-h8 not found"):
+        check_access([("ROOT", "gs://missing-bucket-h8/run")])
+    assert time.monotonic() - started < ANSWER_WITHIN
