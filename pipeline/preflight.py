@@ -6,17 +6,19 @@ missing, and then fail with a traceback. Here each gs:// or s3:// path gets one 
 missing and how to provide it. Local and memory:// paths are checked by the commands themselves.
 """
 
-import concurrent.futures
 import os
 import socket
 import tempfile
+import threading
+import time
 from urllib.parse import urlparse
 
 from .cli import UsageError
 
 CONNECT_SECONDS = 3.0
-READ_SECONDS = 4.0
+READ_SECONDS = 3.0
 DNS_SECONDS = 2.0
+TOTAL_SECONDS = 8.0   # every path is checked at the same time; the whole check ends within this
 GCS_ENDPOINT = "https://storage.googleapis.com"
 S3_SCHEMES = ("s3", "s3a")
 GCS_SCHEMES = ("gs", "gcs")
@@ -41,8 +43,20 @@ def check_access(paths: list) -> None:
     if not remote:
         return
     unique = list(dict.fromkeys(url for _, url in remote))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(unique))) as pool:
-        problems = dict(zip(unique, pool.map(_check_one, unique)))
+    deadline = time.monotonic() + TOTAL_SECONDS
+    stages = {url: {"now": "starting"} for url in unique}
+    running = {url: _in_background(_check_one, url, stages[url]) for url in unique}   # all at once
+    problems = {}
+    for url, (thread, outcome) in running.items():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            problems[url] = [(f"no answer within {TOTAL_SECONDS:.0f} s while {stages[url]['now']}",
+                              "check the network and credentials; run again with --debug to see the storage "
+                              "client's own logs")]
+        elif "error" in outcome:
+            problems[url] = [(f"the check itself failed: {_short(outcome['error'])}", "run again with --debug")]
+        else:
+            problems[url] = outcome["value"]
     grouped = {}   # the same problems (no network, no credentials) usually hit every path: say them once
     for label, url in remote:
         if problems[url]:
@@ -101,41 +115,58 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
-def _check_one(url: str) -> list:
-    """[(problem, fix)] for one URL; empty when one listing call under it succeeded."""
+def _check_one(url: str, stage: dict) -> list:
+    """[(problem, fix)] for one URL; empty when one listing call under it succeeded. `stage` says what is
+    being waited for, in case the whole check runs out of time."""
     parsed = urlparse(url)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket:
         return [("no bucket name in the URL", "write it as SCHEME://BUCKET/PATH")]
     if _scheme(url) in GCS_SCHEMES:
-        return _check_gcs(bucket, key)
-    return _check_s3(bucket, key)
+        return _check_gcs(bucket, key, stage)
+    return _check_s3(bucket, key, stage)
+
+
+def _in_background(function, *args):
+    """(daemon thread, outcome dict): a check that hangs must not keep the process from exiting."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args)
+        except Exception as exc:  # noqa: BLE001 - reported as the check's own failure
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name=f"preflight {args[:1]}")
+    thread.start()
+    return thread, outcome
 
 
 def _resolves(host: str) -> str | None:
     """None when `host` resolves within DNS_SECONDS, else why not (getaddrinfo itself has no timeout)."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(socket.getaddrinfo, host, None)
-    try:
-        future.result(timeout=DNS_SECONDS)
-    except concurrent.futures.TimeoutError:
+    thread, outcome = _in_background(socket.getaddrinfo, host, None)
+    thread.join(DNS_SECONDS)
+    if thread.is_alive():
         return f"DNS lookup of {host} did not answer within {DNS_SECONDS:.0f} s"
-    except OSError as exc:
-        return f"DNS lookup of {host} failed ({exc.strerror or exc})"
-    finally:
-        pool.shutdown(wait=False)
+    error = outcome.get("error")
+    if isinstance(error, OSError):
+        return f"DNS lookup of {host} failed ({error.strerror or error})"
+    if error is not None:
+        return f"DNS lookup of {host} failed ({_short(error)})"
     return None
 
 
 # --- Google Cloud Storage -------------------------------------------------------------------------
 
-def _check_gcs(bucket: str, key: str) -> list:
+def _check_gcs(bucket: str, key: str, stage: dict) -> list:
     import requests
 
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     emulator = None if emulator in ("", "default") else emulator   # gcsfs's own reading of the variable
     endpoint = (emulator if "://" in (emulator or "") else f"http://{emulator}") if emulator else GCS_ENDPOINT
+    stage["now"] = "looking for Google credentials (on a machine outside GCP the metadata server may not answer)"
     credentials, who = (None, "the emulator") if emulator else _google_credentials()
+    stage["now"] = f"resolving {urlparse(endpoint).hostname}"
     missing = [] if credentials is not None or emulator else [(f"no Google credentials found ({who})",
                                                                GCS_CREDENTIALS_HINT)]
     unreachable = _resolves(urlparse(endpoint).hostname)
@@ -146,6 +177,7 @@ def _check_gcs(bucket: str, key: str) -> list:
         from google.auth.transport.requests import AuthorizedSession
 
         session = AuthorizedSession(credentials)
+    stage["now"] = f"listing gs://{bucket}/{key} at {endpoint}"
     try:
         response = session.get(f"{endpoint}/storage/v1/b/{bucket}/o",
                                params={"prefix": key, "maxResults": 1, "fields": "items/name"},
@@ -203,12 +235,13 @@ def _is_gcs_json_error(response) -> bool:
 
 # --- Amazon S3 and compatible stores --------------------------------------------------------------
 
-def _check_s3(bucket: str, key: str) -> list:
+def _check_s3(bucket: str, key: str, stage: dict) -> list:
     import botocore.config
     import botocore.exceptions
     import botocore.session
 
     session = botocore.session.get_session()
+    stage["now"] = "looking for AWS credentials (the instance metadata service may not answer)"
     try:
         credentials = session.get_credentials()
     except botocore.exceptions.BotoCoreError as exc:   # a profile that does not exist, a broken config file
@@ -220,11 +253,13 @@ def _check_s3(bucket: str, key: str) -> list:
     missing = [] if credentials is not None else [
         ("no AWS credentials found (looked at AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials, ~/.aws/config "
          "and the instance metadata service)", S3_CREDENTIALS_HINT)]
+    stage["now"] = f"resolving {urlparse(endpoint).hostname}"
     unreachable = _resolves(urlparse(endpoint).hostname)
     if unreachable:
         return [(f"cannot reach {endpoint}: {unreachable}", S3_NETWORK_HINT)] + missing
     if missing:
         return missing
+    stage["now"] = f"listing s3://{bucket}/{key} at {endpoint}"
     try:
         client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
     except botocore.exceptions.ClientError as exc:

@@ -128,6 +128,15 @@ def test_a_store_that_never_answers_is_given_up_in_seconds(silent_server, tmp_pa
     assert err.count("no answer within") == 2 and silent_server in err
 
 
+def test_a_metadata_server_that_never_answers_cannot_hold_the_check(silent_server, tmp_path):
+    """Outside GCP, google-auth's metadata probe can hang (3 s x 3 tries): the whole check still ends in time."""
+    host = silent_server[len("http://"):]
+    code, _, err, seconds = cli(["inspect", "gs://b/x"], env=bare_env(tmp_path, GCE_METADATA_HOST=host,
+                                                                       GCE_METADATA_IP=host))
+    assert code == 2 and seconds < ANSWER_WITHIN, (seconds, err)
+    assert "while looking for Google credentials" in err
+
+
 def test_emulators_pass_the_check_and_missing_buckets_are_named(pristine_family, gcs_bucket, s3_bucket,  # noqa: F811
                                                                  capsys):
     family = pristine_family("keras3_adam")
