@@ -61,6 +61,8 @@ def _add_logging_flags(parser, default) -> None:
 HARNESS_LOGGERS = ("apache_beam", "absl", "tensorflow", "gcsfs", "s3fs", "botocore", "urllib3", "google.auth")
 
 
+JOB_LINKS = "apache_beam.runners.dataflow.internal.apiclient"
+
 # Local Beam workers' log lines come back through this logger, ours and the harness's alike.
 WORKER_RELAY = "apache_beam.runners.portability.local_job_service"
 OUR_CODE = ("/pipeline/", "/recovery/", "/transforms/", "/tfbundle/")
@@ -81,9 +83,12 @@ _RELAY_FILTER = _OnlyOurWorkerLines()
 def configure_logging(verbose: bool, debug: bool) -> None:
     """Our own progress at INFO with -v; Beam's harness and the storage clients stay quiet unless --debug."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
     for name in HARNESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    # Except the lines a person needs from a remote runner: the Dataflow job id and console link.
+    logging.getLogger(JOB_LINKS).setLevel(logging.DEBUG if debug else logging.INFO)
     relay = logging.getLogger(WORKER_RELAY)
     relay.removeFilter(_RELAY_FILTER)
     relay.setLevel(level)

@@ -5,11 +5,12 @@ on a healthy checkpoint: rebuilds its index from the other sources while ignorin
 says whether the result is byte-identical (proof that the checkpoint is recoverable).
 """
 
+import shlex
 import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.inspect import diagnose, render
+from recovery.inspect import Diagnosis, diagnose, locate_target, render
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
@@ -114,12 +115,12 @@ def check_before_work(args) -> None:
 
 
 def _check_template(template: str) -> None:
-    wrong = diagnose(template)
-    if wrong is not None:
-        hint = f"\ntry: --template {wrong.suggestion}" if wrong.suggestion else ""
-        raise UsageError("--template " + render(wrong, command=None).rstrip("\n") + hint)
-    fs, path = storage.url_to_fs(template.rstrip("/"))
-    if not storage.fresh_exists(fs, index_filename(path)):
+    found = locate_target(template)
+    if isinstance(found, Diagnosis):
+        hint = f"\ntry: --template {shlex.quote(found.suggestion)}" if found.suggestion else ""
+        raise UsageError("--template " + render(found, command=None).rstrip("\n") + hint)
+    _, _, index_exists, _ = found
+    if not index_exists:
         raise UsageError(f"--template {template} has no index: a template must be a healthy checkpoint of the same "
                          f"model (check one with `ckpt-rescue inspect PREFIX`)")
 

@@ -158,6 +158,12 @@ def diagnose(target: str) -> "Diagnosis | None":
     return found if isinstance(found, Diagnosis) else None
 
 
+def locate_target(target: str):
+    """`locate` for what the user typed: a Diagnosis, or (prefix, listing, index exists, data files)."""
+    fs, path = _fs_path(target)
+    return locate(fs, path, target)
+
+
 def _fs_path(target: str):
     return storage.url_to_fs(target.rstrip("/") or target)
 
