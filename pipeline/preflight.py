@@ -122,9 +122,19 @@ def _check_one(url: str, stage: dict) -> list:
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket:
         return [("no bucket name in the URL", "write it as SCHEME://BUCKET/PATH")]
-    if _scheme(url) in GCS_SCHEMES:
-        return _check_gcs(bucket, key, stage)
-    return _check_s3(bucket, key, stage)
+    gcs = _scheme(url) in GCS_SCHEMES
+    try:   # the same client libraries fsspec will need for this path
+        if gcs:
+            import gcsfs  # noqa: F401
+            import google.auth  # noqa: F401
+            import requests  # noqa: F401
+        else:
+            import botocore  # noqa: F401
+            import s3fs  # noqa: F401
+    except ImportError as exc:
+        return [(f"{_scheme(url)}:// paths need {exc.name}, which is not installed",
+                 f"pip install {'gcsfs' if gcs else 's3fs'}")]
+    return _check_gcs(bucket, key, stage) if gcs else _check_s3(bucket, key, stage)
 
 
 def _in_background(function, *args):
