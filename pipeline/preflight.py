@@ -6,6 +6,7 @@ missing, and then fail with a traceback. Here each gs:// or s3:// path gets one 
 missing and how to provide it. Local and memory:// paths are checked by the commands themselves.
 """
 
+import importlib.util
 import os
 import socket
 import tempfile
@@ -123,16 +124,10 @@ def _check_one(url: str, stage: dict) -> list:
     if not bucket:
         return [("no bucket name in the URL", "write it as SCHEME://BUCKET/PATH")]
     gcs = _scheme(url) in GCS_SCHEMES
-    try:   # the same client libraries fsspec will need for this path
-        if gcs:
-            import gcsfs  # noqa: F401
-            import google.auth  # noqa: F401
-            import requests  # noqa: F401
-        else:
-            import botocore  # noqa: F401
-            import s3fs  # noqa: F401
-    except ImportError as exc:
-        return [(f"{_scheme(url)}:// paths need {exc.name}, which is not installed",
+    needed = ("gcsfs", "google.auth", "requests") if gcs else ("s3fs", "botocore")   # what fsspec will need
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]   # found, not imported: fast
+    if missing:
+        return [(f"{_scheme(url)}:// paths need {', '.join(missing)}, not installed",
                  f"pip install {'gcsfs' if gcs else 's3fs'}")]
     return _check_gcs(bucket, key, stage) if gcs else _check_s3(bucket, key, stage)
 
