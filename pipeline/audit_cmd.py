@@ -20,6 +20,7 @@ from recovery.records import NEEDS_A_PERSON, STATUSES
 from recovery.report import HTML, read_records, read_summary
 
 from . import options as beam_flags
+from . import preflight
 from .cli import EXIT_ATTENTION, UsageError
 from .registry_args import registry_layouts_from_args
 
@@ -67,6 +68,8 @@ def run(args) -> int:
     roots = list(args.roots) + [r for r in (args.roots_csv or "").split(",") if r.strip()]
     if not roots:
         raise UsageError("give at least one ROOT (or --roots)")
+    preflight.check_access([("ROOT", r) for r in roots]
+                           + [("--report-dir", args.report_dir), ("--registry", args.registry)])
     for root in roots:
         try:
             check_root(root)
@@ -74,6 +77,7 @@ def run(args) -> int:
             raise UsageError(str(exc)) from None
     roots = distinct_roots(roots)
     _check_report_dir(args.report_dir, roots)
+    preflight.check_output_dir("--report-dir", args.report_dir)
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
     in_memory = any(url.startswith("memory://") for url in roots + [args.report_dir])
@@ -113,7 +117,16 @@ def run(args) -> int:
               "another audit may be writing to the same report directory", file=sys.stderr)
         return EXIT_ATTENTION
     _print_summary(summary, read_records(args.report_dir), audit.metrics(result))
+    _warn_empty_roots(summary)
     return summary["exit_code"]
+
+
+def _warn_empty_roots(summary: dict) -> None:
+    """A root with nothing in it is most often a typo or the wrong bucket: say what was looked for."""
+    for root, entry in summary.get("per_root", {}).items():
+        if not entry.get("records"):
+            print(f"ckpt-rescue audit: warning: no checkpoint found under {root} (looked at every depth for "
+                  "`*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files)", file=sys.stderr)
 
 
 def _display(url: str) -> str:

@@ -35,7 +35,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported (inspect should not load Beam)."""
     parser = _Parser(prog="ckpt-rescue", description="Find TensorFlow checkpoints whose .index is lost, rebuild "
                      "the index byte-identically or refuse with the reason, and audit whole buckets.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    _add_logging_flags(parser, argparse.SUPPRESS)
+    parser.set_defaults(verbose=False, debug=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         if name != command:
@@ -45,8 +46,54 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
+        _add_logging_flags(cmd, argparse.SUPPRESS)   # also after the subcommand: `ckpt-rescue audit -v ...`
         cmd.set_defaults(_run=module.run)
     return parser
+
+
+def _add_logging_flags(parser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log progress at INFO level")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="log everything at DEBUG level, including Beam's own worker and harness logs")
+
+
+# Beam's runner and harness loggers: worker start-up, pipeline-option warnings, job-service chatter.
+HARNESS_LOGGERS = ("apache_beam", "absl", "tensorflow", "gcsfs", "s3fs", "botocore", "urllib3", "google.auth")
+
+
+JOB_LINKS = "apache_beam.runners.dataflow.internal.apiclient"
+
+# Local Beam workers' log lines come back through this logger, ours and the harness's alike.
+WORKER_RELAY = "apache_beam.runners.portability.local_job_service"
+OUR_CODE = ("/pipeline/", "/recovery/", "/transforms/", "/tfbundle/")
+
+
+class _OnlyOurWorkerLines(logging.Filter):
+    """Keep a relayed worker line only when our code logged it (progress, warnings), not the SDK harness."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        location = message.partition('log_location: "')[2].partition('"')[0]
+        return "/apache_beam/" not in location and any(part in location for part in OUR_CODE)
+
+
+_RELAY_FILTER = _OnlyOurWorkerLines()
+
+
+def configure_logging(verbose: bool, debug: bool) -> None:
+    """Our own progress at INFO with -v; Beam's harness and the storage clients stay quiet unless --debug."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    for name in HARNESS_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    # Except the lines a person needs from a remote runner: the Dataflow job id and console link.
+    logging.getLogger(JOB_LINKS).setLevel(logging.DEBUG if debug else logging.INFO)
+    relay = logging.getLogger(WORKER_RELAY)
+    relay.removeFilter(_RELAY_FILTER)
+    relay.setLevel(level)
+    if not debug:
+        relay.addFilter(_RELAY_FILTER)
 
 
 def main(argv=None) -> int:
@@ -57,8 +104,7 @@ def main(argv=None) -> int:
     if extra and args.command != "audit":  # audit forwards unknown flags to Beam
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.beam_args = extra
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.debug)
     try:
         return args._run(args)
     except UsageError as exc:

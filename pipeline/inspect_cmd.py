@@ -10,6 +10,7 @@ import sys
 
 from recovery.inspect import inspect_path, render, to_json
 
+from . import preflight
 from .cli import UsageError
 
 
@@ -19,6 +20,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    preflight.check_access([("PREFIX", args.prefix)])
     try:
         result = inspect_path(args.prefix)
     except (OSError, ValueError) as exc:

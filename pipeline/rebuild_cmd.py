@@ -5,18 +5,21 @@ on a healthy checkpoint: rebuilds its index from the other sources while ignorin
 says whether the result is byte-identical (proof that the checkpoint is recoverable).
 """
 
+import shlex
 import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.rebuild import REBUILT, rebuild
+from recovery.inspect import Diagnosis, diagnose, locate_target, render
+from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
 
+from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
 from .progress import Progress
-from .registry_args import add_registry_arguments, registry_layouts_from_args
+from .registry_args import add_registry_arguments, no_registry_found, registry_layouts_from_args
 from .tf_judge import SKIPPED_NOTICE, tensorflow_available
 
 
@@ -38,6 +41,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    check_before_work(args)
     fs, prefix = storage.url_to_fs(args.prefix.rstrip("/"))
     layouts = registry_layouts_from_args(args, lazy=True)
     if args.rehearse:
@@ -77,6 +81,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
         _print_evidence(outcome.evidence, sys.stderr)
+        _print_no_source_help(outcome, layouts)
         return EXIT_ATTENTION
     checks, skipped = list(outcome.checks), []
     if judge is None and args.tf_check != "off" and storage.is_local(fs) and not tensorflow_available():
@@ -120,6 +125,44 @@ def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
         print(f"  evidence: {evidence.summary()}", file=stream)
     for line in evidence.cannot_confirm:
         print(f"  cannot confirm: {line}", file=stream)
+
+
+def _print_no_source_help(outcome, layouts) -> None:
+    """When nothing describes the layout, say what this command can be given (and where a registry was sought)."""
+    if outcome.reason != NO_SOURCE:
+        return
+    print(no_source_hint(outcome.prefix, "rebuild"), file=sys.stderr)
+    if layouts is None:
+        print(f"no registry was used: none was found ({no_registry_found()}); pass --registry FILE",
+              file=sys.stderr)
+
+
+def check_before_work(args) -> None:
+    """Every usage mistake, found before any listing of data or any builder runs: exit 2 with the fix."""
+    preflight.check_access([("PREFIX", args.prefix), ("--template", args.template), ("--output", args.output),
+                            ("--registry", args.registry)])
+    if args.output:
+        preflight.check_output_file("--output", args.output)
+    wrong = diagnose(args.prefix)
+    if wrong is not None:
+        raise UsageError(render(wrong, command="rebuild").rstrip("\n"))
+    if args.template:
+        _check_template(args.template)
+
+
+def _check_template(template: str) -> None:
+    found = locate_target(template)
+    if isinstance(found, Diagnosis):
+        hint = f"\ntry: --template {shlex.quote(found.suggestion)}" if found.suggestion else ""
+        raise UsageError("--template " + render(found, command=None).rstrip("\n") + hint)
+    _, _, index_exists, _ = found
+    if not index_exists:
+        raise UsageError(f"--template {template} has no index: a template must be a healthy checkpoint of the same "
+                         f"model (check one with `ckpt-rescue inspect PREFIX`)")
+
+
+def _tf_judge(fs, ctx, index_bytes, skip: bool):
+    pass
 
 
 def _start_judge(fs, mode: str):

@@ -8,11 +8,14 @@ An existing entry (or layout file) is replaced only with --force.
 """
 
 import posixpath
+import shlex
 
 from recovery import storage
+from recovery.inspect import diagnose, render
 from recovery.registry import LAYOUTS_DIR, NAME_RE, RegistryError, add_entry, capture_layout, parse_entries
 from tfbundle import FormatError
 
+from . import preflight
 from .cli import EXIT_OK, UsageError
 from .registry_args import DEFAULT_REGISTRY
 
@@ -30,6 +33,7 @@ def add_arguments(parser):
 def run(args) -> int:
     if not NAME_RE.match(args.name):
         raise UsageError(f"name {args.name!r}: use letters, digits, `_`, `.` and `-` (it names a file)")
+    check_before_work(args)
     try:
         _refuse_clobber(args.registry, args.name, args.force)
         if args.builder:
@@ -40,6 +44,21 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     print(f"registered `{args.name}` in {args.registry}: {summary}")
     return EXIT_OK
+
+
+def check_before_work(args) -> None:
+    """Usage mistakes found before TensorFlow runs a builder or a layout is captured: exit 2 with the fix."""
+    preflight.check_access([("--from-checkpoint", args.from_checkpoint), ("--registry", args.registry)])
+    if args.builder is not None:
+        module, _, function = args.builder.partition(":")
+        if not module or not function:
+            raise UsageError(f"--builder {args.builder}: write it as MODULE:FUNCTION, e.g. my_models:build_resnet")
+    if args.from_checkpoint is not None:
+        wrong = diagnose(args.from_checkpoint)
+        if wrong is not None:
+            hint = f"\ntry: --from-checkpoint {shlex.quote(wrong.suggestion)}" if wrong.suggestion else ""
+            raise UsageError("--from-checkpoint " + render(wrong, command=None).rstrip("\n") + hint)
+    preflight.check_output_dir("the directory of --registry", posixpath.dirname(args.registry) or ".")
 
 
 def _refuse_clobber(registry: str, name: str, force: bool) -> None:

@@ -1,5 +1,6 @@
 """--registry / --arch, shared by the commands that rebuild: resolve the registry once, here."""
 
+import difflib
 import os
 from collections.abc import Mapping
 
@@ -41,6 +42,21 @@ class LazyLayouts(Mapping):
         return len(self._get())
 
 
+def no_registry_found() -> str:
+    """Where the default registry was looked for, for messages that say none was used."""
+    return f"looked for the default {DEFAULT_REGISTRY} in {os.getcwd()}"
+
+
+def _check_arch(arch: str | None, entries, path: str) -> None:
+    """An --arch the registry does not have is a typo to report now, not after every builder ran."""
+    if arch is None or arch in entries:
+        return
+    close = difflib.get_close_matches(arch, list(entries), n=3, cutoff=0.5)
+    known = ", ".join(sorted(entries)) or "none"
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise UsageError(f"--arch {arch} is not registered in {path} (registered: {known}){hint}")
+
+
 def registry_layouts_from_args(args, lazy: bool = False) -> "Mapping | None":
     """Registry entries resolved into plain layouts (builders run here, with TensorFlow), or None.
 
@@ -50,7 +66,8 @@ def registry_layouts_from_args(args, lazy: bool = False) -> "Mapping | None":
     if path is None:
         if not os.path.exists(DEFAULT_REGISTRY):
             if getattr(args, "arch", None):
-                raise UsageError(f"--arch {args.arch} needs a registry: pass --registry FILE")
+                raise UsageError(f"--arch {args.arch} needs a registry, and none was found: {no_registry_found()}; "
+                                 "pass --registry FILE")
             return None
         path = DEFAULT_REGISTRY
     from recovery.registry import load_registry
@@ -64,7 +81,8 @@ def registry_layouts_from_args(args, lazy: bool = False) -> "Mapping | None":
             raise UsageError(f"registry {path}: {exc}") from None
 
     try:
-        load_registry(path)
+        registry = load_registry(path)
     except (RegistryError, OSError) as exc:
         raise UsageError(f"registry {path}: {exc}") from None
+    _check_arch(getattr(args, "arch", None), registry.entries, path)
     return LazyLayouts(resolve) if lazy else resolve()

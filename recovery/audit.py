@@ -12,7 +12,7 @@ from tfbundle import index_filename
 from . import storage
 from .classify import OrphanTask
 from .context import NotRebuildable, open_orphan
-from .rebuild import RebuildOutcome, RebuildPlan, checksum_range, finalize, prepare
+from .rebuild import NO_SOURCE, RebuildOutcome, RebuildPlan, checksum_range, finalize, no_source_hint, prepare
 from .records import (
     CORRUPT,
     REBUILT,
@@ -124,6 +124,8 @@ def _stage(task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings) -
 def _not_rebuilt(task: OrphanTask, reason: str, refusals=()) -> Record:
     status = CORRUPT if task.stage_only else UNRECOVERABLE
     lead = f"{task.finding}; " if task.stage_only else ""
+    if reason == NO_SOURCE:
+        reason = f"{reason}; {no_source_hint(task.display_prefix, 'audit')}"
     record = _record(task, status, f"{lead}{reason}", command=inspect_command(task.display_prefix))
     record.refusals = [str(r) for r in refusals]
     return record

@@ -182,9 +182,10 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
         latest = " including the latest, so tf.train.latest_checkpoint() returns None and training restarts" \
             if state.latest in dangling else ""
         record.reason = (f"names {len(dangling)} checkpoint(s) that do not exist{latest}: "
-                         f"{', '.join(dangling[:5])}")
-        record.command = inspect_command(storage.display(fs, resolve_state_name(
-            contents.directory, dangling[0], fs._strip_protocol)))
+                         f"{', '.join(dangling[:5])}; restore them, or edit the state file to name a checkpoint "
+                         "that exists")
+        # Inspecting the state file (not the missing prefix, which inspect cannot find) says which names exist.
+        record.command = inspect_command(display)
     else:
         record.reason = f"all {len(state.names())} checkpoint(s) it names exist"
     if orphans:

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import json
 import posixpath
+import shlex
 import tarfile
 from dataclasses import dataclass, field
 
@@ -136,9 +137,44 @@ class Diagnosis:
 
 def inspect_path(target: str):
     """Healthy | Orphan | Unreadable | Diagnosis for what the user typed (local path or URL)."""
-    fs, path = storage.url_to_fs(target.rstrip("/") or target)
+    fs, path = _fs_path(target)
+    found = locate(fs, path, target)
+    if isinstance(found, Diagnosis):
+        return found
+    prefix, listing, index_exists, data_files = found
+    if index_exists:
+        return _healthy(fs, prefix, index_filename(prefix), data_files)
+    return _orphan(fs, prefix, data_files, listing)
+
+
+def diagnose(target: str) -> "Diagnosis | None":
+    """The one answer to "is this a checkpoint prefix?", shared by `inspect` and `rebuild`.
+
+    A Diagnosis (what the path is instead, the nearest prefixes) for a file, a directory, an archive
+    or a prefix with neither index nor data; None when `target` names a checkpoint prefix.
+    """
+    fs, path = _fs_path(target)
+    found = locate(fs, path, target)
+    return found if isinstance(found, Diagnosis) else None
+
+
+def locate_target(target: str):
+    """`locate` for what the user typed: a Diagnosis, or (prefix, listing, index exists, data files)."""
+    fs, path = _fs_path(target)
+    return locate(fs, path, target)
+
+
+def _fs_path(target: str):
+    return storage.url_to_fs(target.rstrip("/") or target)
+
+
+def locate(fs, path: str, target: str):
+    """Diagnosis, or (prefix, directory listing, index exists, data files) for a real checkpoint prefix."""
     if fs.isdir(path):
-        return _directory(fs, path, target)
+        nameless = _nameless_prefix(fs, path)
+        if nameless is None:
+            return _directory(fs, path, target)
+        return nameless
     if fs.isfile(path):
         return _diagnose_file(fs, path, target)
     directory = storage.parent(path)
@@ -147,13 +183,31 @@ def inspect_path(target: str):
     except FileNotFoundError:
         return Diagnosis(target, f"no such directory: {storage.display(fs, directory) or '.'}")
     index_path = index_filename(path)
-    index_item = next((i for i in listing if i["name"] == index_path and i.get("type") != "directory"), None)
+    index_exists = any(i["name"] == index_path and i.get("type") != "directory" for i in listing)
     data_files = data_files_of(path, listing)
-    if index_item is not None:
-        return _healthy(fs, path, index_path, data_files)
-    if data_files:
-        return _orphan(fs, path, data_files, listing)
+    if index_exists or data_files:
+        return path, listing, index_exists, data_files
     return _missing(fs, path, target, listing)
+
+
+def _nameless_prefix(fs, directory: str):
+    """TF1 `saver.save(sess, "dir/")` writes `dir/.index` and `dir/.data-…`: then "dir/" IS the prefix."""
+    prefix = directory.rstrip("/") + "/"
+    listing = fs.ls(directory, detail=True)
+    index_exists = any(i["name"] == prefix + ".index" and i.get("type") != "directory" for i in listing)
+    data_files = data_files_of(prefix, listing)
+    if index_exists or data_files:
+        return prefix, listing, index_exists, data_files
+    return None
+
+
+def _is_prefix(fs, prefix: str) -> bool:
+    """Whether `prefix` has an index or data files: only such a prefix is worth suggesting."""
+    try:
+        listing = fs.ls(storage.parent(prefix), detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return any(i["name"] == index_filename(prefix) for i in listing) or bool(data_files_of(prefix, listing))
 
 
 # --- a readable prefix ----------------------------------------------------------------------------
@@ -282,6 +336,9 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
         return Diagnosis(target, f"you passed the index file; the prefix is {prefix}", shown, _hex(head), prefix)
     if path.endswith(".meta"):
         prefix = storage.display(fs, path[: -len(".meta")])
+        if not _is_prefix(fs, path[: -len(".meta")]):
+            return Diagnosis(target, f"you passed a TF1 graph (.meta) file, and its prefix {prefix} has no index and "
+                                     "no data files beside it", shown, _hex(head))
         return Diagnosis(target, f"you passed the TF1 graph (.meta) file; the prefix is {prefix}", shown, _hex(head),
                          prefix)
     if base == STATE_FILE:
@@ -300,9 +357,16 @@ def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
     except FormatError as exc:
         return Diagnosis(target, f"you passed TensorFlow's `checkpoint` state file, not a prefix; it is unreadable "
                                  f"({exc}), so TensorFlow ignores it", storage.display(fs, path), _hex(head))
-    named = [storage.display(fs, resolve_state_name(directory, n, fs._strip_protocol)) for n in state.names()]
-    latest = named[0] if state.latest else None
+    resolved = [resolve_state_name(directory, n, fs._strip_protocol) for n in state.names()]
+    exists = [_is_prefix(fs, p) for p in resolved]
+    named = [storage.display(fs, p) + ("" if ok else "  (does not exist: no index, no data files)")
+             for p, ok in zip(resolved, exists)]
+    latest = storage.display(fs, resolved[0]) if state.latest else None
     problem = "you passed TensorFlow's `checkpoint` state file, not a prefix; "
+    if latest and not exists[0]:
+        problem += (f"the latest prefix it names, {latest}, does not exist, so tf.train.latest_checkpoint() "
+                    "returns None; every prefix it names is listed")
+        return Diagnosis(target, problem, storage.display(fs, path), _hex(head), None, named)
     problem += f"the latest prefix it names is {latest}" if latest else "it names no checkpoint"
     return Diagnosis(target, problem, storage.display(fs, path), _hex(head), latest, named)
 
@@ -389,7 +453,10 @@ def to_json(result) -> str:
     return json.dumps({"kind": result.kind, "exit_code": result.exit_code, **fields}, indent=1)
 
 
-def render(result) -> str:
+def render(result, command: str | None = "inspect") -> str:
+    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run)."""
+    if result.kind == "diagnosis":
+        return "\n".join(_render_diagnosis(result, command)) + "\n"
     return "\n".join(_RENDERERS[result.kind](result)) + "\n"
 
 
@@ -439,15 +506,15 @@ def _render_unreadable(r: Unreadable) -> list[str]:
             f"first bytes {r.first_bytes}"]
 
 
-def _render_diagnosis(r: Diagnosis) -> list[str]:
+def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str]:
     lines = [f"{r.target}: {r.problem}"]
     if r.file:
         lines.append(f"file        {r.file}")
     if r.first_bytes is not None:
         lines.append(f"first bytes {r.first_bytes or '(empty file)'}")
     lines += [f"  {c}" for c in r.candidates]
-    if r.suggestion:
-        lines.append(f"try: ckpt-rescue inspect {r.suggestion}")
+    if r.suggestion and command:
+        lines.append(f"try: ckpt-rescue {command} {shlex.quote(r.suggestion)}")
     return lines
 
 

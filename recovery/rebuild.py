@@ -8,6 +8,7 @@ Three phases so a pipeline can spread one huge orphan over several workers:
 """
 
 import dataclasses
+import shlex
 import struct
 from dataclasses import dataclass, field
 
@@ -489,7 +490,8 @@ def _first_disagreement(fitted: list) -> str:
         different = _differing_keys(first, other)
         if not different:
             continue
-        choices = [c for c in (_choice(first.layout), _choice(other.layout)) if c]
+        prefix = shlex.quote(first.prefix if not first.display_prefix else first.display_prefix)
+        choices = [f"`ckpt-rescue rebuild {prefix} {c}`" for c in (_choice(first.layout), _choice(other.layout)) if c]
         hint = f": if one is the model's, rebuild with {' or '.join(choices)}" if choices else ""
         return (f"sources disagree: {first.layout.source} and {other.layout.source} both fit these bytes but describe "
                 f"{different}; the data holds sizes, not shapes, so it cannot tell which is right{hint}")
@@ -503,7 +505,7 @@ def _choice(layout: Layout) -> str:
         fs, prefix = layout.origin
         return f"--template {storage.display(fs, prefix)}"
     if layout.kind == "registry" and "`" in layout.source:
-        return f"--arch {layout.source.split('`')[1]}"
+        return f"--registry FILE --arch {layout.source.split('`')[1]}"
     return ""
 
 
@@ -541,13 +543,25 @@ def _differing_keys(a: RebuildPlan, b: RebuildPlan) -> str:
                      for x, y in diffs)
 
 
+NO_SOURCE = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, and no "
+             "registered architecture")
+
+
+def no_source_hint(display_prefix: str, command: str) -> str:
+    """What a person can do when nothing describes the layout; each command offers only its own flags."""
+    if command == "audit":
+        return (f"to fix: `ckpt-rescue rebuild {shlex.quote(display_prefix)} --template HEALTHY_PREFIX` with a "
+                "healthy checkpoint of the same model, or register the model once (`ckpt-rescue register NAME "
+                "--from-checkpoint HEALTHY_PREFIX --registry FILE`) and re-run the audit with --registry FILE")
+    return ("to fix: pass --template HEALTHY_PREFIX (a healthy checkpoint of the same model), or register the model "
+            "once with `ckpt-rescue register NAME --from-checkpoint HEALTHY_PREFIX` and run this rebuild again")
+
+
 def unrecoverable(display_prefix: str, refusals: list, reason: str = "", evidence: Evidence | None = None
                   ) -> RebuildOutcome:
     if not reason:
         if not refusals:
-            reason = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, "
-                      "and no registered architecture; register one with `ckpt-rescue register NAME "
-                      "--from-checkpoint PREFIX` or pass --template PREFIX")
+            reason = NO_SOURCE   # the fix depends on the command that was run: see no_source_hint()
         else:
             reason = "no source fits: " + " | ".join(str(r) for r in refusals[:4])
             if len(refusals) > 4:

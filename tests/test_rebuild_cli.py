@@ -32,9 +32,10 @@ def test_output_writes_elsewhere_and_never_overwrites(family_copy, tmp_path, cap
     assert target.read_bytes() == original
     assert not os.path.exists(index_filename(family.prefix))
     target.write_bytes(b"mine")
-    assert main(["rebuild", family.prefix, "--output", str(target)]) == 1
+    capsys.readouterr()
+    assert main(["rebuild", family.prefix, "--output", str(target)]) == 2   # found before any work
     assert target.read_bytes() == b"mine"
-    assert "not written" in capsys.readouterr().err
+    assert "already exists and is never overwritten" in capsys.readouterr().err
 
 
 def test_a_damaged_index_is_never_overwritten(family_copy, capsys):
@@ -81,7 +82,8 @@ def test_usage_errors_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "prefix" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", "--rehearse", str(tmp_path / "nope")],
+    (tmp_path / "orphan-1.data-00000-of-00001").write_bytes(os.urandom(100))
+    result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", "--rehearse", str(tmp_path / "orphan-1")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "needs a healthy checkpoint" in result.stderr

@@ -132,7 +132,7 @@ def test_register_from_checkpoint_captures_the_layout(registry_dir, pristine_fam
     assert main(["register", "mixed", "--from-checkpoint", family.prefix, "--registry", registry]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["register", "other", "--from-checkpoint", family.prefix + "-nope", "--registry", registry]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no checkpoint with prefix" in capsys.readouterr().err   # the shared diagnosis
     assert open(registry).read() == before
     assert main(["register", "mixed", "--from-checkpoint", family.prefix, "--registry", registry, "--force"]) == 0
 

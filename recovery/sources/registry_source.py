@@ -38,11 +38,17 @@ def registry_layouts(ctx: OrphanContext) -> list:
         attach_fingerprint(ctx.fs, export_dir, layout)
     if matching or len(results) <= 1:
         return matching or results
+    compared = [r for r in results if r.missing or r.extra]
+    if not compared:
+        # No entry got as far as comparing keys (e.g. random bytes, no object graph): naming one
+        # "nearest" would send a person after the wrong model. Say why they all failed instead.
+        why = dict.fromkeys(r.reason for r in results)
+        return [Refusal(SOURCE, f"none of the {len(results)} registered architectures can be compared with this "
+                                f"data: {' | '.join(list(why)[:3])}")]
     # Nearest: shares the most of this checkpoint's keys, then has the fewest it lacks.
-    nearest = min(results, key=lambda r: (not (r.missing or r.extra), len(r.missing), len(r.extra)))
-    detail = nearest.reason if nearest.missing or nearest.extra else str(nearest)
+    nearest = min(compared, key=lambda r: (len(r.missing), len(r.extra)))
     return [Refusal(SOURCE, f"none of the {len(results)} registered architectures matches this checkpoint; "
-                            f"nearest: {detail}", nearest.missing, nearest.extra)]
+                            f"nearest: {nearest.reason}", nearest.missing, nearest.extra)]
 
 
 def match_registered(ctx: OrphanContext, name: str, registered: Layout) -> "Layout | Refusal":
