@@ -417,7 +417,8 @@ def test_a_transposed_sibling_and_a_registry_that_knows_the_shape_are_refused_na
     assert "float32[8, 16]" in outcome.reason
     assert not os.path.exists(index_filename(prefix))
     sibling = os.path.join(os.path.dirname(prefix), "ckpt-1")
-    assert f"rebuild with --template {sibling} or --arch model_a" in outcome.reason
+    assert (f"rebuild with `ckpt-rescue rebuild {prefix} --template {sibling}` or "
+            f"`ckpt-rescue rebuild {prefix} --registry FILE --arch model_a`") in outcome.reason
 
     # The hint works when followed: the registered model's shapes give TensorFlow's own index.
     chosen = rebuild(context(prefix, registry_layouts=layouts, arch="model_a"))

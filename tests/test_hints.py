@@ -215,9 +215,9 @@ def test_ambiguous_registry_hint_works_from_the_audit(pristine_family, tmp_path,
 
     assert main(["audit", str(run_dir), "--report-dir", str(tmp_path / "reports"), "--registry", str(registry)]) == 1
     (record,) = [r for r in read_records(str(tmp_path / "reports")) if r.prefix == prefix]
-    assert "ambiguous" in record.reason and "pass --arch" not in record.reason
-    command = re.search(r"`(ckpt-rescue rebuild [^`]+--arch NAME)`", record.reason)[1]
-    code, _, err = follow(capsys, command, FILE=str(registry), NAME="a")
+    assert "disagree" in record.reason and "pass --arch" not in record.reason
+    command = re.search(r"`(ckpt-rescue rebuild [^`]+--registry FILE --arch a)`", record.reason)[1]
+    code, _, err = follow(capsys, command, FILE=str(registry))
     assert code == 0, err
     with open(prefix + ".index", "rb") as rebuilt, open(source + ".index", "rb") as original:
         assert rebuilt.read() == original.read()
