@@ -27,6 +27,8 @@ def add_arguments(parser):
                         help="on a healthy checkpoint: rebuild while ignoring its index and compare byte for byte")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
+    parser.add_argument("--allow-zeros", action="store_true",
+                        help="accept zero-filled blocks inside tensors or a data file of zeros (see docs/running.md)")
     parser.add_argument("--no-tf-check", action="store_true",
                         help="skip the final read of every tensor through TensorFlow")
 
@@ -54,7 +56,7 @@ def run(args) -> int:
         return EXIT_ATTENTION
     except FileNotFoundError:
         raise UsageError(f"no such directory: {storage.display(fs, storage.parent(prefix))}") from None
-    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite)
+    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, allow_zeros=args.allow_zeros)
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
         for refusal in outcome.refusals[4:]:

@@ -38,6 +38,7 @@ class AuditSettings:
     verify_data: bool = False
     rehearse: bool = False
     registry_layouts: dict | None = None
+    allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan | Record":
@@ -46,7 +47,7 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan |
         ctx = open_orphan(fs, task.prefix, task.listing, settings.registry_layouts, ignore_own_index=task.stage_only)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
-    planned = prepare(ctx)
+    planned = prepare(ctx, allow_zeros=settings.allow_zeros)
     if isinstance(planned, RebuildOutcome):
         return _not_rebuilt(task, planned.reason, planned.refusals)
     return planned
