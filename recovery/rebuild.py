@@ -462,8 +462,8 @@ def _judge_zeros(plan: RebuildPlan, ranges: list, checks: list) -> str:
                    if p.spec.shard == shard]
         findings += zeros.judge(shard, size, runs, tensors)
     if whole:
-        checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:5])}"
-                      + (f" and {len(whole) - 5} more" if len(whole) > 5 else "")
+        checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:8])}"
+                      + (f" and {len(whole) - 8} more" if len(whole) > 8 else "")
                       + " (legitimate: initial biases, optimizer slots before the first step)")
     if not findings:
         checks.append("no zero-filled block inside a tensor, no data file of zeros")
