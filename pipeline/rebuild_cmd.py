@@ -34,7 +34,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    fs, prefix = storage.url_to_fs(args.prefix.rstrip("/"))
+    fs, prefix = storage.split_prefix(args.prefix)
     layouts = registry_layouts_from_args(args, lazy=True)
     if args.rehearse:
         return _rehearse(fs, prefix, layouts)
@@ -55,7 +55,7 @@ def run(args) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     except FileNotFoundError:
-        raise UsageError(f"no such directory: {storage.display(fs, storage.parent(prefix))}") from None
+        raise UsageError(f"no such directory: {storage.display(fs, storage.prefix_directory(prefix))}") from None
     outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, allow_zeros=args.allow_zeros)
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)

@@ -135,7 +135,7 @@ def _record(task: OrphanTask, status: str, reason: str, **fields) -> Record:
 def check_healthy(record: Record, settings: AuditSettings) -> Record:
     """--verify-data: every tensor against its CRC (bit rot); --rehearse: could we rebuild it tomorrow?"""
     started = time.monotonic()
-    fs, prefix = storage.url_to_fs(record.prefix)
+    fs, prefix = storage.split_prefix(record.prefix)
     scanned = [0]
 
     def count(n):

@@ -136,12 +136,14 @@ class Diagnosis:
 
 def inspect_path(target: str):
     """Healthy | Orphan | Unreadable | Diagnosis for what the user typed (local path or URL)."""
-    fs, path = storage.url_to_fs(target.rstrip("/") or target)
-    if fs.isdir(path):
+    fs, path = storage.split_prefix(target)
+    bare = path.rstrip("/") or path
+    if fs.isfile(bare):
+        return _diagnose_file(fs, bare, target)
+    is_directory = fs.isdir(bare)
+    if is_directory and path == bare:
         return _directory(fs, path, target)
-    if fs.isfile(path):
-        return _diagnose_file(fs, path, target)
-    directory = storage.parent(path)
+    directory = storage.prefix_directory(path)   # for `model_dir/` (saver.save(sess, "model_dir/")): model_dir
     try:
         listing = fs.ls(directory, detail=True)
     except FileNotFoundError:
@@ -153,6 +155,8 @@ def inspect_path(target: str):
         return _healthy(fs, path, index_path, data_files)
     if data_files:
         return _orphan(fs, path, data_files, listing)
+    if is_directory:
+        return _directory(fs, bare, target)
     return _missing(fs, path, target, listing)
 
 
@@ -327,7 +331,7 @@ def _lfs_pointer(fs, path: str, prefix: str | None, head: bytes) -> Diagnosis:
 
 
 def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
-    directory = storage.parent(path)
+    directory = storage.prefix_directory(path)
     contents = group_directory(directory, [(i["name"], i.get("size") or 0) for i in listing
                                             if i.get("type") != "directory"])
     names = [posixpath.basename(p) for p in contents.checkpoints]
@@ -352,6 +356,12 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
     for prefix, files in contents.checkpoints.items():
         state = "index + " if files.index_size is not None else "NO INDEX, "
         rows.append(f"{storage.display(fs, prefix)}  ({state}{len(files.data)} data file(s))")
+    itself = path.rstrip("/") + "/"
+    if itself in contents.checkpoints:
+        shown = storage.display(fs, itself)
+        return Diagnosis(target, f"this directory holds a checkpoint saved to the prefix {shown} (files .index, "
+                                 ".data-*): pass it with the trailing slash", suggestion=shown,
+                         candidates=rows[:MAX_LISTED])
     problem = "you passed a directory; pass one checkpoint prefix inside it"
     problem += f" ({len(rows)} found)" if rows else f" (none found within {DIRECTORY_DEPTH} levels)"
     return Diagnosis(target, problem, candidates=rows[:MAX_LISTED])
