@@ -344,15 +344,15 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
     """Stream one byte range of one shard, checksumming the part of every tensor inside it, and
     noting zero runs and all-zero tensors on the way (recovery/zeros.py says why)."""
     spans, indexes = [], []
+    scanner = zeros.ZeroScanner(start, end)
     for i, placed in enumerate(plan.placed):
         if placed.spec.shard == shard and placed.offset < end and placed.offset + placed.size > start:
             summer = checksummer(placed.spec.dtype, placed.spec.stored_shape,
                                  min(end, placed.offset + placed.size) - max(start, placed.offset)
                                  if placed.spec.dtype not in (DT_STRING, DT_VARIANT) else None)
-            spans.append((placed.offset, placed.size, zeros.ZeroWatch(summer)))
+            spans.append((placed.offset, placed.size, zeros.ZeroWatch(summer, scanner)))
             indexes.append(i)
     pieces, error = [], ""
-    scanner = zeros.ZeroScanner(start, end)
     with storage.open_source(fs, plan.shard_paths[shard], plan.shard_sizes[shard]) as source:
         try:
             scan_spans(source, spans, chunk_size, start, end, on_bytes, scanner.feed)
