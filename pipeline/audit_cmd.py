@@ -54,6 +54,8 @@ def add_arguments(parser):
                         help="stream every healthy checkpoint and check each tensor's CRC (bit rot)")
     parser.add_argument("--rehearse", action="store_true",
                         help="rebuild every healthy checkpoint's index from other sources and compare")
+    parser.add_argument("--allow-zeros", "--allow_zeros", dest="allow_zeros", action="store_true",
+                        help="rebuild orphans even where whole blocks inside tensors (or whole data files) are zeros")
     parser.add_argument("--split-bytes", "--split_bytes", dest="split_bytes", type=byte_size,
                         default=DEFAULT_SPLIT_BYTES, metavar="SIZE",
                         help="data files larger than this are checksummed in ranges on several workers "
@@ -83,7 +85,7 @@ def run(args) -> int:
     in_memory = any(url.startswith("memory://") for url in roots + [args.report_dir])
     flags = beam_flags.audit_flags(args.beam_args, args.profile, in_memory)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
-                             layouts)
+                             layouts, allow_zeros=args.allow_zeros)
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -91,6 +93,7 @@ def run(args) -> int:
         "report_dir": _display(args.report_dir),
         "command": _command_line(args, roots),
         "options": {"in_place": args.in_place, "verify_data": args.verify_data, "rehearse": args.rehearse,
+                    "allow_zeros": args.allow_zeros,
                     "split_bytes": args.split_bytes, "runner": beam_flags.describe(flags),
                     "registry_entries": sorted(layouts or {})},
     }
@@ -154,7 +157,7 @@ def _command_line(args, roots) -> str:
     if args.registry:
         parts += ["--registry", args.registry]
     parts += [flag for flag, on in (("--in-place", args.in_place), ("--verify-data", args.verify_data),
-                                    ("--rehearse", args.rehearse)) if on]
+                                    ("--rehearse", args.rehearse), ("--allow-zeros", args.allow_zeros)) if on]
     if args.split_bytes != DEFAULT_SPLIT_BYTES:
         parts += ["--split-bytes", str(args.split_bytes)]
     if args.profile:

@@ -32,6 +32,8 @@ def add_arguments(parser):
                         help="on a healthy checkpoint: rebuild while ignoring its index and compare byte for byte")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
+    parser.add_argument("--allow-zeros", action="store_true",
+                        help="accept zero-filled blocks inside tensors or a data file of zeros (see docs/running.md)")
     parser.add_argument("--tf-check", choices=("sample", "full", "off"), default="sample",
                         help="TensorFlow's final check where it is installed: parse the index and read a sample "
                              "(strings, variants, each dtype, every shard's ends; default), read every tensor "
@@ -42,7 +44,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     check_before_work(args)
-    fs, prefix = storage.url_to_fs(args.prefix.rstrip("/"))
+    fs, prefix = storage.split_prefix(args.prefix)
     layouts = registry_layouts_from_args(args, lazy=True)
     if args.rehearse:
         return _rehearse(fs, prefix, layouts)
@@ -72,9 +74,10 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     except FileNotFoundError:
-        raise UsageError(f"no such directory: {storage.display(fs, storage.parent(prefix))}") from None
+        raise UsageError(f"no such directory: {storage.display(fs, storage.prefix_directory(prefix))}") from None
     progress = Progress(sum(d.size for d in ctx.data_files), f"rebuilding {storage.display(fs, prefix)}")
-    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress)
+    outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress,
+                      allow_zeros=args.allow_zeros)
     progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)

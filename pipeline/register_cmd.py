@@ -80,7 +80,7 @@ def _register_builder(args) -> str:
 
 
 def _register_checkpoint(args) -> str:
-    fs, prefix = storage.url_to_fs(args.from_checkpoint.rstrip("/"))
+    fs, prefix = storage.split_prefix(args.from_checkpoint)
     try:
         layout = capture_layout(fs, prefix, f"checkpoint {args.from_checkpoint}")
     except FileNotFoundError:

@@ -38,6 +38,7 @@ class AuditSettings:
     verify_data: bool = False
     rehearse: bool = False
     registry_layouts: dict | None = None
+    allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan | Record":
@@ -46,7 +47,7 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan |
         ctx = open_orphan(fs, task.prefix, task.listing, settings.registry_layouts, ignore_own_index=task.stage_only)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
-    planned = prepare(ctx)
+    planned = prepare(ctx, allow_zeros=settings.allow_zeros)
     if isinstance(planned, RebuildOutcome):
         record = _not_rebuilt(task, planned.reason, planned.refusals)
         record.evidence = asdict(planned.evidence) if planned.evidence else {}
@@ -139,7 +140,7 @@ def _record(task: OrphanTask, status: str, reason: str, **fields) -> Record:
 def check_healthy(record: Record, settings: AuditSettings) -> Record:
     """--verify-data: every tensor against its CRC (bit rot); --rehearse: could we rebuild it tomorrow?"""
     started = time.monotonic()
-    fs, prefix = storage.url_to_fs(record.prefix)
+    fs, prefix = storage.split_prefix(record.prefix)
     scanned = [0]
 
     def count(n):

@@ -169,7 +169,7 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
     for name in state.names():
         prefix = resolve_state_name(contents.directory, name, fs._strip_protocol)
         found = contents.checkpoints.get(prefix)
-        if found is None and storage.parent(prefix) != contents.directory:
+        if found is None and storage.prefix_directory(prefix) != contents.directory:
             found = _look_elsewhere(fs, prefix)
         if found is None:
             dangling.append(name)

@@ -43,7 +43,7 @@ def check_complete(prefix_display: str, files: list[DataFile]) -> None:
 def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_layouts=None, arch=None,
                 template=None, ignore_own_index: bool = False) -> OrphanContext:
     """Context for rebuilding `prefix` (a filesystem path). Raises NotRebuildable with the reason."""
-    directory = storage.parent(prefix)
+    directory = storage.prefix_directory(prefix)
     if listing is None:
         listing = list_directory(fs, directory)
     display = storage.display(fs, prefix)

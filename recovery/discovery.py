@@ -185,9 +185,13 @@ def parse_state_file(text: str) -> StateFile:
 
 
 def resolve_state_name(directory: str, name: str, strip_protocol) -> str:
-    """A name from a state file as a filesystem path: relative names are relative to its directory."""
+    """A name from a state file as a filesystem path: relative names are relative to its directory.
+    A trailing "/" is kept: `saver.save(sess, "model_dir/")` records the prefix `model_dir/`."""
+    slash = "/" if name.endswith("/") else ""
     if "://" in name:
-        return strip_protocol(name)
-    if name.startswith("/"):
+        path = strip_protocol(name)
+    elif name.startswith("/"):
         return name
-    return posixpath.normpath(posixpath.join(directory, name))
+    else:
+        path = posixpath.normpath(posixpath.join(directory, name))
+    return path if path.endswith("/") else path + slash

@@ -395,7 +395,7 @@ def _lfs_pointer(fs, path: str, prefix: str | None, head: bytes) -> Diagnosis:
 
 
 def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
-    directory = storage.parent(path)
+    directory = storage.prefix_directory(path)
     contents = group_directory(directory, [(i["name"], i.get("size") or 0) for i in listing
                                             if i.get("type") != "directory"])
     names = [posixpath.basename(p) for p in contents.checkpoints]
@@ -420,6 +420,12 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
     for prefix, files in contents.checkpoints.items():
         state = "index + " if files.index_size is not None else "NO INDEX, "
         rows.append(f"{storage.display(fs, prefix)}  ({state}{len(files.data)} data file(s))")
+    itself = path.rstrip("/") + "/"
+    if itself in contents.checkpoints:
+        shown = storage.display(fs, itself)
+        return Diagnosis(target, f"this directory holds a checkpoint saved to the prefix {shown} (files .index, "
+                                 ".data-*): pass it with the trailing slash", suggestion=shown,
+                         candidates=rows[:MAX_LISTED])
     problem = "you passed a directory; pass one checkpoint prefix inside it"
     problem += f" ({len(rows)} found)" if rows else f" (none found within {DIRECTORY_DEPTH} levels)"
     return Diagnosis(target, problem, candidates=rows[:MAX_LISTED])

@@ -34,7 +34,7 @@ from tfbundle.scan import DEFAULT_CHUNK
 from tfbundle.tensors import checksummer, count_variant_elements, probe_string_count
 from tfbundle.varint import decode_varint
 
-from . import storage
+from . import storage, zeros
 from .context import step_of
 from .evidence import MAX_MATCHED_KEYS, Evidence, compare_object_graphs, shape_ambiguity
 from .layout import Layout, Refusal, TensorSpec, reference_key
@@ -64,6 +64,7 @@ class RebuildPlan:
     cannot_confirm: list = field(default_factory=list)  # what the data and the sources cannot tell, in words
     # (key, slice) -> [(size, masked crc, source)]: CRCs the agreeing sources hold for the same tensors
     references: dict = field(default_factory=dict)
+    allow_zeros: bool = False
 
 
 @dataclass
@@ -73,6 +74,8 @@ class RangeChecksums:
     end: int
     pieces: list        # (tensor index in plan.placed, raw crc32c of its bytes within the range, length, nonfinite)
     error: str = ""     # an in-band checksum that failed, a short read
+    zero_runs: list = field(default_factory=list)     # (start, end) zero runs, see zeros.ZeroScanner.runs
+    zero_tensors: list = field(default_factory=list)  # indexes in plan.placed whose bytes in the range are all zero
 
 
 @dataclass
@@ -438,7 +441,8 @@ def _reference_graph(layout: Layout) -> bytes | None:
         return None
 
 
-def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> "RebuildPlan | RebuildOutcome":
+def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
+            allow_zeros: bool = False) -> "RebuildPlan | RebuildOutcome":
     """Fit every source that applies and cross-check them; the first that fits gives the layout.
 
     A part index is exact for its own save and ends the search. Otherwise every layout that fits
@@ -480,6 +484,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False) -> 
             plan.cannot_confirm.append(note)
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite
+    plan.allow_zeros = allow_zeros
     return plan
 
 
@@ -600,19 +605,21 @@ def _cut_point(tensors: list, target: int) -> int:
 
 def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chunk_size: int = DEFAULT_CHUNK,
                    on_bytes=None) -> RangeChecksums:
-    """Stream one byte range of one shard, checksumming the part of every tensor inside it."""
+    """Stream one byte range of one shard, checksumming the part of every tensor inside it, and
+    noting zero runs and all-zero tensors on the way (recovery/zeros.py says why)."""
     spans, indexes = [], []
+    scanner = zeros.ZeroScanner(start, end)
     for i, placed in enumerate(plan.placed):
         if placed.spec.shard == shard and placed.offset < end and placed.offset + placed.size > start:
             summer = checksummer(placed.spec.dtype, placed.spec.stored_shape,
                                  min(end, placed.offset + placed.size) - max(start, placed.offset)
                                  if placed.spec.dtype not in (DT_STRING, DT_VARIANT) else None)
-            spans.append((placed.offset, placed.size, summer))
+            spans.append((placed.offset, placed.size, zeros.ZeroWatch(summer, scanner)))
             indexes.append(i)
     pieces, error = [], ""
     with storage.open_source(fs, plan.shard_paths[shard], plan.shard_sizes[shard]) as source:
         try:
-            scan_spans(source, spans, chunk_size, start, end, on_bytes)
+            scan_spans(source, spans, chunk_size, start, end, on_bytes, scanner.feed)
         except FormatError as exc:
             error = f"shard {shard} bytes {start}-{end}: {exc}"
     for i, (offset, size, summer) in zip(indexes, spans):
@@ -620,7 +627,8 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
             error = f"tensor {plan.placed[i].spec.describe()} ended early at byte {offset + summer.consumed}"
         length = min(end, offset + size) - max(start, offset)
         pieces.append((i, summer.crc, length, getattr(summer, "nonfinite", 0)))
-    return RangeChecksums(shard, start, end, pieces, error)
+    zero_tensors = [i for i, (_, _, summer) in zip(indexes, spans) if summer.all_zero]
+    return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors)
 
 
 def build_entries(plan: RebuildPlan, crcs: list) -> dict:
@@ -677,6 +685,10 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
                               "really diverged, rebuild with --allow-nonfinite", plan.layout.source, checks=checks,
                               refusals=plan.refusals, bytes_scanned=_scanned(ranges))
     checks.append("every float tensor is finite" if not nonfinite else f"non-finite floats allowed: {nonfinite[:3]}")
+    refused = _judge_zeros(plan, ranges, checks)
+    if refused:
+        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
+                              refusals=plan.refusals, bytes_scanned=_scanned(ranges))
     strings = sum(1 for p in plan.placed if p.spec.dtype in (DT_STRING, DT_VARIANT))
     if strings:
         checks.append(f"in-band checksums of {strings} string/variant tensor(s) verify at their offsets")
@@ -747,13 +759,52 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list) -> Evidence:
     return evidence
 
 
+def _judge_zeros(plan: RebuildPlan, ranges: list, checks: list) -> str:
+    """Refusal reason for zero-filled storage (unless allowed), and the zero checks added to `checks`."""
+    partial = {i for r in ranges for i in {p[0] for p in r.pieces} - set(r.zero_tensors)}
+    whole = [p.spec.describe() for i, p in enumerate(plan.placed) if p.size and i not in partial]
+    findings = []
+    for shard, size in enumerate(plan.shard_sizes):
+        runs = zeros.combine_runs([r.zero_runs for r in ranges if r.shard == shard], size)
+        tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p.spec)) for p in plan.placed
+                   if p.spec.shard == shard]
+        findings += zeros.judge(shard, size, runs, tensors)
+    if whole:
+        checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:8])}"
+                      + (f" and {len(whole) - 8} more" if len(whole) > 8 else "")
+                      + " (legitimate: initial biases, optimizer slots before the first step)")
+    if not findings:
+        checks.append("no zero-filled block inside a tensor, no data file of zeros")
+        return ""
+    described = [f.describe(plan.shard_paths[f.shard]) for f in findings]
+    if plan.allow_zeros:
+        checks.append(f"zeros allowed (--allow-zeros): {'; '.join(described[:3])}")
+        return ""
+    more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
+    return (f"{plan.layout.source} fits the sizes, but {'; '.join(described[:3])}{more}: the signature of space "
+            "allocated but never written (a copy or save that did not finish). Restore the data from a good copy; "
+            "if these zeros are real, rebuild with --allow-zeros")
+
+
+def _row_bytes(spec: TensorSpec) -> int:
+    """Bytes of one row (shape[1:]) of a rank >= 2 numeric tensor; 0 when rows do not apply."""
+    shape = tuple(spec.stored_shape)
+    if len(shape) < 2 or spec.dtype in (DT_STRING, DT_VARIANT):
+        return 0
+    elements = 1
+    for dim in shape[1:]:
+        elements *= dim
+    return elements * (dtype(spec.dtype).itemsize or 0)
+
+
 def _scanned(ranges: list) -> int:
     return sum(r.end - r.start for r in ranges)
 
 
-def rebuild(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False, on_bytes=None) -> RebuildOutcome:
+def rebuild(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False, on_bytes=None,
+            allow_zeros: bool = False) -> RebuildOutcome:
     """All three phases in this process, one sequential pass per data file."""
-    plan = prepare(ctx, sources, allow_nonfinite)
+    plan = prepare(ctx, sources, allow_nonfinite, allow_zeros)
     if isinstance(plan, RebuildOutcome):
         return plan
     ranges = [checksum_range(ctx.fs, plan, shard, 0, size, on_bytes=on_bytes)

@@ -40,7 +40,36 @@ def display(fs, path: str) -> str:
 
 
 def parent(path: str) -> str:
+    """The directory holding a file or directory path (a trailing "/" is ignored). For a checkpoint
+    prefix use `prefix_directory`: a prefix may end in "/"."""
     return posixpath.dirname(path.rstrip("/"))
+
+
+def split_prefix(url: str) -> tuple:
+    """(filesystem, prefix path) for a checkpoint prefix as a user or a record gives it: the one place
+    prefixes are normalised.
+
+    A prefix may end in "/": TF1 `saver.save(sess, "model_dir/")` writes `model_dir/.index`,
+    `model_dir/.data-00000-of-00001` and `model_dir/.meta`, and published pretrained models ship so.
+    fsspec strips that slash (locally, on S3), which would turn the prefix into its directory; it is
+    put back. `prefix + ".index"` is then the index on every filesystem.
+    """
+    fs, path = url_to_fs(url)
+    if url.endswith("/") and not path.endswith("/"):
+        path += "/"
+    return fs, path
+
+
+def prefix_directory(prefix: str) -> str:
+    """The directory that holds a prefix's files: `a` for `a/ckpt-1`, `a/model_dir` for `a/model_dir/`."""
+    return posixpath.dirname(prefix)
+
+
+def prefix_name(prefix: str) -> str:
+    """A prefix's own name for messages: `ckpt-1` for `a/ckpt-1`, `model_dir/` for `a/model_dir/`."""
+    if prefix.endswith("/"):
+        return posixpath.basename(prefix.rstrip("/")) + "/"
+    return posixpath.basename(prefix)
 
 
 def open_source(fs, path: str, size: int | None = None) -> ByteSource:

@@ -20,7 +20,7 @@ class IndexAppeared(Exception):
 def staged_path(report_dir: str, display_prefix: str) -> str:
     """`DIR/rebuilt/<scheme>/<path>.index`: one place per prefix, stable across re-runs."""
     scheme, _, rest = display_prefix.partition("://") if "://" in display_prefix else ("local", "", display_prefix)
-    safe = re.sub(r"[^A-Za-z0-9._/=+-]", "_", rest).strip("/")
+    safe = re.sub(r"[^A-Za-z0-9._/=+-]", "_", rest).lstrip("/")   # `model_dir/` stages as model_dir/.index
     return posixpath.join(report_dir.rstrip("/"), "rebuilt", scheme, safe + ".index")
 
 

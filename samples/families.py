@@ -169,6 +169,62 @@ def _iterator(directory: str) -> Family:
     return Family("iterator", prefixes[-1], prefixes[:-1], "tf2")
 
 
+# Shapes chosen so the embedding's 256-byte rows start 0 mod 256 in the data file: every 16th row
+# boundary is 4 KiB-aligned, the case where untouched rows look most like a zeroed block.
+TF1_KERNEL_SHAPE = (301, 722)
+TF1_EMBEDDING_SHAPE = (2000, 64)
+TF1_TRAINED_IDS = (4, 37, 1000)    # rows 5..36 stay zero: both edges of that run fall 4 KiB-aligned
+TF1_ADAM_STEPS = 3
+
+
+def _tf1_adam(directory: str) -> Family:
+    """A TF1 Saver run with Adam, saved before training (step 0: zero slots, zero embedding) and after
+    3 sparse steps (untouched embedding rows and their Adam slots stay zero; a frozen bias of zeros).
+    Not in FAMILY_NAMES: for the zero-fill checks."""
+    import numpy as np
+
+    tf = _tf()
+    v1 = tf.compat.v1
+    rng = _rng(17)
+    with tf.Graph().as_default():
+        kernel = v1.get_variable("dense/kernel", TF1_KERNEL_SHAPE, initializer=v1.random_normal_initializer(seed=19))
+        embedding = v1.get_variable("embedding", TF1_EMBEDDING_SHAPE, initializer=v1.zeros_initializer())
+        v1.get_variable("frozen/bias", [TF1_KERNEL_SHAPE[1]], initializer=v1.zeros_initializer(), trainable=False)
+        global_step = v1.train.get_or_create_global_step()
+        x = tf.constant(rng.standard_normal((4, TF1_KERNEL_SHAPE[0])).astype(np.float32))
+        weights = tf.constant(rng.standard_normal((len(TF1_TRAINED_IDS), TF1_EMBEDDING_SHAPE[1])).astype(np.float32))
+        loss = (tf.reduce_sum(tf.square(tf.matmul(x, kernel)))
+                + tf.reduce_sum(tf.gather(embedding, list(TF1_TRAINED_IDS)) * weights))
+        train = v1.train.AdamOptimizer(0.01).minimize(loss, global_step=global_step)
+        saver = v1.train.Saver(max_to_keep=5)
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            untrained = saver.save(session, os.path.join(directory, "model.ckpt"), global_step=0)
+            for _ in range(TF1_ADAM_STEPS):
+                session.run(train)
+            prefix = saver.save(session, os.path.join(directory, "model.ckpt"), global_step=TF1_ADAM_STEPS)
+    return Family("tf1_adam", prefix, [untrained], "tf1", meta_path=prefix + ".meta")
+
+
+def _tf1_dir_prefix(directory: str) -> Family:
+    """`saver.save(sess, "model_dir/")`, as published pretrained models ship: files `model_dir/.index`,
+    `model_dir/.data-00000-of-00001`, `model_dir/.meta`. The prefix keeps its trailing "/"."""
+    tf = _tf()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        init = v1.random_normal_initializer(seed=23)
+        v1.get_variable("conv/kernel", [3, 3, 2, 4], initializer=init)
+        v1.get_variable("conv/bias", [4], initializer=init)
+        v1.get_variable("logits/kernel", [4, 5], initializer=init)
+        saver = v1.train.Saver()
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            prefix = saver.save(session, os.path.join(directory, "model_dir") + "/")
+    if not prefix.endswith("/"):
+        raise RuntimeError(f"TensorFlow saved to {prefix!r}, not to a prefix ending in '/'")
+    return Family("tf1_dir_prefix", prefix, [], "tf1", meta_path=prefix + ".meta")
+
+
 _WRITERS = {
     "keras3_adam": _keras3_adam,
     "keras_app": _keras_app,
@@ -179,9 +235,11 @@ _WRITERS = {
     "mixed_dtypes": _mixed_dtypes,
     "many_tensors": _many_tensors,
     "iterator": _iterator,
+    "tf1_adam": _tf1_adam,
+    "tf1_dir_prefix": _tf1_dir_prefix,
 }
-FAMILY_NAMES: list[str] = [name for name in _WRITERS if name != "iterator"]
-EXTRA_FAMILY_NAMES: list[str] = ["iterator"]
+EXTRA_FAMILY_NAMES: list[str] = ["iterator", "tf1_adam", "tf1_dir_prefix"]
+FAMILY_NAMES: list[str] = [name for name in _WRITERS if name not in EXTRA_FAMILY_NAMES]
 
 
 def write_family(name: str, directory: str) -> Family:

@@ -13,8 +13,10 @@ DEFAULT_CHUNK = 2 << 20
 
 
 def scan_spans(source: ByteSource, spans, chunk_size: int = DEFAULT_CHUNK, start: int = 0, end: int | None = None,
-               on_bytes=None):
+               on_bytes=None, on_chunk=None):
     """Feed each (offset, size, checksummer) span its bytes within [start, end).
+
+    `on_chunk(position, chunk)` sees every chunk read, for checks that look at the bytes themselves.
 
     Spans must be sorted by offset and not overlap. A span cut by the range gets only its part;
     its checksummer then holds a partial CRC that `crc.combine` can join with the other part.
@@ -27,6 +29,8 @@ def scan_spans(source: ByteSource, spans, chunk_size: int = DEFAULT_CHUNK, start
     position = max(start, spans[0][0])
     for chunk in source.iter_range(position, end - position, chunk_size):
         view = memoryview(chunk)
+        if on_chunk is not None:
+            on_chunk(position, chunk)
         chunk_end = position + len(chunk)
         while index < len(spans):
             offset, size, summer = spans[index]

@@ -36,7 +36,7 @@ def meta_graph_layouts(ctx: OrphanContext) -> list:
         return []   # TF2 data names its own keys; a .meta cannot improve on them
     refusals = []
     for path in candidate_meta_paths(ctx)[:MAX_METAS_READ]:
-        label = f"TF1 graph {posixpath.basename(path)}"
+        label = f"TF1 graph {storage.prefix_name(path[: -len(META_SUFFIX)])}{META_SUFFIX}"   # model_dir/.meta
         try:
             meta = read_meta_graph(storage.read_bytes(ctx.fs, path))
         except (FormatError, OSError) as exc:

@@ -87,12 +87,12 @@ def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: st
 def sibling_layouts(ctx: OrphanContext):
     """Layouts of the nearest healthy siblings, read lazily: the engine usually needs only the first."""
     if ctx.template:
-        fs, path = storage.url_to_fs(ctx.template)
+        fs, path = storage.split_prefix(ctx.template)
         yield layout_from_prefix(ctx, fs, path, "template", f"template {ctx.template}")
         return
     offered = 0
     for prefix, size in _sibling_prefixes(ctx)[:MAX_SIBLINGS_READ]:
-        label = f"sibling {prefix.rsplit('/', 1)[-1]}"
+        label = f"sibling {storage.prefix_name(prefix)}"
         found = layout_from_prefix(ctx, ctx.fs, prefix, "sibling", label, size)
         yield found
         if isinstance(found, Layout):
