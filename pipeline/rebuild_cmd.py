@@ -10,7 +10,7 @@ import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.inspect import Diagnosis, diagnose, locate_target, render
+from recovery.inspect import Diagnosis, locate_target, render
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
@@ -146,9 +146,11 @@ def check_before_work(args) -> None:
                             ("--registry", args.registry)])
     if args.output:
         preflight.check_output_file("--output", args.output)
-    wrong = diagnose(args.prefix)
-    if wrong is not None:
-        raise UsageError(render(wrong, command="rebuild").rstrip("\n"))
+    found = locate_target(args.prefix)
+    if isinstance(found, Diagnosis):
+        raise UsageError(render(found, command="rebuild").rstrip("\n"))
+    if found[0].endswith("/") and not args.prefix.endswith("/"):
+        args.prefix += "/"    # `dir` holding dir/.index: the prefix TF1's saver.save(sess, "dir/") wrote
     if args.template:
         _check_template(args.template)
 

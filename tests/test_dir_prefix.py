@@ -14,7 +14,7 @@ from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, upload
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.inspect import Diagnosis, Healthy, Orphan, inspect_path
+from recovery.inspect import Healthy, Orphan, inspect_path
 from recovery.report import read_records
 from recovery.writeout import staged_path
 from tfbundle import index_filename
@@ -92,9 +92,9 @@ def test_inspect_healthy_orphan_and_the_directory_itself(dir_prefix):
     assert isinstance(healthy, Healthy) and healthy.prefix == dir_prefix and healthy.exit_code == 0
     assert [t.key for t in healthy.tensors] == ["conv/bias", "conv/kernel", "logits/kernel"]
 
+    # The directory itself names the same checkpoint: it holds dir/.index, so it is the prefix "dir/".
     bare = inspect_path(dir_prefix.rstrip("/"))
-    assert isinstance(bare, Diagnosis) and bare.suggestion == dir_prefix
-    assert "pass it with the trailing slash" in bare.problem
+    assert isinstance(bare, Healthy) and bare.prefix == dir_prefix
 
     orphan(dir_prefix)
     found = inspect_path(dir_prefix)
@@ -160,3 +160,14 @@ def test_rebuild_and_inspect_on_object_stores(dir_prefix, request, store):
     assert isinstance(inspect_path(url), Healthy)
     code, out, err = run_cli("rebuild", "--rehearse", url)
     assert code == 0 and "byte-identical" in out, out + err
+
+
+def test_rebuild_of_the_directory_itself_rebuilds_the_nameless_prefix(family_copy, capsys):
+    """`rebuild model_dir` (no slash) means the checkpoint model_dir/ that directory holds, as inspect says."""
+    from pipeline.cli import main
+
+    family = family_copy("tf1_dir_prefix")
+    original = orphan(family.prefix)
+    assert main(["rebuild", family.prefix.rstrip("/"), "--no-tf-check"]) == 0, capsys.readouterr().err
+    with open(family.prefix + ".index", "rb") as f:
+        assert f.read() == original
