@@ -160,6 +160,7 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
     except OSError as exc:
         record.status, record.reason = INCOMPLETE, f"state file unreadable: {exc}"
         return record
+    record.source = state.latest or ""     # what tf.train.latest_checkpoint() will look for (the report joins on it)
     dangling, orphans = [], []
     for name in state.names():
         prefix = resolve_state_name(contents.directory, name, fs._strip_protocol)
