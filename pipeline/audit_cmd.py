@@ -16,7 +16,7 @@ import uuid
 from recovery import storage
 from recovery.audit import DEFAULT_SPLIT_BYTES, AuditSettings
 from recovery.listing import BadRoot, check_root, distinct_roots, same_filesystem_path
-from recovery.report import HTML, PROMOTE, first_failures, read_summary
+from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
 
 from . import options as beam_flags
 from .cli import EXIT_ATTENTION, UsageError
@@ -153,7 +153,7 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
     counts = summary["counts"]
     print(f"audited {summary['records']} record(s) under {len(summary['roots'])} root(s) "
           f"in {summary['duration_seconds']:.1f} s")
-    print("  " + "  ".join(f"{status} {n}" for status, n in counts.items()))
+    print("  " + "  ".join(f"{status} {counts[status]}" for status in statuses_of(counts) if status in counts))
     total = summary.get("needs_a_person", len(problems))
     if total:
         print(f"needs a person ({total}):")
