@@ -3,6 +3,7 @@ documented files with bounded memory, promote.sh run for real, and the page as C
 (hostile object names stay text) at desktop and phone widths."""
 
 import csv
+import dataclasses
 import html.parser
 import json
 import os
@@ -439,3 +440,31 @@ def test_screenshots_at_desktop_and_phone_widths(chromium, audited, tmp_path, wi
     assert png_size(str(shot)) == (width, height)
     assert os.path.getsize(shot) > 20_000       # a rendered page, not a blank one
     print(f"screenshot: {shot}")
+
+
+@dataclasses.dataclass
+class NewerRecord(Record):
+    """Record as the evidence and mtime work shapes it (fields merged in from other branches)."""
+
+    evidence: dict | None = None
+    mtime: float | None = None
+
+
+def test_evidence_and_age_show_when_the_records_carry_them(tmp_path):
+    now = 1_700_000_000.0
+    evidence = {"confirmed": ["object graph equals sibling ckpt-1's"], "cannot_confirm": ["<values> of 3 tensors"],
+                "reference_matched": 9, "reference_total": 12, "matched_keys": ["a"]}
+    records = [NewerRecord("/r/a/ckpt-2", REBUILT, "rebuilt", "/r/a", directory="/r/a", source="sibling ckpt-1",
+                           staged=True, index_path="/rep/x.index", data_bytes=3 << 30, seconds=1.5,
+                           evidence=evidence, mtime=now - 2 * 86400),
+               NewerRecord("/r/a/ckpt-3", UNRECOVERABLE, "no source fits: x", "/r/a", directory="/r/a",
+                           mtime=now - 5 * 3600)]
+    line = json.loads(report.record_line(records[0]))
+    check_record_line(line)
+    assert line["evidence"] == evidence and line["mtime"] == now - 2 * 86400
+    page = render_html(records, summarize(records, {**META, "roots": ["/r/a"]}, now))
+    rebuilt = table_rows(page, "rebuilt")[0]
+    assert "1 confirmed, 1 cannot be; 9 of 12 tensors match a reference CRC" in rebuilt
+    assert "&lt;values&gt; of 3 tensors" in page and " 12 3.0 GiB 1.50 2 d " in f" {rebuilt} "
+    assert table_rows(page, "problems")[0].endswith("5 h")
+    assert "3.0 GiB across 1 checkpoint recovered" in page
