@@ -689,8 +689,8 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       rows.sort(function (a, b) {
         var x = a.cells[col].getAttribute('data-sort') || a.cells[col].textContent.trim();
         var y = b.cells[col].getAttribute('data-sort') || b.cells[col].textContent.trim();
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = (!isNaN(nx) && !isNaN(ny) && String(nx) === x && String(ny) === y) ? nx - ny : x.localeCompare(y);
+        var nx = Number(x), ny = Number(y);
+        var c = (x !== '' && y !== '' && !isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
         return asc ? c : -c;
       });
       rows.forEach(function (r) { body.appendChild(r); });
@@ -712,6 +712,11 @@ if (query) {
     input.value = decodeURIComponent(query);
     input.dispatchEvent(new Event('input'));
   });
+}
+var sort = location.hash.match(/[#&]sort=([a-z]+):(\\d+)(:desc)?/);
+if (sort) {
+  var th = document.querySelectorAll('#' + sort[1] + ' th')[Number(sort[2])];
+  if (th) { th.click(); if (sort[3]) { th.click(); } }
 }
 document.querySelectorAll('button.copy').forEach(function (button) {
   button.addEventListener('click', function () {

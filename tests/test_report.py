@@ -423,6 +423,15 @@ def test_chromium_shows_the_audit_and_runs_no_hostile_name(chromium, audited, tm
     assert visible and all("registry" in row for row in visible)
     assert len(table_rows(filtered, "runs")) > len(visible)
 
+    # clicking a header sorts (#sort=TABLE:COLUMN[:desc] clicks it on load): checkpoints per run, both ways
+    def checkpoints(url):
+        rows = table_rows(render_in_chromium(chromium, url, str(tmp_path / "profile")), "runs")
+        return [int(re.search(r" copy (\d+) ", f" {row} ")[1]) for row in rows]
+
+    down = checkpoints(f"file://{page}#sort=runs:1:desc")
+    assert down == sorted(down, reverse=True) and len(set(down)) > 1
+    assert checkpoints(f"file://{page}#sort=runs:1") == sorted(down)
+
 
 def _tags(page: str) -> list:
     parser = _Rows("-")
