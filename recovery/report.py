@@ -132,7 +132,10 @@ def _get(record, name, default=None):
 
 def record_dict(record) -> dict:
     """The record as records.jsonl has it: every schema field, whatever version of Record wrote it."""
-    fields = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
+    if dataclasses.is_dataclass(record):   # shallow: asdict's deep copy was most of the report's time
+        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    else:
+        fields = dict(record)
     for name, default in _DEFAULTS.items():
         fields.setdefault(name, default)
     if dataclasses.is_dataclass(fields.get("evidence")):
@@ -177,12 +180,14 @@ def is_staged(record) -> bool:
 
 
 def lines_for(record) -> list:
-    """(output, line) for every part file the record contributes to."""
-    out = [(RECORDS, record_line(record))]
+    """(output, (sort key, line)) for every part file the record contributes to."""
+    out = [(RECORDS, (sort_key(record), record_line(record)))]
     if record.needs_a_person:
-        out.append((FAILURES, failure_line(record)))
+        line = failure_line(record)
+        out.append((FAILURES, (line, line)))
     if is_staged(record):
-        out.append((PROMOTE, promote_line(record)))
+        line = promote_line(record)
+        out.append((PROMOTE, (line, line)))
     return out
 
 
@@ -462,11 +467,12 @@ def parts_dir(report_dir: str, run_id: str) -> str:
     return f"{report_dir.rstrip('/')}/{PARTS}/{run_id or 'run'}"
 
 
-def write_part(fs, directory: str, output: str, lines: list) -> str:
-    """Write lines (sorted) as one part of `output`; returns the part's path."""
+def write_part(fs, directory: str, output: str, keyed_lines: list) -> str:
+    """Write (sort key, line) pairs, sorted, as one part of `output`; returns the part's path."""
     stem, ext = os.path.splitext(output)
     path = f"{directory.rstrip('/')}/{stem}-{uuid.uuid4().hex[:16]}{ext}"
-    storage.write_replaceable(fs, path, "".join(sorted(lines, key=_line_order(output))).encode("utf-8"))
+    keyed_lines.sort(key=lambda pair: pair[0])
+    storage.write_replaceable(fs, path, "".join(line for _, line in keyed_lines).encode("utf-8"))
     return path
 
 
@@ -648,12 +654,14 @@ def write_reports(report_dir: str, records, meta: dict, finished: float) -> dict
 
 
 def join_items(record) -> list:
-    """(prefix, what) pairs that join a state file's latest name with that checkpoint's record."""
+    """(prefix, what) pairs that join a state file's latest name with that checkpoint's record:
+    (root, directory, name) from a state file, (status, staged) from a checkpoint. Small tuples: a
+    local runner buffers one per checkpoint."""
     target = state_target(record)
     if target is not None:
-        return [(target, {"state": run_key(record), "name": record.source})]
+        return [(target, (*run_key(record), record.source))]
     if record.kind == CHECKPOINT:
-        return [(record.prefix, {"status": record.status, "staged": bool(record.staged)})]
+        return [(record.prefix, (record.status, bool(record.staged)))]
     return []
 
 
@@ -661,10 +669,10 @@ def resolved_runs(joined) -> list:
     """From prefix -> [join items]: (run key, aggregate carrying the latest_checkpoint() verdicts)."""
     out = []
     for items in joined.values() if isinstance(joined, dict) else joined:
-        states = [i for i in items if "state" in i]
-        targets = [i for i in items if "status" in i]
-        for state in states:
-            out.append((tuple(state["state"]), latest_resolution(state["name"], targets)))
+        items = list(items)      # a few per prefix: the checkpoint and the state files naming it
+        targets = [{"status": i[0], "staged": i[1]} for i in items if len(i) == 2]
+        for root, directory, name in (i for i in items if len(i) == 3):
+            out.append(((root, directory), latest_resolution(name, targets)))
     return out
 
 

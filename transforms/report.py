@@ -96,17 +96,8 @@ class _Fold(beam.CombineFn):
         return accumulator
 
 
-class _JoinFold(_Fold):
-    """Per run: records, and the latest_checkpoint() verdicts joined in from the state file's target."""
-
-    def __init__(self):
-        super().__init__(report.run_new, self._add_one, report.run_merge)
-
-    @staticmethod
-    def _add_one(acc, element):
-        if isinstance(element, dict):   # an aggregate from the join
-            return report.run_merge([acc, element])
-        return report.run_add(acc, element)
+def _merge_one(acc, element):
+    return report.run_merge([acc, element])
 
 
 class WriteReports(beam.PTransform):
@@ -127,10 +118,14 @@ class WriteReports(beam.PTransform):
                   | "Join keys" >> beam.FlatMap(report.join_items)
                   | "Join latest" >> beam.GroupByKey()
                   | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]])))
-        by_run = (records | "Key by run" >> beam.Map(lambda r: (report.run_key(r), r)),
-                  joined) | "Run inputs" >> beam.Flatten()
-        runs = (by_run
-                | "Per run" >> beam.CombinePerKey(_JoinFold())
+        # Combine the records per run before anything joins them: a Flatten of whole records with
+        # the join's output would make the local runner buffer every record between stages.
+        per_run = (records
+                   | "Key by run" >> beam.Map(lambda r: (report.run_key(r), r))
+                   | "Per run" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
+        runs = ((per_run, joined)
+                | "Run inputs" >> beam.Flatten()
+                | "With latest_checkpoint()" >> beam.CombinePerKey(_Fold(report.run_new, _merge_one, report.run_merge))
                 | "Run rows" >> beam.MapTuple(report.run_row))
         top_runs = runs | "Runs shown" >> beam.combiners.Top.Of(report.HTML_RUNS, key=report.run_priority)
         run_count = runs | "Count runs" >> beam.combiners.Count.Globally()
