@@ -750,7 +750,7 @@ def _env() -> jinja2.Environment:
 
 def render_page(summary: dict, runs: list, run_count: int, causes: list, cause_count: int, rebuilt: list,
                 now: float) -> str:
-    statuses = list(summary["counts"])
+    statuses = [s for s in statuses_of(summary["counts"]) if s in summary["counts"]]   # JSON may have sorted them
     roots_chart = [_bar(root, entry["counts"], statuses) for root, entry in summary["per_root"].items()]
     chart_runs = sorted(runs, key=run_priority, reverse=True)[:CHART_RUNS]
     runs_chart = [_bar(f"{r['relative']}", r["counts"], statuses, title=r["directory"]) for r in
