@@ -63,13 +63,14 @@ RECORD_SCHEMA = (
     ("command", "string", "what a person runs next (\"\" when nothing is to be done)"),
     ("rehearsal", "string or null", "--rehearse: byte-identical, differs or refused; null otherwise"),
     ("seconds", "number", "time spent rebuilding or verifying the prefix"),
-    ("evidence", "object or null", "rebuilt/refused: {confirmed: [string], cannot_confirm: [string], "
-                                   "reference_matched: integer, reference_total: integer, matched_keys: [string]}"),
+    ("evidence", "object", "what a rebuild rests on: {confirmed: [string], cannot_confirm: [string], "
+                           "reference_matched: integer, reference_total: integer, matched_keys: [string]}; "
+                           "{} when nothing was rebuilt or fitted"),
     ("mtime", "number or null", "newest modification time of the prefix's files (epoch seconds) where the store "
                                 "gives it"),
 )
 RECORD_FIELDS = tuple(name for name, _, _ in RECORD_SCHEMA)
-_DEFAULTS = {"evidence": None, "mtime": None}   # fields a Record of an older version may not carry yet
+_DEFAULTS = {"evidence": {}, "mtime": None}   # fields a Record of an older version may not carry yet
 
 SUMMARY_SCHEMA = (
     ("tool", "string", "\"ckpt-rescue\""),
@@ -137,7 +138,7 @@ def record_dict(record) -> dict:
     else:
         fields = dict(record)
     for name, default in _DEFAULTS.items():
-        fields.setdefault(name, default)
+        fields.setdefault(name, type(default)() if isinstance(default, dict) else default)
     if dataclasses.is_dataclass(fields.get("evidence")):
         fields["evidence"] = dataclasses.asdict(fields["evidence"])
     return fields

@@ -170,10 +170,12 @@ def check_record_line(line: dict) -> None:
     assert list(sorted(line)) == sorted(report.RECORD_FIELDS), set(line) ^ set(report.RECORD_FIELDS)
     for name, kind, _ in report.RECORD_SCHEMA:
         assert conforms(line[name], kind), (name, line[name])
-    if line["evidence"] is not None:
+    if line["evidence"]:                  # {} when nothing was rebuilt or fitted
         evidence = line["evidence"]
         assert set(evidence) == {"confirmed", "cannot_confirm", "reference_matched", "reference_total",
                                  "matched_keys"}
+        assert all(conforms(evidence[k], "array of string") for k in ("confirmed", "cannot_confirm", "matched_keys"))
+        assert conforms(evidence["reference_matched"], "integer") and conforms(evidence["reference_total"], "integer")
 
 
 # --- Through the real pipeline on TensorFlow-written checkpoints ---------------------------------------
