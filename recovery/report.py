@@ -408,7 +408,9 @@ def cause_of(record) -> str:
     """The reason with the particulars (paths, numbers) taken out, so like refusals group together."""
     head = re.split(r": |; ", record.reason or "", maxsplit=1)[0]
     head = _NUMBER_RE.sub("N", _PATH_RE.sub("…", head)).strip() or "(no reason given)"
-    return f"{record.status}: {head[:160]}"
+    if len(head) > 160:
+        head = head[:160].rsplit(" ", 1)[0] + " …"
+    return f"{record.status}: {head}"
 
 
 def shown(record) -> dict:

@@ -11,6 +11,7 @@ import re
 import shutil
 import struct
 import subprocess
+import time
 
 import apache_beam as beam
 import pytest
@@ -193,6 +194,10 @@ def audited(pristine_family, tmp_path_factory):
     shutil.copytree(os.path.dirname(adam.prefix), os.path.join(planted.root, "runs", "intact"))
     lone = os.path.join(planted.root, "decoys", '<img src=x onerror="document.title=1">ckpt-7')
     shutil.copy(adam.siblings[0] + ".data-00000-of-00001", lone + ".data-00000-of-00001")
+    aged = time.time() - 2 * 86400      # saved two days ago: no save in progress, and an age to show
+    for directory, _, files in os.walk(planted.root):
+        for name in files:
+            os.utime(os.path.join(directory, name), (aged, aged))
     reports = str(base / "reports")
     code = cli_main(["audit", planted.root, "--report-dir", reports, "--registry", planted.registry,
                      "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
