@@ -1,11 +1,11 @@
-"""`python -m benchmarks [rebuild-command|rebuild|audit ...]`: run benchmarks, print markdown for BENCHMARKS.md."""
+"""`python -m benchmarks [rebuild-command|rebuild|audit|report ...]`: run benchmarks, print markdown."""
 
 import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    which = argv or ["rebuild-command", "rebuild", "audit"]
+    which = argv or ["rebuild-command", "rebuild", "audit", "report"]
     for name in which:
         if name == "rebuild-command":
             from . import rebuild_command as bench
@@ -17,8 +17,10 @@ def main(argv: list[str]) -> int:
             except ImportError:
                 print("audit benchmark not available yet")
                 continue
+        elif name == "report":
+            from . import report_render as bench
         else:
-            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit", file=sys.stderr)
+            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit, report", file=sys.stderr)
             return 2
         result = bench.main()
         print(bench.render(result))

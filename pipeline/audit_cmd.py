@@ -16,8 +16,7 @@ import uuid
 from recovery import storage
 from recovery.audit import DEFAULT_SPLIT_BYTES, AuditSettings
 from recovery.listing import BadRoot, check_root, distinct_roots, same_filesystem_path
-from recovery.records import NEEDS_A_PERSON, STATUSES
-from recovery.report import HTML, read_records, read_summary
+from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
 
 from . import options as beam_flags
 from . import preflight
@@ -119,7 +118,7 @@ def run(args) -> int:
         print(f"ckpt-rescue audit: {meta['report_dir']}/summary.json is not from this run; "
               "another audit may be writing to the same report directory", file=sys.stderr)
         return EXIT_ATTENTION
-    _print_summary(summary, read_records(args.report_dir), audit.metrics(result))
+    _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit.metrics(result))
     _warn_empty_roots(summary)
     return summary["exit_code"]
 
@@ -165,22 +164,23 @@ def _command_line(args, roots) -> str:
     return shlex.join(parts + list(args.beam_args))
 
 
-def _print_summary(summary: dict, records, metrics: dict) -> None:
+def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
+    """From summary.json and the first rows of failures.csv: the launcher never loads every record."""
     counts = summary["counts"]
     print(f"audited {summary['records']} record(s) under {len(summary['roots'])} root(s) "
           f"in {summary['duration_seconds']:.1f} s")
-    print("  " + "  ".join(f"{status} {counts[status]}" for status in STATUSES))
-    problems = [r for r in records if r.status in NEEDS_A_PERSON]
-    if problems:
-        print(f"needs a person ({len(problems)}):")
-        for record in problems[:SHOWN_PROBLEMS]:
-            print(f"  {record.status:<13} {record.prefix}\n                {record.reason}")
-        if len(problems) > SHOWN_PROBLEMS:
-            print(f"  ... {len(problems) - SHOWN_PROBLEMS} more in failures.csv")
-    staged = [r for r in records if r.staged and r.status == "rebuilt"]
-    if staged:
-        print(f"staged {len(staged)} rebuilt index(es); promote each with the command in records.jsonl, "
-              "or re-run with --in-place")
+    print("  " + "  ".join(f"{status} {counts[status]}" for status in statuses_of(counts) if status in counts))
+    total = summary.get("needs_a_person", len(problems))
+    if total:
+        print(f"needs a person ({total}):")
+        for prefix, status, reason in problems[:SHOWN_PROBLEMS]:
+            print(f"  {status:<13} {prefix}\n                {reason}")
+        if total > SHOWN_PROBLEMS:
+            print(f"  ... {total - SHOWN_PROBLEMS} more in failures.csv")
+    rebuilt_staged = counts.get("rebuilt", 0) - summary.get("written_in_place", 0)
+    if rebuilt_staged:
+        print(f"staged {rebuilt_staged} rebuilt index(es); promote them all with `sh "
+              f"{summary['report_dir'].rstrip('/')}/{PROMOTE}` (create-only), or re-run with --in-place")
     if metrics:
         print("metrics: " + ", ".join(_metric(name, value) for name, value in sorted(metrics.items())))
     print(f"report: {summary['report_dir'].rstrip('/')}/{HTML}")

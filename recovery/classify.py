@@ -165,6 +165,7 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
         record.reason = (f"state file unreadable ({exc}): TensorFlow ignores it, so tf.train.latest_checkpoint() "
                          "returns None and training restarts")
         return record
+    record.source = state.latest or ""     # what tf.train.latest_checkpoint() will look for (the report joins on it)
     dangling, orphans = [], []
     for name in state.names():
         prefix = resolve_state_name(contents.directory, name, fs._strip_protocol)

@@ -1,11 +1,23 @@
-"""Count records as they pass (Beam metrics, progress in the log) and write the report files once."""
+"""Count records as they pass (Beam metrics, progress in the log) and write the report files with
+no worker holding more than a bounded number of records.
+
+Workers write the record lines to sorted part files (at most PART_LINES per part); combiners build
+the counts, the per-run aggregates, the causes (with a bounded sample each) and the largest
+rebuilds; one last step merges the parts into records.jsonl, failures.csv and promote.sh line by
+line, renders report.html from the aggregates and writes summary.json. The parts are written with
+fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
+their credentials and endpoints elsewhere and do not know memory:// (docs/beam-notes.md).
+"""
 
 import logging
 import time
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
-from recovery.report import write_reports
+from recovery import report, storage
 
 from .metrics import counter
 
@@ -33,8 +45,63 @@ class Tally(beam.DoFn):
         yield record
 
 
+class WriteParts(beam.DoFn):
+    """Record -> lines of records.jsonl, failures.csv and promote.sh, written as sorted part files of
+    at most PART_LINES lines; yields (output, part path) for each part written."""
+
+    def __init__(self, parts_dir: str):
+        self.parts_dir = parts_dir
+
+    def setup(self):
+        self._fs, self._path = storage.url_to_fs(self.parts_dir)
+        if storage.is_local(self._fs):
+            self._fs.makedirs(self._path, exist_ok=True)
+
+    def start_bundle(self):
+        self._lines = {}
+
+    def process(self, record):
+        for output, line in report.lines_for(record):
+            lines = self._lines.setdefault(output, [])
+            lines.append(line)
+            if len(lines) >= report.PART_LINES:
+                yield self._flush(output)
+
+    def finish_bundle(self):
+        for output in list(self._lines):
+            if self._lines[output]:
+                yield WindowedValue(self._flush(output), MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self, output):
+        lines, self._lines[output] = self._lines[output], []
+        return output, report.write_part(self._fs, self._path, output, lines)
+
+
+class _Fold(beam.CombineFn):
+    """A CombineFn over one of recovery.report's accumulators (new, add, merge)."""
+
+    def __init__(self, new, add, merge):
+        self._new, self._add, self._merge = new, add, merge
+
+    def create_accumulator(self):
+        return self._new()
+
+    def add_input(self, accumulator, element):
+        return self._add(accumulator, element)
+
+    def merge_accumulators(self, accumulators):
+        return self._merge(list(accumulators))
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def _merge_one(acc, element):
+    return report.run_merge([acc, element])
+
+
 class WriteReports(beam.PTransform):
-    """Records -> the report files in report_dir, written by one worker after every record is in."""
+    """Records -> the report files in report_dir. Returns a PCollection with the summary."""
 
     def __init__(self, report_dir: str, meta: dict):
         super().__init__()
@@ -42,17 +109,51 @@ class WriteReports(beam.PTransform):
         self.meta = meta
 
     def expand(self, records):
-        # One GroupByKey brings every record to one worker; ToList's combiner copied the growing
-        # list between bundles (report phase 5.9 s -> 4.3 s at 50k prefixes). The extra None
-        # makes the group exist, so an empty audit still writes its (empty) reports.
-        keyed = records | "Key for report" >> beam.Map(lambda record: (None, record))
-        always = records.pipeline | "Report even when empty" >> beam.Create([(None, None)])
-        return ((keyed, always)
-                | "Join report inputs" >> beam.Flatten()
-                | "Collect records" >> beam.GroupByKey()
-                | "Write report files" >> beam.Map(_write_group, self.report_dir, self.meta))
+        parts = records | "Write parts" >> beam.ParDo(WriteParts(report.parts_dir(self.report_dir,
+                                                                                   self.meta.get("run_id", ""))))
+        totals = records | "Count" >> beam.CombineGlobally(
+            _Fold(report.totals_new, report.totals_add, report.totals_merge))
+
+        joined = (records
+                  | "Join keys" >> beam.FlatMap(report.join_items)
+                  | "Join latest" >> beam.GroupByKey()
+                  | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]])))
+        # Combine the records per run before anything joins them: a Flatten of whole records with
+        # the join's output would make the local runner buffer every record between stages.
+        per_run = (records
+                   | "Key by run" >> beam.Map(lambda r: (report.run_key(r), r))
+                   | "Per run" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
+        runs = ((per_run, joined)
+                | "Run inputs" >> beam.Flatten()
+                | "With latest_checkpoint()" >> beam.CombinePerKey(_Fold(report.run_new, _merge_one, report.run_merge))
+                | "Run rows" >> beam.MapTuple(report.run_row))
+        top_runs = runs | "Runs shown" >> beam.combiners.Top.Of(report.HTML_RUNS, key=report.run_priority)
+        run_count = runs | "Count runs" >> beam.combiners.Count.Globally()
+
+        causes = (records
+                  | "Needs a person" >> beam.Filter(report.needs_a_person)
+                  | "Key by cause" >> beam.Map(lambda r: (report.cause_of(r), r))
+                  | "Per cause" >> beam.CombinePerKey(_Fold(report.cause_new, report.cause_add, report.cause_merge))
+                  | "Cause rows" >> beam.MapTuple(report.cause_row))
+        top_causes = causes | "Causes shown" >> beam.combiners.Top.Of(
+            report.HTML_CAUSES, key=lambda c: (c["count"], c["cause"]))
+        cause_count = causes | "Count causes" >> beam.combiners.Count.Globally()
+
+        rebuilt = (records
+                   | "Rebuilt" >> beam.Filter(lambda r: r.status == report.REBUILT)
+                   | "Shown" >> beam.Map(report.shown)
+                   | "Largest rebuilt" >> beam.combiners.Top.Of(report.HTML_REBUILT, key=report.rebuilt_rank))
+
+        si = beam.pvalue
+        return (records.pipeline
+                | "Once" >> beam.Create([None])
+                | "Write report files" >> beam.Map(
+                    _finish, self.report_dir, self.meta,
+                    totals=si.AsSingleton(totals), parts=si.AsList(parts), runs=si.AsSingleton(top_runs),
+                    run_count=si.AsSingleton(run_count), causes=si.AsSingleton(top_causes),
+                    cause_count=si.AsSingleton(cause_count), rebuilt=si.AsSingleton(rebuilt)))
 
 
-def _write_group(group, report_dir: str, meta: dict) -> dict:
-    _, found = group
-    return write_reports(report_dir, [r for r in found if r is not None], meta, time.time())
+def _finish(_, report_dir, meta, totals, parts, runs, run_count, causes, cause_count, rebuilt):
+    return report.finish(report_dir, meta, time.time(), totals, list(parts), list(runs), run_count,
+                         list(causes), cause_count, list(rebuilt))
