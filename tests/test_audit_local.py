@@ -36,7 +36,7 @@ def first_run(planted, tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cli_main(["audit", planted.root, "--report-dir", report, "--registry", planted.registry,
-                         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+                         "--min-age", "0", "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     return code, out.getvalue(), report, before, tree_digest(planted.root)
 
 
@@ -113,8 +113,9 @@ def test_record_lines_carry_every_field(first_run):
     with open(os.path.join(report, "records.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     fields = {"prefix", "status", "reason", "source", "index_path", "root", "kind", "directory", "staged",
-              "data_files", "data_bytes", "bytes_scanned", "checks", "refusals", "command", "rehearsal", "seconds"}
+              "data_files", "data_bytes", "bytes_scanned", "checks", "refusals", "command", "rehearsal", "seconds", "mtime"}
     assert all(set(line) == fields for line in lines)
+    assert all(isinstance(line["mtime"], float) for line in lines)   # every record here stands for listed files
     assert [line["prefix"] for line in lines] == sorted(line["prefix"] for line in lines)
 
 
@@ -138,7 +139,7 @@ def test_rerun_with_the_report_inside_the_root_is_idempotent(planted, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(planted.root, tree)
     report = tree / "_audit"      # inside the root: its staged indexes must not be taken for checkpoints
-    argv = ["audit", str(tree), "--report-dir", str(report), "--registry", planted.registry,
+    argv = ["audit", str(tree), "--report-dir", str(report), "--registry", planted.registry, "--min-age", "0",
             "--direct_running_mode=in_memory"]
     assert cli_main(argv) == 1
     first = {r.prefix: r for r in read_records(str(report))}
