@@ -29,7 +29,7 @@ from .records import (
 )
 
 # The cheap check every healthy-looking index gets: the CRCs of a few small tensors (step counters,
-# the object graph, the smallest other tensor) against the data, in one batch of ranged reads.
+# the object graph, the smallest other tensors) against the data, in one batch of ranged reads.
 SPOT_CHECK_TENSORS = 3
 SPOT_CHECK_BYTES = 1 << 20
 COUNTER_SUFFIXES = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE",
@@ -213,14 +213,14 @@ class SpotCheck:
 
 def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: int = SPOT_CHECK_BYTES) -> SpotCheck:
     """The CRCs of a few small tensors against the data: step counters first (they change with every
-    save), then the object graph, then the smallest other tensor; at most `limit` tensors and `budget`
+    save), then the object graph, then the smallest other tensors; at most `limit` tensors and `budget`
     bytes, read in one batch of ranged reads."""
     entries = [(k, e) for k, e in index.data_entries() if e.size]
     chosen, spent = [], 0
     counters = [(k, e) for k, e in entries if k.decode("utf-8", "replace").endswith(COUNTER_SUFFIXES)]
     graph = [(k, e) for k, e in entries if k == OBJECT_GRAPH_KEY.encode()]
     others = sorted((item for item in entries if item not in counters and item not in graph), key=lambda kv: kv[1].size)
-    for key, entry in counters + graph + others[:1]:
+    for key, entry in counters + graph + others:
         if len(chosen) < limit and spent + entry.size <= budget and (key, entry) not in chosen:
             chosen.append((key, entry))
             spent += entry.size

@@ -113,7 +113,8 @@ def test_record_lines_carry_every_field(first_run):
     with open(os.path.join(report, "records.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     fields = {"prefix", "status", "reason", "source", "index_path", "root", "kind", "directory", "staged",
-              "data_files", "data_bytes", "bytes_scanned", "checks", "refusals", "command", "rehearsal", "seconds", "mtime"}
+              "data_files", "data_bytes", "bytes_scanned", "checks", "refusals", "command", "rehearsal", "seconds",
+              "mtime"}
     assert all(set(line) == fields for line in lines)
     assert all(isinstance(line["mtime"], float) for line in lines)   # every record here stands for listed files
     assert [line["prefix"] for line in lines] == sorted(line["prefix"] for line in lines)
