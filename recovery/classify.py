@@ -229,7 +229,8 @@ def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: 
         return result
     num_shards = index.header.num_shards or 1
     paths = [data_filename(prefix, e.shard_id, num_shards) for _, e in chosen]
-    blobs = fs.cat_ranges(paths, [e.offset for _, e in chosen], [e.offset + e.size for _, e in chosen])
+    blobs = fs.cat_ranges(paths, [e.offset for _, e in chosen], [e.offset + e.size for _, e in chosen],
+                          on_error="raise")
     for (key, entry), blob in zip(chosen, blobs):
         name = key.decode("utf-8", "replace")
         result.bytes_read += len(blob)
@@ -377,7 +378,7 @@ def _entries_match(fs, prefix: str, num_shards: int, probes: list) -> tuple:
     from tfbundle import BundleEntry
 
     paths = [data_filename(prefix, v[2], num_shards) for _, v in probes]
-    blobs = fs.cat_ranges(paths, [v[3] for _, v in probes], [v[3] + v[4] for _, v in probes])
+    blobs = fs.cat_ranges(paths, [v[3] for _, v in probes], [v[3] + v[4] for _, v in probes], on_error="raise")
     ok = True
     for (_, v), blob in zip(probes, blobs):
         entry = BundleEntry(v[0], v[1], v[2], v[3], v[4], v[5])

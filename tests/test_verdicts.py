@@ -23,6 +23,7 @@ from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import REPORT_MARKER, everything_under, top_level, without_earlier_reports
 from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, STATE_FILE
 from recovery.report import read_records, read_summary
+from samples import FAMILY_NAMES
 from tfbundle import BundleEntry, read_index
 from tfbundle.messages import encode_shape
 from tfbundle.table import build_table, read_table
@@ -114,6 +115,16 @@ def test_a_stale_index_after_a_crashed_merge_is_stale_not_healthy(tmp_path):
     assert "stale index" in task.finding and "part index" in task.finding and "model/step" in task.finding
     part = results[prefix + "_temp/part-00000-of-00001"]
     assert part.status == HEALTHY and "stale" in part.reason
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_every_family_tensorflow_writes_passes_the_spot_check(pristine_family, name):
+    family = pristine_family(name)
+    results = classify(os.path.dirname(family.prefix))
+    for prefix in [family.prefix, *family.siblings]:
+        record = results[prefix]
+        assert record.status == HEALTHY, (prefix, getattr(record, "finding", ""), record.reason)
+        assert any(c.startswith("spot check: ") for c in record.checks), record.checks
 
 
 def test_a_stale_index_without_its_part_index_is_caught_by_the_spot_check(tmp_path):
