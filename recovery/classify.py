@@ -56,13 +56,14 @@ class OrphanTask:
 
 
 def classify_directory(fs, contents: DirectoryContents, root: str, min_age: float = 0.0, now: float | None = None,
-                       in_place: bool = False) -> list:
+                       in_place: bool = False, verify_data: bool = False) -> list:
     """One Record or OrphanTask per checkpoint prefix, one Record per leftover and state file.
 
     Each is judged on its own: whatever one prefix's files hold (an index that does not decode, a read
     that fails), its neighbours still get their own verdicts. Files younger than `min_age` seconds
     (at `now`) are reported in progress and not read. `in_place` says whether this run writes rebuilt
-    indexes beside their data (what a state file's record tells about fixing its latest checkpoint).
+    indexes beside their data (what a state file's record tells about fixing its latest checkpoint);
+    `verify_data` that every healthy checkpoint will be streamed afterwards.
     """
     directory = storage.display(fs, contents.directory)
     now = time.time() if now is None else now
@@ -75,7 +76,8 @@ def classify_directory(fs, contents: DirectoryContents, root: str, min_age: floa
             judged = _in_progress(display, root, CHECKPOINT, directory, mtime, min_age, now,
                                   data_files=len(found.data), data_bytes=found.data_bytes)
         else:
-            judged = _isolated(classify_prefix, (fs, found, root, directory, contents), display, root, directory)
+            judged = _isolated(classify_prefix, (fs, found, root, directory, contents, verify_data), display, root,
+                               directory)
             judged.mtime = mtime
         states[found.prefix] = judged
         results.append(judged)
@@ -136,8 +138,10 @@ def _describe(exc: BaseException) -> str:
     return last + (f" (at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno})" if frames else "")
 
 
-def classify_prefix(fs, found: PrefixFiles, root: str, directory: str,
-                    contents: DirectoryContents) -> "Record | OrphanTask":
+def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents: DirectoryContents,
+                    full_check_follows: bool = False) -> "Record | OrphanTask":
+    """`full_check_follows`: --verify-data will stream this checkpoint, so one damaged tensor the spot
+    check finds is left for it to report with every other one."""
     display = storage.display(fs, found.prefix)
 
     def orphan(stage_only=False, finding="no index", status_if_staged=CORRUPT):
@@ -179,12 +183,19 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str,
         return record
     spot = spot_check(fs, found.prefix, index)
     record.bytes_scanned += spot.bytes_read
-    if spot.mismatches:
+    if spot.looks_stale:
         return orphan(stage_only=True, status_if_staged=STALE, finding=(
             f"the index does not describe the data beside it: {'; '.join(spot.mismatches[:2])}. Most likely the "
             "index is from an earlier save to this prefix that stopped after TensorFlow renamed the new data into "
             "place and before it wrote the new index (or the data is damaged)"))
-    if spot.checked:
+    if spot.mismatches and not full_check_follows:
+        record.status, record.command = CORRUPT, inspect_command(display)
+        record.reason = (f"{spot.mismatches[0]} (spot check; the other {len(spot.checked)} checked tensor(s) match): "
+                         "the data is damaged (bit rot, a bad copy); --verify-data checks every tensor")
+        return record
+    if spot.mismatches:
+        record.checks.append(f"spot check: {spot.mismatches[0]}; --verify-data follows")
+    elif spot.checked:
         record.checks.append(f"spot check: {len(spot.checked)} small tensor(s) ({spot.bytes_read} bytes) match their "
                              f"CRCs in the index: {', '.join(spot.checked)}")
     return record
@@ -209,6 +220,13 @@ class SpotCheck:
     checked: list = field(default_factory=list)      # tensor names whose CRC matched
     mismatches: list = field(default_factory=list)   # what did not match, in words
     bytes_read: int = 0
+    counter_differs: bool = False
+
+    @property
+    def looks_stale(self) -> bool:
+        """An index from another save: its step counter differs, or more than one tensor does, or nothing
+        checked matches. One tensor alone that differs beside others that match is damaged data."""
+        return bool(self.mismatches) and (self.counter_differs or len(self.mismatches) > 1 or not self.checked)
 
 
 def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: int = SPOT_CHECK_BYTES) -> SpotCheck:
@@ -237,9 +255,12 @@ def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: 
         actual = tensor_crc(entry, blob)
         if actual == entry.crc32c:
             result.checked.append(name)
-        else:
-            shown = f"{actual:#010x}" if actual is not None else "bytes that are not such a tensor"
-            result.mismatches.append(f"tensor {name!r} reads {shown} where the index says {entry.crc32c:#010x}")
+            continue
+        shown = f"data {actual:#010x}" if actual is not None else "the data is not such a tensor"
+        result.mismatches.append(f"tensor {name!r} (shard {entry.shard_id}, bytes {entry.offset}-"
+                                 f"{entry.offset + entry.size}): checksum does not match (index {entry.crc32c:#010x}, "
+                                 f"{shown})")
+        result.counter_differs |= name.endswith(COUNTER_SUFFIXES)
     return result
 
 

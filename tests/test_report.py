@@ -49,10 +49,11 @@ META = {"run_id": "r1", "roots": ["/r/a", "gs://b/run", "/r/empty"], "started": 
 def test_summary_counts_every_status_per_root_and_the_exit_code():
     records = sample_records()
     summary = summarize(records, META, 1_700_000_012.5)
-    assert summary["counts"] == {HEALTHY: 2, REBUILT: 1, UNRECOVERABLE: 1, CORRUPT: 1, INCOMPLETE: 1}
+    none = dict.fromkeys(STATUSES, 0)
+    assert summary["counts"] == {**none, HEALTHY: 2, REBUILT: 1, UNRECOVERABLE: 1, CORRUPT: 1, INCOMPLETE: 1}
     assert set(summary["counts"]) == set(STATUSES)
-    assert summary["per_root"]["/r/a"] == {"records": 3, "counts": {HEALTHY: 1, REBUILT: 1, UNRECOVERABLE: 1,
-                                                                     CORRUPT: 0, INCOMPLETE: 0}}
+    assert summary["per_root"]["/r/a"] == {"records": 3, "counts": {**none, HEALTHY: 1, REBUILT: 1,
+                                                                     UNRECOVERABLE: 1}}
     assert summary["per_root"]["/r/empty"]["records"] == 0     # a root with nothing in it still shows
     assert summary["kinds"] == {"checkpoint": 5, "leftover": 1}
     assert summary["duration_seconds"] == 12.5

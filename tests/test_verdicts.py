@@ -135,6 +135,25 @@ def test_a_stale_index_without_its_part_index_is_caught_by_the_spot_check(tmp_pa
     assert "does not describe the data" in task.finding and "model/step" in task.finding
 
 
+def test_one_damaged_tensor_beside_matching_ones_is_corrupt_data_not_a_stale_index(tmp_path):
+    prefix, _, part_index = crashed_merge(str(tmp_path / "run"))
+    shutil.rmtree(prefix + "_temp")
+    with open(prefix + ".index", "wb") as f:
+        f.write(part_index)                  # the completed save
+    entry = read_index(part_index).entries[b"model/b/.ATTRIBUTES/VARIABLE_VALUE"]
+    with open(prefix + ".data-00000-of-00001", "r+b") as f:
+        f.seek(entry.offset + 5)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x04]))     # one flipped bit: bit rot
+    assert tensorflow_rejects(prefix, "model/b/.ATTRIBUTES/VARIABLE_VALUE")
+    record = classify(str(tmp_path / "run"))[prefix]
+    assert not isinstance(record, OrphanTask) and record.status == CORRUPT
+    assert "'model/b/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason and "checksum does not match" in record.reason
+    deferred = classify(str(tmp_path / "run"), verify_data=True)[prefix]   # --verify-data will report it
+    assert deferred.status == HEALTHY and any("--verify-data follows" in c for c in deferred.checks)
+
+
 def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_note(tmp_path):
     import tensorflow as tf
 
