@@ -240,6 +240,21 @@ def test_the_nightly_default_reports_a_fresh_save_in_progress_and_rebuilds_nothi
     assert records[family.prefix].status == "rebuilt" and records[family.prefix].mtime < time.time() - 600
 
 
+@pytest.mark.slow
+def test_a_fresh_upload_to_a_bucket_is_in_progress_until_min_age_allows(pristine_family, gcs_bucket, tmp_path):  # noqa: F811
+    from storage_servers import upload_tree
+
+    family = pristine_family("keras3_adam")
+    root = f"{gcs_bucket}/run"
+    upload_tree(os.path.dirname(family.prefix), root)
+    reports = f"{gcs_bucket}/reports"
+    code, records = audit(root, reports)
+    assert code == 0 and records and {r.status for r in records.values()} == {IN_PROGRESS}
+    assert all(abs(time.time() - r.mtime) < 300 for r in records.values())
+    code, records = audit(root, reports, "--min-age", "0")
+    assert code == 0 and {r.status for r in records.values()} == {HEALTHY}
+
+
 def test_listings_carry_modification_times_on_every_store(tmp_path, gcs_bucket, s3_bucket):  # noqa: F811
     from storage_servers import upload_tree
 
