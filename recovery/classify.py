@@ -541,6 +541,13 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
                              f"that until it is promoted: run the command in the record of {shown} (or re-run with "
                              f"--in-place){fallback}")
             record.command = inspect_command(shown)
+    elif getattr(states.get(latest_prefix), "stage_only", False):
+        what = "stale" if states[latest_prefix].status_if_staged == STALE else "unreadable"
+        shown = storage.display(fs, latest_prefix)
+        record.status, record.command = INCOMPLETE, inspect_command(shown)
+        record.reason = (f"its latest checkpoint {latest} has an index that is {what}: tf.train.latest_checkpoint() "
+                         f"returns it and restoring from it fails until the index staged in the record of {shown} "
+                         "replaces it")
     elif dangling:
         record.reason = (f"its latest checkpoint {latest} exists; {len(dangling)} older one(s) it lists do not "
                          f"({', '.join(dangling[:5])}): latest_checkpoint() is unaffected, CheckpointManager drops "

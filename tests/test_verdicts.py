@@ -107,9 +107,16 @@ def tensorflow_rejects(prefix: str, key: str = "model/step/.ATTRIBUTES/VARIABLE_
 
 
 def test_a_stale_index_after_a_crashed_merge_is_stale_not_healthy(tmp_path):
+    import tensorflow as tf
+
     prefix, old_index, _ = crashed_merge(str(tmp_path / "run"))
     assert tensorflow_rejects(prefix)                   # the damage is real: TensorFlow's CRC check fails
+    with open(tmp_path / "run" / "checkpoint", "w") as f:
+        f.write('model_checkpoint_path: "latest"\nall_model_checkpoint_paths: "latest"\n')
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")) == prefix   # it finds the stale index
     results = classify(str(tmp_path / "run"))
+    state = results[str(tmp_path / "run" / "checkpoint")]
+    assert state.status == INCOMPLETE and "index that is stale" in state.reason and "fails" in state.reason
     task = results[prefix]
     assert isinstance(task, OrphanTask) and task.stage_only and task.status_if_staged == STALE
     assert "stale index" in task.finding and "part index" in task.finding and "model/step" in task.finding
