@@ -186,6 +186,51 @@ def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_n
     assert "_CHECKPOINTABLE_OBJECT_GRAPH" in spot.checked and tf.train.load_checkpoint(prefix)
 
 
+def test_a_sharded_stale_index_is_compared_with_every_part_index(tmp_path):
+    """MaxShardSizePolicy: several part indexes, slices across shards, a merged shard_id on full entries.
+    TensorFlow's own merged index beside its parts is healthy; the first save's index beside them is stale."""
+    import tensorflow as tf
+
+    from samples.families import SHARD_SIZE_LIMIT
+    from samples.models import sharded_module
+
+    checkpoint = sharded_module()
+    options = tf.train.CheckpointOptions(experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(
+        max_shard_size=SHARD_SIZE_LIMIT))
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    prefix = str(run / "sharded")
+    checkpoint.module.step.assign(1)
+    checkpoint.write(prefix, options=options)
+    old_index = orphan(prefix)
+    for variable in [v for v in checkpoint.module.trainable_variables if v.dtype.is_floating]:
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[7, variable.shape.num_elements()]))
+    checkpoint.module.step.assign(2)
+    merged = checkpoint.write(str(elsewhere / "sharded"), options=options)   # what the merge at prefix writes
+    os.mkdir(prefix + ".index")
+    with pytest.raises(tf.errors.OpError, match="Is a directory"):
+        checkpoint.write(prefix, options=options)
+    os.rmdir(prefix + ".index")
+    parts = sorted(os.listdir(prefix + "_temp"))
+    assert len(parts) > 2 and all(p.endswith(".index") for p in parts)
+    with open(merged + ".index", "rb") as f:
+        merged_index = f.read()
+
+    with open(prefix + ".index", "wb") as f:
+        f.write(merged_index)                       # the merge finished; only its clean-up was cut short
+    record = classify(str(run))[prefix]
+    assert record.status == HEALTHY, getattr(record, "finding", record.reason)
+    assert any("describe the same tensors" in c for c in record.checks), record.checks
+
+    with open(prefix + ".index", "wb") as f:
+        f.write(old_index)
+    task = classify(str(run))[prefix]
+    assert isinstance(task, OrphanTask) and task.status_if_staged == STALE and "stale index" in task.finding
+    code, records = audit(str(run), str(tmp_path / "report"), "--min-age", "0")
+    assert code == 1 and records[prefix].status == STALE
+    with open(records[prefix].index_path, "rb") as f:
+        assert f.read() == merged_index              # byte for byte what TensorFlow's merge writes
+
+
 @pytest.mark.slow
 def test_the_audit_stages_the_right_index_for_a_stale_one_and_overwrites_nothing(tmp_path):
     prefix, old_index, part_index = crashed_merge(str(tmp_path / "tree" / "run"))
