@@ -394,6 +394,19 @@ def test_an_entry_of_the_wrong_wire_type_gets_its_own_record_and_its_sibling_sta
     assert state.kind == STATE_FILE and state.status in (HEALTHY, INCOMPLETE)
 
 
+def test_a_read_error_on_one_index_is_that_prefix_record_alone(family_copy):
+    """A storage fault while judging one prefix (an index the filesystem cannot read: EIO) is its record;
+    the rest of the directory is judged as usual."""
+    family = family_copy("keras3_adam")
+    os.remove(family.prefix + ".index")
+    os.symlink("/proc/self/mem", family.prefix + ".index")     # listed as a file; reading it fails with EIO
+    results = classify(os.path.dirname(family.prefix))
+    failed = results[family.prefix]
+    assert failed.status == "unrecoverable" and "classification failed: OSError" in failed.reason
+    assert failed.command == f"ckpt-rescue inspect {family.prefix}"
+    assert all(results[s].status == HEALTHY for s in family.siblings)
+
+
 @pytest.mark.slow
 def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_path):
     family = family_copy("keras3_adam")
