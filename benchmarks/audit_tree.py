@@ -88,6 +88,7 @@ def run_loop(root: str, report_dir: str) -> dict:
 
 def run_pipeline(root: str, report_dir: str, workers: int) -> dict:
     wall, cpu, out = _timed([sys.executable, "-c", PIPELINE, "audit", root, "--report-dir", report_dir,
+                             "--min-age", "0",
                              f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"])
     stages = next(json.loads(line[len("STAGES "):]) for line in reversed(out.stderr.splitlines())
                   if line.startswith("STAGES "))

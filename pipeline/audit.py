@@ -22,8 +22,8 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     grouped, listing_failures = (pipeline
                                  | "Roots" >> beam.Create(roots)
                                  | "List" >> ListFiles(settings.report_dir))
-    classified = grouped | "Classify" >> beam.ParDo(ClassifyDirectory(check)).with_outputs(
-        ORPHANS, TO_CHECK, main="records")
+    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
+    classified = grouped | "Classify" >> beam.ParDo(classify).with_outputs(ORPHANS, TO_CHECK, main="records")
     found = [listing_failures, classified.records, classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)]
     if check:
         found.append(classified[TO_CHECK]

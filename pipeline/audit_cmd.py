@@ -4,9 +4,10 @@ report.html to --report-dir.
 
 Rebuilt indexes are staged under REPORT_DIR/rebuilt/ unless --in-place is given; nothing that
 existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner DataflowRunner).
-Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete, 2 usage.
+Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete/stale, 2 usage.
 """
 
+import json
 import re
 import shlex
 import sys
@@ -15,7 +16,14 @@ import uuid
 
 from recovery import storage
 from recovery.audit import DEFAULT_SPLIT_BYTES, AuditSettings
-from recovery.listing import BadRoot, check_root, distinct_roots, same_filesystem_path
+from recovery.listing import (
+    REPORT_MARKER,
+    BadRoot,
+    check_root,
+    distinct_roots,
+    hidden_checkpoint_files,
+    same_filesystem_path,
+)
 from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
 
 from . import options as beam_flags
@@ -24,6 +32,7 @@ from .cli import EXIT_ATTENTION, UsageError
 from .registry_args import registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
+DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -37,6 +46,13 @@ def byte_size(text: str) -> int:
 
 
 byte_size.__name__ = "size"   # argparse names the type in its error message
+
+
+def minutes(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
 
 
 def add_arguments(parser):
@@ -59,6 +75,10 @@ def add_arguments(parser):
                         default=DEFAULT_SPLIT_BYTES, metavar="SIZE",
                         help="data files larger than this are checksummed in ranges on several workers "
                              "(default 256MiB)")
+    parser.add_argument("--min-age", "--min_age", dest="min_age", type=minutes, default=DEFAULT_MIN_AGE_MINUTES,
+                        metavar="MINUTES",
+                        help="files younger than this are reported in progress, never rebuilt "
+                             f"(default {DEFAULT_MIN_AGE_MINUTES:g}; 0 judges everything)")
     parser.add_argument("--profile", metavar="NAME", help="runner profile shipped in the package "
                         f"({', '.join(beam_flags.profile_names()) or 'none found'}) or a YAML path")
     parser.add_argument("--detach", action="store_true",
@@ -84,7 +104,8 @@ def run(args) -> int:
     in_memory = any(url.startswith("memory://") for url in roots + [args.report_dir])
     flags = beam_flags.audit_flags(args.beam_args, args.profile, in_memory)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
-                             layouts, allow_zeros=args.allow_zeros)
+                             layouts, allow_zeros=args.allow_zeros,
+                             min_age=args.min_age * 60)
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -94,8 +115,10 @@ def run(args) -> int:
         "options": {"in_place": args.in_place, "verify_data": args.verify_data, "rehearse": args.rehearse,
                     "allow_zeros": args.allow_zeros,
                     "split_bytes": args.split_bytes, "runner": beam_flags.describe(flags),
+                    "min_age_minutes": args.min_age,
                     "registry_entries": sorted(layouts or {})},
     }
+    _mark_report_dir(args.report_dir, meta)
     from . import audit
 
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}", file=sys.stderr)
@@ -137,7 +160,8 @@ def _display(url: str) -> str:
 
 
 def _check_report_dir(url: str, roots: list[str]) -> None:
-    """A file, or a directory that holds a root (whose listing it would then hide), cannot take reports."""
+    """The listing leaves the report directory out, so it must hide nothing: it may not be a file, equal or
+    contain a root, or (inside a root) hold checkpoint files other than the indexes earlier runs staged."""
     try:
         fs, path = storage.url_to_fs(url)
         if fs.exists(path) and not fs.isdir(path):
@@ -146,9 +170,34 @@ def _check_report_dir(url: str, roots: list[str]) -> None:
         raise UsageError(f"--report-dir {url}: {exc}") from None
     for root in roots:
         inside = same_filesystem_path(root, url)
-        root_path = storage.url_to_fs(root)[1].rstrip("/")
-        if inside is not None and (root_path == inside.rstrip("/") or root_path.startswith(inside.rstrip("/") + "/")):
-            raise UsageError(f"--report-dir {url} contains the root {root}: put the reports beside or inside it")
+        if inside is None:
+            continue
+        root_path = storage.url_to_fs(root)[1].rstrip("/") or "/"
+        report = inside.rstrip("/") or "/"
+        if root_path == report or root_path.startswith(report.rstrip("/") + "/"):
+            raise UsageError(f"--report-dir {url} {'is' if root_path == report else 'contains'} the root {root}: "
+                             "the audit leaves the report directory out, so it would not see the checkpoints; put the "
+                             "reports beside the root or in a directory of their own inside it")
+        if report.startswith(root_path.rstrip("/") + "/"):
+            try:
+                hidden = hidden_checkpoint_files(fs, report)
+            except OSError as exc:
+                raise UsageError(f"--report-dir {url}: cannot be listed ({exc})") from None
+            if hidden:
+                shown = ", ".join(storage.display(fs, p) for p in hidden[:3])
+                raise UsageError(f"--report-dir {url} holds checkpoint files that are not staged indexes ({shown}"
+                                 f"{', ...' if len(hidden) > 3 else ''}): the audit leaves the report directory out "
+                                 "of the listing, so they would never be checked; choose an empty directory")
+
+
+def _mark_report_dir(url: str, meta: dict) -> None:
+    """Mark the directory as ckpt-rescue reports before any work, so a later audit of a root that holds it
+    leaves its staged indexes out even if this run stops before writing its summary."""
+    fs, path = storage.url_to_fs(url)
+    if storage.is_local(fs):
+        fs.makedirs(path, exist_ok=True)
+    marker = {"tool": "ckpt-rescue", "run_id": meta["run_id"], "started": meta["started"]}
+    storage.write_replaceable(fs, f"{path.rstrip('/')}/{REPORT_MARKER}", json.dumps(marker).encode("utf-8"))
 
 
 def _command_line(args, roots) -> str:
@@ -159,6 +208,8 @@ def _command_line(args, roots) -> str:
                                     ("--rehearse", args.rehearse), ("--allow-zeros", args.allow_zeros)) if on]
     if args.split_bytes != DEFAULT_SPLIT_BYTES:
         parts += ["--split-bytes", str(args.split_bytes)]
+    if args.min_age != DEFAULT_MIN_AGE_MINUTES:
+        parts += ["--min-age", f"{args.min_age:g}"]
     if args.profile:
         parts += ["--profile", args.profile]
     return shlex.join(parts + list(args.beam_args))

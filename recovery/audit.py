@@ -16,6 +16,7 @@ from .rebuild import NO_SOURCE, RebuildOutcome, RebuildPlan, checksum_range, fin
 from .records import (
     CORRUPT,
     REBUILT,
+    STALE,
     UNRECOVERABLE,
     Record,
     inspect_command,
@@ -39,6 +40,7 @@ class AuditSettings:
     rehearse: bool = False
     registry_layouts: dict | None = None
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
+    min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan | Record":
@@ -94,9 +96,11 @@ def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, set
                        index_path=storage.display(fs, written))
     staged = _stage(task, outcome, settings)
     if task.stage_only:
-        return _record(task, CORRUPT, f"{task.finding}; an index rebuilt from {outcome.source} is staged: check it, "
-                                      "then replace the unreadable one", index_path=staged, staged=True,
-                       command=replace_command(staged, target))
+        what = "stale" if task.status_if_staged == STALE else "unreadable"
+        reason = (f"{task.finding}; an index rebuilt from {outcome.source} is staged: check it, then replace the "
+                  f"{what} one")
+        return _record(task, task.status_if_staged, reason, index_path=staged, staged=True,
+                       command=replace_command(staged, target, f".{what}"))
     return _record(task, REBUILT, f"rebuilt from {outcome.source}; staged, not written beside the data "
                                          "(promote it with the command, or re-run with --in-place)",
                    index_path=staged, staged=True, command=promote_command(staged, target))
@@ -123,7 +127,7 @@ def _stage(task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings) -
 
 
 def _not_rebuilt(task: OrphanTask, reason: str, refusals=()) -> Record:
-    status = CORRUPT if task.stage_only else UNRECOVERABLE
+    status = task.status_if_staged if task.stage_only else UNRECOVERABLE
     lead = f"{task.finding}; " if task.stage_only else ""
     if reason == NO_SOURCE:
         reason = f"{reason}; {no_source_hint(task.display_prefix, 'audit')}"
@@ -134,7 +138,7 @@ def _not_rebuilt(task: OrphanTask, reason: str, refusals=()) -> Record:
 
 def _record(task: OrphanTask, status: str, reason: str, **fields) -> Record:
     return Record(task.display_prefix, status, reason, task.root, directory=task.directory,
-                  data_files=task.data_files, data_bytes=task.data_bytes, **fields)
+                  data_files=task.data_files, data_bytes=task.data_bytes, mtime=task.mtime, **fields)
 
 
 def check_healthy(record: Record, settings: AuditSettings) -> Record:
@@ -175,11 +179,11 @@ def failure_record(element, step: str, exc: BaseException, name: str = "", root:
     at = f" (at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno})" if frames else ""
     reason = f"{step} failed: {last}{at}"
     if isinstance(element, OrphanTask):
-        return _record(element, CORRUPT if element.stage_only else UNRECOVERABLE,
+        return _record(element, element.status_if_staged if element.stage_only else UNRECOVERABLE,
                        f"{element.finding}; {reason}" if element.stage_only else reason,
                        command=inspect_command(element.display_prefix))
     if isinstance(element, Record):
-        element.status = CORRUPT if element.status == CORRUPT else UNRECOVERABLE
+        element.status = element.status if element.status in (CORRUPT, STALE) else UNRECOVERABLE
         element.reason = reason
         element.command = inspect_command(element.prefix)
         return element

@@ -1,9 +1,11 @@
 """Turn a flat listing into what an audit reasons about: checkpoint prefixes per directory, the
 leftovers of interrupted saves, and `checkpoint` state files.
 
-Pure: it sees only (path, size) pairs, so the same grouping runs on a laptop listing and on a
-bucket listing fanned out over Beam workers. A merge's temp directory (`P_temp/`, `P_temp_<hex>/`)
-is grouped with the directory that holds P, because P cannot be judged without it.
+Pure: it sees only (path, size) or (path, size, mtime) tuples, so the same grouping runs on a laptop
+listing and on a bucket listing fanned out over Beam workers. Modification times are kept per path
+(`DirectoryContents.mtimes`) so saves still in progress can be told from finished ones. A merge's
+temp directory (`P_temp/`, `P_temp_<hex>/`) is grouped with the directory that holds P, because P
+cannot be judged without it.
 """
 
 import posixpath
@@ -68,6 +70,7 @@ class DirectoryContents:
     leftovers: list = field(default_factory=list)     # Leftover
     state_files: list = field(default_factory=list)   # (path, size) of `checkpoint` files
     others: list = field(default_factory=list)        # (path, size) of everything else (.meta, saved_model.pb, ...)
+    mtimes: dict = field(default_factory=dict)        # path -> epoch seconds, where the listing gave one
     _listing_index: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def listing(self) -> list[dict]:
@@ -103,6 +106,26 @@ class DirectoryContents:
         shared, by_owner = self._listing_index
         return sorted(shared + by_owner.get(prefix, []), key=lambda e: e["name"])
 
+    def newest(self, paths) -> float | None:
+        """The latest modification time among `paths` (None when the listing gave none)."""
+        times = [self.mtimes[p] for p in paths if self.mtimes.get(p) is not None]
+        return max(times) if times else None
+
+    def files_of(self, prefix: str) -> list:
+        """Paths of a checkpoint prefix and of every leftover of a save to it (its merge inputs, unrenamed
+        writes): a save in progress shows in any of them."""
+        found = self.checkpoints.get(prefix)
+        paths = [p for p, _ in found.files()] if found else []
+        for leftover in self.leftovers:
+            if leftover.belongs_to == prefix:
+                paths += [p for p, _ in leftover.files]
+        return paths
+
+    def part_indexes_of(self, prefix: str) -> list:
+        """Merge inputs of `prefix` that still have their part index, sorted by part number."""
+        return sorted((lo for lo in self.leftovers if lo.what == "merge input" and lo.belongs_to == prefix
+                       and any(p.endswith(naming.INDEX_SUFFIX) for p, _ in lo.files)), key=lambda lo: lo.name)
+
     def _all_files(self):
         for found in self.checkpoints.values():
             yield found.files()
@@ -113,10 +136,16 @@ class DirectoryContents:
 
 
 def group_directory(directory: str, files) -> DirectoryContents:
-    """Sort the (path, size) pairs of one checkpoint directory into prefixes, leftovers and state files."""
+    """Sort the (path, size[, mtime]) tuples of one checkpoint directory into prefixes, leftovers and state files."""
     contents = DirectoryContents(directory)
     prefixes: dict[str, PrefixFiles] = {}
-    for path, size in sorted(files):
+    listed = []
+    for item in files:
+        path, size = item[0], item[1]
+        if len(item) > 2 and item[2] is not None:
+            contents.mtimes[path] = item[2]
+        listed.append((path, size))
+    for path, size in sorted(listed):
         leaf = posixpath.basename(path)
         if _TEMPSTATE_RE.search(leaf):
             contents.leftovers.append(_unrenamed(path, size))

@@ -1,10 +1,22 @@
 """List a root the way a big bucket needs: its top level once, then one recursive listing per child,
-so children can be listed by different workers. Sizes come with the listing (no per-file stat),
-and listings are never cached (see recovery.storage)."""
+so children can be listed by different workers. Sizes and modification times come with the listing
+(no per-file stat), and listings are never cached (see recovery.storage).
 
+Files are (path, size, mtime) with mtime in epoch seconds, or None where the store gives none.
+Earlier ckpt-rescue report directories inside a root are recognised by their files, and the indexes
+they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
+"""
+
+import datetime
 import posixpath
 
 from . import storage
+
+# Written into a report directory before a run does any work, so even a run that stopped before its
+# summary leaves a directory the next audit recognises as reports, not checkpoints.
+REPORT_MARKER = ".ckpt-rescue-report"
+STAGED_DIR = "rebuilt"
+_REPORT_FILES = ("summary.json", "records.jsonl")   # reports written before the marker existed have both
 
 
 class BadRoot(ValueError):
@@ -23,7 +35,7 @@ def check_root(url: str) -> None:
 
 
 def top_level(fs, root: str, exclude: str | None = None):
-    """(files, child directories) directly under `root`: files as (path, size)."""
+    """(files, child directories) directly under `root`: files as (path, size, mtime)."""
     files, children = [], []
     for entry in fs.ls(root, detail=True):
         name = entry["name"].rstrip("/")
@@ -32,20 +44,83 @@ def top_level(fs, root: str, exclude: str | None = None):
         if entry.get("type") == "directory":
             children.append(name)
         else:
-            files.append((name, int(entry.get("size") or 0)))
+            files.append((name, int(entry.get("size") or 0), entry_mtime(entry)))
+    if _is_report_dir(root.rstrip("/"), {posixpath.basename(f[0]) for f in files}):
+        staged = posixpath.join(root.rstrip("/"), STAGED_DIR)
+        children = [c for c in children if c != staged]
     return files, children
 
 
 def everything_under(fs, directory: str, exclude: str | None = None) -> list:
-    """Every file below `directory` as (path, size), from one paginated recursive listing."""
+    """Every file below `directory` as (path, size, mtime), from one paginated recursive listing."""
     found = fs.find(directory, detail=True, withdirs=False)
-    return [(name, int(info.get("size") or 0)) for name, info in found.items()
-            if info.get("type") != "directory" and not _excluded(name, exclude)]
+    files = [(name, int(info.get("size") or 0), entry_mtime(info)) for name, info in found.items()
+             if info.get("type") != "directory" and not _excluded(name, exclude)]
+    return without_earlier_reports(files)
+
+
+def without_earlier_reports(files: list) -> list:
+    """Drop what earlier audits staged: `D/rebuilt/**` where D holds a report (marker, or summary and records)."""
+    names_by_dir: dict = {}
+    for item in files:
+        names_by_dir.setdefault(posixpath.dirname(item[0]), set()).add(posixpath.basename(item[0]))
+    staged = [posixpath.join(d, STAGED_DIR) + "/" for d, names in names_by_dir.items() if _is_report_dir(d, names)]
+    if not staged:
+        return files
+    return [item for item in files if not any(item[0].startswith(s) for s in staged)]
+
+
+def _is_report_dir(directory: str, names: set) -> bool:
+    return REPORT_MARKER in names or all(name in names for name in _REPORT_FILES)
+
+
+def entry_mtime(info: dict) -> float | None:
+    """Modification time of a listed file in epoch seconds, whatever the backend calls it.
+
+    Local: `mtime` (float); gcsfs: `mtime` (datetime) or `updated` (RFC 3339); s3fs: `LastModified`
+    (datetime); memory://: `created` (float).
+    """
+    for key in ("mtime", "LastModified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, datetime.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=datetime.timezone.utc)
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def _excluded(path: str, exclude: str | None) -> bool:
     """The report directory may sit inside a root: its staged indexes are not checkpoints."""
     return bool(exclude) and (path == exclude or path.startswith(exclude.rstrip("/") + "/"))
+
+
+def hidden_checkpoint_files(fs, report_path: str) -> list:
+    """Checkpoint files inside a report directory that are not ours: an audit that leaves the report
+    directory out of its listing would never see them. Staged indexes under `rebuilt/` are ours."""
+    from tfbundle import parse_data_filename
+
+    from .discovery import STATE_FILE
+
+    if not fs.exists(report_path):
+        return []
+    staged = posixpath.join(report_path.rstrip("/"), STAGED_DIR) + "/"
+    found = []
+    for name in sorted(fs.find(report_path, withdirs=False)):
+        leaf = posixpath.basename(name)
+        is_checkpoint_file = (name.endswith(".index") or parse_data_filename(name) is not None
+                              or leaf == STATE_FILE)
+        if is_checkpoint_file and not (name.startswith(staged) and name.endswith(".index")):
+            found.append(name)
+    return found
 
 
 def same_filesystem_path(root_url: str, other_url: str) -> str | None:

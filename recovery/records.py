@@ -5,8 +5,11 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE = "healthy", "rebuilt", "unrecoverable", "corrupt", "incomplete"
-STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE)
-NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE)
+# STALE: an index that does not describe the data beside it (a save to a reused prefix crashed between
+# TensorFlow's data rename and its index write). IN_PROGRESS: files younger than --min-age, judged later.
+STALE, IN_PROGRESS = "stale", "in-progress"
+STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS)
+NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE)
 
 # What a record is about: a checkpoint prefix, something an interrupted save left, a `checkpoint`
 # state file, or a part of the tree that could not be listed.
@@ -35,6 +38,7 @@ class Record:
     # A rebuild's evidence (recovery.evidence.Evidence as a dict): confirmed, cannot_confirm,
     # reference_matched, reference_total, matched_keys. Empty when nothing was rebuilt or fitted.
     evidence: dict = field(default_factory=dict)
+    mtime: float | None = None  # newest modification time of its files (epoch seconds), where the store gives one
 
     def to_json_dict(self) -> dict:
         return asdict(self)
@@ -63,9 +67,9 @@ def promote_command(staged: str, target: str) -> str:
     return f"cp -n {shlex.quote(staged)} {shlex.quote(target)}"
 
 
-def replace_command(staged: str, target: str) -> str:
-    """Keep the unreadable index aside, then put the staged one in its place (no overwrite)."""
-    aside = target + ".unreadable"
+def replace_command(staged: str, target: str, aside_suffix: str = ".unreadable") -> str:
+    """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
+    aside = target + aside_suffix
     scheme = scheme_of(target)
     move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n")
     return f"{move} {shlex.quote(target)} {shlex.quote(aside)} && {promote_command(staged, target)}"

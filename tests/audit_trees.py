@@ -18,6 +18,10 @@ class Planted:
     registry: str
     originals: dict = field(default_factory=dict)   # orphan prefix -> the index bytes TensorFlow wrote
     expected: dict = field(default_factory=dict)    # prefix -> (status, kind, words the source/reason must contain)
+    in_place: dict = field(default_factory=dict)    # what differs when the run writes indexes in place
+
+    def expected_for(self, in_place: bool) -> dict:
+        return {**self.expected, **self.in_place} if in_place else dict(self.expected)
 
 
 def copy_family_dir(family, dest: str) -> str:
@@ -38,7 +42,9 @@ def plant_tree(pristine_family, root: str, registry_dir: str) -> Planted:
     exp[latest] = ("rebuilt", "checkpoint", "sibling")
     for sibling in adam.siblings:
         exp[os.path.join(adam_dir, os.path.basename(sibling))] = ("healthy", "checkpoint", "")
-    exp[os.path.join(adam_dir, "checkpoint")] = ("healthy", "state-file", "exist")
+    # its latest checkpoint is the orphan: latest_checkpoint() returns None until the index is back
+    exp[os.path.join(adam_dir, "checkpoint")] = ("incomplete", "state-file", "ckpt-3 has no index")
+    planted.in_place[os.path.join(adam_dir, "checkpoint")] = ("healthy", "state-file", "--in-place")
     with open(os.path.join(adam_dir, TEMPSTATE_NAME), "wb") as f:
         f.write(os.urandom(300))
     exp[os.path.join(adam_dir, TEMPSTATE_NAME)] = ("healthy", "leftover", "never renamed")
@@ -52,7 +58,8 @@ def plant_tree(pristine_family, root: str, registry_dir: str) -> Planted:
     exp[prefix] = ("rebuilt", "checkpoint", "part index")
     exp[prefix + "_temp/part-00000-of-00001"] = ("healthy", "leftover", "merge input")
     if os.path.exists(os.path.join(weights_dir, "checkpoint")):
-        exp[os.path.join(weights_dir, "checkpoint")] = ("healthy", "state-file", "exist")
+        exp[os.path.join(weights_dir, "checkpoint")] = ("incomplete", "state-file", "weights has no index")
+        planted.in_place[os.path.join(weights_dir, "checkpoint")] = ("healthy", "state-file", "--in-place")
 
     sharded = pristine_family("sharded")
     sharded_dir = copy_family_dir(sharded, os.path.join(root, "runs", "sharded"))

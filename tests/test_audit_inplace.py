@@ -40,6 +40,7 @@ def test_two_audits_at_once_leave_exactly_one_correct_index(planted, tmp_path):
     before = tree_digest(str(tree))
     runs = [subprocess.Popen([sys.executable, "-m", "pipeline", "audit", str(tree), "--in-place",
                               "--report-dir", str(tmp_path / f"report-{i}"), "--registry", planted.registry,
+                              "--min-age", "0",
                               "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [run.communicate(timeout=600) for run in runs]
@@ -101,6 +102,7 @@ def test_in_place_with_checks_and_ranges_never_touches_an_unreadable_index(plant
     report = tmp_path / "report"
 
     code = cli_main(["audit", str(tree), "--report-dir", str(report), "--registry", planted.registry, "--in-place",
+                     "--min-age", "0",
                      "--verify-data", "--rehearse", "--split-bytes", "1KiB", "--direct_running_mode=in_memory"])
     assert code == 1
     records = {r.prefix: r for r in read_records(str(report))}
@@ -139,7 +141,7 @@ def test_split_rebuilds_show_in_the_metrics(planted, tmp_path, capsys):
     tree = tmp_path / "tree"
     shutil.copytree(planted.root, tree)
     code = cli_main(["audit", str(tree), "--report-dir", str(tmp_path / "r"), "--registry", planted.registry,
-                     "--split-bytes", "1024", "--direct_running_mode=in_memory"])
+                     "--min-age", "0", "--split-bytes", "1024", "--direct_running_mode=in_memory"])
     assert code == 1
     out = capsys.readouterr().out
     metrics = dict(item.split("=", 1) for item in out.split("metrics: ", 1)[1].splitlines()[0].split(", ")

@@ -36,7 +36,7 @@ def first_run(planted, tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cli_main(["audit", planted.root, "--report-dir", report, "--registry", planted.registry,
-                         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+                         "--min-age", "0", "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     return code, out.getvalue(), report, before, tree_digest(planted.root)
 
 
@@ -118,6 +118,7 @@ def test_record_lines_carry_every_field(first_run):
     assert all(set(line) == fields for line in lines)
     rebuilt = [line for line in lines if line["status"] == "rebuilt"]
     assert rebuilt and all(line["evidence"]["confirmed"] and line["evidence"]["reference_total"] for line in rebuilt)
+    assert all(isinstance(line["mtime"], float) for line in lines)   # every record here stands for listed files
     assert [line["prefix"] for line in lines] == sorted(line["prefix"] for line in lines)
 
 
@@ -141,7 +142,7 @@ def test_rerun_with_the_report_inside_the_root_is_idempotent(planted, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(planted.root, tree)
     report = tree / "_audit"      # inside the root: its staged indexes must not be taken for checkpoints
-    argv = ["audit", str(tree), "--report-dir", str(report), "--registry", planted.registry,
+    argv = ["audit", str(tree), "--report-dir", str(report), "--registry", planted.registry, "--min-age", "0",
             "--direct_running_mode=in_memory"]
     assert cli_main(argv) == 1
     first = {r.prefix: r for r in read_records(str(report))}

@@ -30,7 +30,7 @@ def test_portable_runner_over_the_job_api(pristine_family, tmp_path):
     (other_root / "notes.txt").write_text("no checkpoints here")
     report = tmp_path / "report"
 
-    code = cli_main(["audit", str(tree), str(other_root), "--report-dir", str(report),
+    code = cli_main(["audit", str(tree), str(other_root), "--report-dir", str(report), "--min-age", "0",
                      "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
     assert code == 1
     records = {r.prefix: r for r in read_records(str(report))}
@@ -58,7 +58,8 @@ def test_memory_filesystem_in_one_process_and_detached_submission(pristine_famil
     original = storage.read_bytes(fs, "/nb/run/" + os.path.basename(family.prefix) + ".index")
     fs.rm("/nb/run/" + os.path.basename(family.prefix) + ".index")
 
-    assert cli_main(["audit", "memory://nb/run", "--report-dir", "memory://nb/report", "--detach"]) == 0
+    assert cli_main(["audit", "memory://nb/run", "--report-dir", "memory://nb/report", "--min-age", "0",
+                     "--detach"]) == 0
     assert "submitted" in capsys.readouterr().out
     records = {r.prefix: r for r in read_records("memory://nb/report")}
     rebuilt = records[storage.display(fs, "/nb/run/" + os.path.basename(family.prefix))]   # memory:///nb/...
@@ -84,6 +85,7 @@ def test_usage_errors_exit_2_before_anything_runs(tmp_path, capsys):
         (["audit", str(tmp_path), "--report-dir", str(tmp_path / "a-file")], "is a file"),
         (["audit", str(tmp_path), "--report-dir", report, "--split-bytes", "lots"], "invalid size value"),
         (["audit", str(tmp_path / "outer" / "inner"), "--report-dir", str(tmp_path / "outer")], "contains the root"),
+        (["audit", str(tmp_path), "--report-dir", report, "--min-age", "-1"], "invalid minutes value"),
     ]
     for argv, words in cases:
         assert exit_code_of(argv) == 2, argv

@@ -35,13 +35,13 @@ def audit_bucket(planted, bucket: str, *extra) -> tuple:
     root, reports = f"{bucket}/tree", f"{bucket}/reports"
     upload_tree(planted.root, root)
     before = snapshot(bucket)
-    code = cli_main(["audit", root, "--report-dir", reports, "--registry", planted.registry, *extra])
+    code = cli_main(["audit", root, "--report-dir", reports, "--registry", planted.registry, "--min-age", "0", *extra])
     return root, reports, before, code
 
 
-def check_records(planted, root: str, reports: str) -> dict:
+def check_records(planted, root: str, reports: str, in_place: bool = False) -> dict:
     records = {r.prefix: r for r in read_records(reports)}
-    expected = {remote(planted, root, p): v for p, v in planted.expected.items()}
+    expected = {remote(planted, root, p): v for p, v in planted.expected_for(in_place).items()}
     assert set(records) == set(expected)
     for prefix, (status, kind, words) in expected.items():
         record = records[prefix]
@@ -74,7 +74,7 @@ def test_gcs_emulator_end_to_end(planted, gcs_bucket):  # noqa: F811
 def test_s3_in_place_writes_create_only_and_a_rerun_finds_them_healthy(planted, s3_bucket):  # noqa: F811
     root, reports, before, code = audit_bucket(planted, s3_bucket, "--in-place")
     assert code == 1
-    records = check_records(planted, root, reports)
+    records = check_records(planted, root, reports, in_place=True)
     for local, original in planted.originals.items():
         record = records[remote(planted, root, local)]
         assert not record.staged and record.index_path == record.prefix + ".index"
@@ -86,7 +86,7 @@ def test_s3_in_place_writes_create_only_and_a_rerun_finds_them_healthy(planted, 
     assert {k: after[k] for k in before} == before
 
     assert cli_main(["audit", root, "--report-dir", reports, "--registry", planted.registry, "--in-place",
-                     "--direct_running_mode=in_memory"]) == 1
+                     "--min-age", "0", "--direct_running_mode=in_memory"]) == 1
     again = {r.prefix: r for r in read_records(reports)}
     for local in planted.originals:
         assert again[remote(planted, root, local)].status == "healthy"

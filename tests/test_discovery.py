@@ -148,9 +148,9 @@ def test_root_listing_fans_out_and_leaves_out_the_report_directory(tmp_path):
         path.write_bytes(b"12345")
     fs, root = storage.url_to_fs(str(tmp_path))
     files, children = top_level(fs, root, exclude=f"{root}/reports")
-    assert files == [(f"{root}/top.index", 5)]
+    assert [(path, size) for path, size, _ in files] == [(f"{root}/top.index", 5)]
     assert sorted(children) == [f"{root}/a", f"{root}/b"]
-    below = sorted(p for child in children for p, _ in everything_under(fs, child))
+    below = sorted(p for child in children for p, _, _ in everything_under(fs, child))
     assert below == [f"{root}/a/deep/y.data-00000-of-00001", f"{root}/a/x.index", f"{root}/b/z.index"]
 
 

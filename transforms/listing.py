@@ -14,7 +14,7 @@ CHILDREN, RECORDS = "children", "records"
 
 
 class ListTopLevel(beam.DoFn):
-    """root URL -> ((root, directory), [(path, size), ...]) for its own files; CHILDREN: (root, child)."""
+    """root URL -> ((root, directory), [(path, size, mtime), ...]) for its own files; CHILDREN: (root, child)."""
 
     def __init__(self, report_dir: str):
         self.report_dir = report_dir
@@ -34,7 +34,7 @@ class ListTopLevel(beam.DoFn):
 
 
 class ListRecursively(beam.DoFn):
-    """(root, child directory) -> ((root, directory), [(path, size), ...]) for every file below it."""
+    """(root, child directory) -> ((root, directory), [(path, size, mtime), ...]) for every file below it."""
 
     def __init__(self, report_dir: str):
         self.report_dir = report_dir
@@ -66,8 +66,8 @@ def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
     grouped: dict = {}
-    for path, size in files:
-        grouped.setdefault((root, checkpoint_directory(path)), []).append((path, size))
+    for item in files:   # (path, size, mtime)
+        grouped.setdefault((root, checkpoint_directory(item[0])), []).append(tuple(item))
     return list(grouped.items())
 
 
@@ -78,7 +78,7 @@ def _join_parts(element):
 
 
 class ListFiles(beam.PTransform):
-    """roots -> ((root, directory), [(path, size), ...]), plus listing failures as records."""
+    """roots -> ((root, directory), [(path, size, mtime), ...]), plus listing failures as records."""
 
     def __init__(self, report_dir: str):
         super().__init__()

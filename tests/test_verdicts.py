@@ -1,0 +1,467 @@
+"""Verdicts that must not be wrong on checkpoints that look healthy (issue 7, points 4-7 and 11), on
+checkpoints TensorFlow writes here: a stale index after a merge TensorFlow really failed to finish,
+saves still in progress, `checkpoint` state files whose latest has no index, an index entry of the
+wrong wire type beside a healthy sibling, and report directories inside a root.
+
+Each check is run on the damaged input it must catch and on the legitimate input it must accept.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+
+import pytest
+from source_helpers import orphan, tree_digest
+from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server  # noqa: F401
+
+from pipeline.cli import main as cli_main
+from recovery import storage
+from recovery.classify import OrphanTask, classify_directory, spot_check
+from recovery.discovery import checkpoint_directory, group_directory
+from recovery.listing import REPORT_MARKER, everything_under, top_level, without_earlier_reports
+from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, STATE_FILE
+from recovery.report import read_records, read_summary
+from samples import FAMILY_NAMES
+from tfbundle import BundleEntry, read_index
+from tfbundle.messages import encode_shape
+from tfbundle.table import build_table, read_table
+from tfbundle.varint import encode_varint
+from tfbundle.wire import bytes_field, fixed32_field, varint_field
+
+pytestmark = pytest.mark.tf
+HOUR = 3600.0
+
+
+def classify(directory: str, **options) -> dict:
+    """display prefix -> Record or OrphanTask for one local directory, as the pipeline would see it."""
+    fs, path = storage.url_to_fs(directory)
+    files = [f for f in everything_under(fs, path) if checkpoint_directory(f[0]) == path]
+    results = classify_directory(fs, group_directory(path, files), directory, **options)
+    return {getattr(r, "display_prefix", None) or r.prefix: r for r in results}
+
+
+def backdate(root: str, seconds: float = HOUR) -> None:
+    """Age every file under root, as the checkpoints a nightly audit finds are."""
+    when = time.time() - seconds
+    for directory, _, files in os.walk(root):
+        for name in files:
+            os.utime(os.path.join(directory, name), (when, when))
+
+
+def audit(root: str, report: str, *extra) -> tuple:
+    code = cli_main(["audit", root, "--report-dir", report, "--direct_running_mode=in_memory", *extra])
+    return code, {r.prefix: r for r in read_records(report)}
+
+
+# --- 4. stale index ------------------------------------------------------------------------------------
+
+def _module(tf, step: int, seed: int):
+    module = tf.Module()
+    module.step = tf.Variable(step, dtype=tf.int64)
+    module.w = tf.Variable(tf.random.stateless_normal([16, 8], seed=[seed, 1]))
+    module.b = tf.Variable(tf.random.stateless_normal([8], seed=[seed, 2]))
+    return module
+
+
+def crashed_merge(directory: str) -> tuple:
+    """TensorFlow saves to one prefix twice; the second save's merge really fails after it renamed the
+    new data into place and before it wrote the index (P.index is made a directory, so TensorFlow's
+    open of it fails right there). Putting the first save's index back gives what a crash at that
+    point leaves: new data, the old index (same sizes), and the part index in P_temp/.
+
+    Returns (prefix, the first save's index, the part index TensorFlow left)."""
+    import tensorflow as tf
+
+    os.makedirs(directory, exist_ok=True)
+    prefix = os.path.join(directory, "latest")
+    module = _module(tf, 1, 1)
+    checkpoint = tf.train.Checkpoint(model=module)
+    checkpoint.write(prefix)
+    old_index = orphan(prefix)
+    os.mkdir(prefix + ".index")
+    module.step.assign(2)
+    module.w.assign(tf.random.stateless_normal([16, 8], seed=[2, 1]))
+    module.b.assign(tf.random.stateless_normal([8], seed=[2, 2]))
+    with pytest.raises(tf.errors.OpError, match="Is a directory"):
+        checkpoint.write(prefix)
+    os.rmdir(prefix + ".index")
+    with open(prefix + ".index", "wb") as f:
+        f.write(old_index)
+    part = os.path.join(prefix + "_temp", "part-00000-of-00001.index")
+    with open(part, "rb") as f:
+        part_index = f.read()
+    assert read_index(part_index).entries.keys() == read_index(old_index).entries.keys()   # same keys, sizes
+    return prefix, old_index, part_index
+
+
+def tensorflow_rejects(prefix: str, key: str = "model/step/.ATTRIBUTES/VARIABLE_VALUE") -> bool:
+    import tensorflow as tf
+
+    try:
+        tf.train.load_checkpoint(prefix).get_tensor(key)
+    except tf.errors.OpError:
+        return True
+    return False
+
+
+def test_a_stale_index_after_a_crashed_merge_is_stale_not_healthy(tmp_path):
+    import tensorflow as tf
+
+    prefix, old_index, _ = crashed_merge(str(tmp_path / "run"))
+    assert tensorflow_rejects(prefix)                   # the damage is real: TensorFlow's CRC check fails
+    with open(tmp_path / "run" / "checkpoint", "w") as f:
+        f.write('model_checkpoint_path: "latest"\nall_model_checkpoint_paths: "latest"\n')
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")) == prefix   # it finds the stale index
+    results = classify(str(tmp_path / "run"))
+    state = results[str(tmp_path / "run" / "checkpoint")]
+    assert state.status == INCOMPLETE and "index that is stale" in state.reason and "fails" in state.reason
+    task = results[prefix]
+    assert isinstance(task, OrphanTask) and task.stage_only and task.status_if_staged == STALE
+    assert "stale index" in task.finding and "part index" in task.finding and "model/step" in task.finding
+    part = results[prefix + "_temp/part-00000-of-00001"]
+    assert part.status == HEALTHY and "stale" in part.reason
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_every_family_tensorflow_writes_passes_the_spot_check(pristine_family, name):
+    family = pristine_family(name)
+    results = classify(os.path.dirname(family.prefix))
+    for prefix in [family.prefix, *family.siblings]:
+        record = results[prefix]
+        assert record.status == HEALTHY, (prefix, getattr(record, "finding", ""), record.reason)
+        assert any(c.startswith("spot check: ") for c in record.checks), record.checks
+
+
+def test_a_stale_index_without_its_part_index_is_caught_by_the_spot_check(tmp_path):
+    prefix, _, _ = crashed_merge(str(tmp_path / "run"))
+    shutil.rmtree(prefix + "_temp")
+    task = classify(str(tmp_path / "run"))[prefix]
+    assert isinstance(task, OrphanTask) and task.status_if_staged == STALE and task.stage_only
+    assert "does not describe the data" in task.finding and "model/step" in task.finding
+
+
+def test_one_damaged_tensor_beside_matching_ones_is_corrupt_data_not_a_stale_index(tmp_path):
+    prefix, _, part_index = crashed_merge(str(tmp_path / "run"))
+    shutil.rmtree(prefix + "_temp")
+    with open(prefix + ".index", "wb") as f:
+        f.write(part_index)                  # the completed save
+    entry = read_index(part_index).entries[b"model/b/.ATTRIBUTES/VARIABLE_VALUE"]
+    with open(prefix + ".data-00000-of-00001", "r+b") as f:
+        f.seek(entry.offset + 5)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x04]))     # one flipped bit: bit rot
+    assert tensorflow_rejects(prefix, "model/b/.ATTRIBUTES/VARIABLE_VALUE")
+    record = classify(str(tmp_path / "run"))[prefix]
+    assert not isinstance(record, OrphanTask) and record.status == CORRUPT
+    assert "'model/b/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason and "checksum does not match" in record.reason
+    deferred = classify(str(tmp_path / "run"), verify_data=True)[prefix]   # --verify-data will report it
+    assert deferred.status == HEALTHY and any("--verify-data follows" in c for c in deferred.checks)
+
+
+def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_note(tmp_path):
+    import tensorflow as tf
+
+    prefix, old_index, part_index = crashed_merge(str(tmp_path / "run"))
+    with open(prefix + ".index", "wb") as f:
+        f.write(part_index)                  # what the merge would have written: the save completed
+    assert not tensorflow_rejects(prefix)
+    results = classify(str(tmp_path / "run"))
+    record = results[prefix]
+    assert record.status == HEALTHY and any("byte-identical to the index" in c for c in record.checks)
+    assert any(c.startswith("spot check: 3 small tensor(s)") for c in record.checks), record.checks
+    assert 0 < record.bytes_scanned < record.data_bytes   # a few bounded reads, not the data
+
+    # a part index an earlier save left (older than the data): the data follows the index
+    with open(os.path.join(prefix + "_temp", "part-00000-of-00001.index"), "wb") as f:
+        f.write(old_index)
+    record = classify(str(tmp_path / "run"))[prefix]
+    assert record.status == HEALTHY and any("earlier interrupted save" in c for c in record.checks), record.checks
+
+    fs, path = storage.url_to_fs(prefix)
+    spot = spot_check(fs, path, read_index(part_index))
+    assert len(spot.checked) == 3 and not spot.mismatches
+    assert "_CHECKPOINTABLE_OBJECT_GRAPH" in spot.checked and tf.train.load_checkpoint(prefix)
+
+
+def test_a_sharded_stale_index_is_compared_with_every_part_index(tmp_path):
+    """MaxShardSizePolicy: several part indexes, slices across shards, a merged shard_id on full entries.
+    TensorFlow's own merged index beside its parts is healthy; the first save's index beside them is stale."""
+    import tensorflow as tf
+
+    from samples.families import SHARD_SIZE_LIMIT
+    from samples.models import sharded_module
+
+    checkpoint = sharded_module()
+    options = tf.train.CheckpointOptions(experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(
+        max_shard_size=SHARD_SIZE_LIMIT))
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    prefix = str(run / "sharded")
+    checkpoint.module.step.assign(1)
+    checkpoint.write(prefix, options=options)
+    old_index = orphan(prefix)
+    for variable in [v for v in checkpoint.module.trainable_variables if v.dtype.is_floating]:
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[7, variable.shape.num_elements()]))
+    checkpoint.module.step.assign(2)
+    merged = checkpoint.write(str(elsewhere / "sharded"), options=options)   # what the merge at prefix writes
+    os.mkdir(prefix + ".index")
+    with pytest.raises(tf.errors.OpError, match="Is a directory"):
+        checkpoint.write(prefix, options=options)
+    os.rmdir(prefix + ".index")
+    parts = sorted(os.listdir(prefix + "_temp"))
+    assert len(parts) > 2 and all(p.endswith(".index") for p in parts)
+    with open(merged + ".index", "rb") as f:
+        merged_index = f.read()
+
+    with open(prefix + ".index", "wb") as f:
+        f.write(merged_index)                       # the merge finished; only its clean-up was cut short
+    record = classify(str(run))[prefix]
+    assert record.status == HEALTHY, getattr(record, "finding", record.reason)
+    assert any("describe the same tensors" in c for c in record.checks), record.checks
+
+    with open(prefix + ".index", "wb") as f:
+        f.write(old_index)
+    task = classify(str(run))[prefix]
+    assert isinstance(task, OrphanTask) and task.status_if_staged == STALE and "stale index" in task.finding
+    code, records = audit(str(run), str(tmp_path / "report"), "--min-age", "0")
+    assert code == 1 and records[prefix].status == STALE
+    with open(records[prefix].index_path, "rb") as f:
+        assert f.read() == merged_index              # byte for byte what TensorFlow's merge writes
+
+
+@pytest.mark.slow
+def test_the_audit_stages_the_right_index_for_a_stale_one_and_overwrites_nothing(tmp_path):
+    prefix, old_index, part_index = crashed_merge(str(tmp_path / "tree" / "run"))
+    before = tree_digest(str(tmp_path / "tree"))
+    code, records = audit(str(tmp_path / "tree"), str(tmp_path / "report"), "--min-age", "0", "--in-place")
+    assert code == 1
+    record = records[prefix]
+    assert record.status == STALE and record.staged and record.source.startswith("part index")
+    with open(record.index_path, "rb") as f:
+        assert f.read() == part_index               # the index TensorFlow would have written
+    assert record.command.startswith(f"mv -n {prefix}.index {prefix}.index.stale && cp -n ")
+    assert tree_digest(str(tmp_path / "tree")) == before   # --in-place never replaces an index
+    subprocess.run(record.command, shell=True, check=True)
+    assert not tensorflow_rejects(prefix)
+    assert read_summary(str(tmp_path / "report"))["counts"][STALE] == 1
+
+
+# --- 5. saves in progress ---------------------------------------------------------------------------
+
+def test_young_files_are_in_progress_and_old_ones_are_judged(family_copy):
+    family = family_copy("keras3_adam")
+    directory = os.path.dirname(family.prefix)
+    orphan(family.prefix)
+    now = time.time()
+    young = classify(directory, min_age=600, now=now)
+    assert young and all(not isinstance(r, OrphanTask) and r.status == IN_PROGRESS for r in young.values())
+    latest = young[family.prefix]
+    assert now - latest.mtime < 600 and "less than --min-age" in latest.reason
+    assert latest.mtime == max(os.path.getmtime(family.prefix + ".data-00000-of-00001"), latest.mtime)
+
+    backdate(directory)
+    old = classify(directory, min_age=600, now=time.time())
+    assert isinstance(old[family.prefix], OrphanTask) and old[family.prefix].mtime < now - 600
+    assert all(old[s].status == HEALTHY for s in family.siblings)
+    assert classify(directory, min_age=0)[family.siblings[0]].status == HEALTHY   # 0 disables the check
+
+
+def test_a_young_part_directory_makes_its_reused_prefix_in_progress(tmp_path):
+    prefix, _, _ = crashed_merge(str(tmp_path / "run"))
+    backdate(str(tmp_path / "run"))
+    part = os.path.join(prefix + "_temp", "part-00000-of-00001.index")
+    os.utime(part, None)                      # the next save is writing its temp bundle right now
+    results = classify(str(tmp_path / "run"), min_age=600)
+    assert results[prefix].status == IN_PROGRESS and results[prefix + "_temp/part-00000-of-00001"].status == IN_PROGRESS
+
+
+@pytest.mark.slow
+def test_the_nightly_default_reports_a_fresh_save_in_progress_and_rebuilds_nothing(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    root = os.path.dirname(family.prefix)
+    orphan(family.prefix)
+    code, records = audit(root, str(tmp_path / "report"))
+    assert code == 0                                      # never an alarm
+    assert {r.status for r in records.values()} == {IN_PROGRESS}
+    assert not os.path.exists(tmp_path / "report" / "rebuilt")
+    assert all(r.mtime and time.time() - r.mtime < 600 for r in records.values())
+    backdate(root)
+    code, records = audit(root, str(tmp_path / "report2"))
+    assert records[family.prefix].status == "rebuilt" and records[family.prefix].mtime < time.time() - 600
+
+
+@pytest.mark.slow
+def test_a_fresh_upload_to_a_bucket_is_in_progress_until_min_age_allows(pristine_family, gcs_bucket, tmp_path):  # noqa: F811
+    from storage_servers import upload_tree
+
+    family = pristine_family("keras3_adam")
+    root = f"{gcs_bucket}/run"
+    upload_tree(os.path.dirname(family.prefix), root)
+    reports = f"{gcs_bucket}/reports"
+    code, records = audit(root, reports)
+    assert code == 0 and records and {r.status for r in records.values()} == {IN_PROGRESS}
+    assert all(abs(time.time() - r.mtime) < 300 for r in records.values())
+    code, records = audit(root, reports, "--min-age", "0")
+    assert code == 0 and {r.status for r in records.values()} == {HEALTHY}
+
+
+def test_listings_carry_modification_times_on_every_store(tmp_path, gcs_bucket, s3_bucket):  # noqa: F811
+    from storage_servers import upload_tree
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "x.index").write_bytes(b"12345")
+    (tmp_path / "d" / "top.index").write_bytes(b"1")
+    for url in (str(tmp_path / "d"), "memory://mtimes/d", f"{gcs_bucket}/d", f"{s3_bucket}/d"):
+        if "://" in url:
+            upload_tree(str(tmp_path / "d"), url)
+        fs, path = storage.url_to_fs(url)
+        files, children = top_level(fs, path)
+        below = everything_under(fs, children[0])
+        for name, _, mtime in files + below:
+            assert isinstance(mtime, float) and abs(time.time() - mtime) < 300, (url, name, mtime)
+
+
+# --- 6. `checkpoint` state files ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_state_file_whose_latest_has_no_index_says_training_restarts_and_what_fixes_it(family_copy, tmp_path):
+    import tensorflow as tf
+
+    family = family_copy("keras3_adam")
+    directory = os.path.dirname(family.prefix)
+    state = os.path.join(directory, "checkpoint")
+    assert tf.train.latest_checkpoint(directory) == family.prefix
+    older = family.siblings[0]
+    original_older = orphan(older)
+    record = classify(directory)[state]
+    assert record.status == HEALTHY and any("older checkpoint(s) without an index" in c for c in record.checks)
+    assert tf.train.latest_checkpoint(directory) == family.prefix       # an older orphan does not matter to it
+    with open(older + ".index", "wb") as f:
+        f.write(original_older)
+
+    orphan(family.prefix)
+    assert tf.train.latest_checkpoint(directory) is None                 # no fall back to ckpt-2: a fresh start
+    staged_run = classify(directory)[state]
+    assert staged_run.kind == STATE_FILE and staged_run.status == INCOMPLETE
+    assert "latest_checkpoint() returns None" in staged_run.reason and "from scratch" in staged_run.reason
+    assert "until it is promoted" in staged_run.reason and "ckpt-2" in staged_run.reason
+    in_place_run = classify(directory, in_place=True)[state]
+    assert in_place_run.status == HEALTHY and "--in-place" in in_place_run.reason
+
+    # what the record says, done: the staged index fixes it once promoted ...
+    code, records = audit(directory, str(tmp_path / "staged"), "--min-age", "0")
+    assert code == 1 and records[state].status == INCOMPLETE and tf.train.latest_checkpoint(directory) is None
+    subprocess.run(shlex.split(records[family.prefix].command), check=True)
+    assert tf.train.latest_checkpoint(directory) == family.prefix
+    # ... and an in-place run fixes it by itself
+    orphan(family.prefix)
+    code, records = audit(directory, str(tmp_path / "in-place"), "--min-age", "0", "--in-place")
+    assert code == 0 and records[state].status == HEALTHY and records[family.prefix].status == "rebuilt"
+    assert tf.train.latest_checkpoint(directory) == family.prefix
+
+
+# --- 7. one bad index does not hide its directory ----------------------------------------------------
+
+def wrong_wire_type(index_path: str) -> str:
+    """Rewrite one entry of a TensorFlow-written index with `size` as a length-delimited field (wire type
+    2 instead of 0); the table is rebuilt with tfbundle's writer, so every block CRC is valid."""
+    with open(index_path, "rb") as f:
+        items, _ = read_table(f.read())
+    position, (key, value) = next((i, kv) for i, kv in enumerate(items) if kv[0] and BundleEntry.decode(kv[1]).size)
+    entry = BundleEntry.decode(value)
+    bad = (varint_field(1, entry.dtype) + bytes_field(2, encode_shape(entry.shape))
+           + (varint_field(4, entry.offset) if entry.offset else b"") + bytes_field(5, encode_varint(entry.size))
+           + fixed32_field(6, entry.crc32c))
+    items[position] = (key, bad)
+    with open(index_path, "wb") as f:
+        f.write(build_table(items))
+    return key.decode()
+
+
+def test_an_entry_of_the_wrong_wire_type_gets_its_own_record_and_its_sibling_stays_healthy(family_copy):
+    family = family_copy("keras3_adam")
+    bad_prefix = family.prefix
+    key = wrong_wire_type(bad_prefix + ".index")
+    assert tensorflow_rejects(bad_prefix, key)      # TensorFlow cannot use it either
+    results = classify(os.path.dirname(bad_prefix))
+    assert all(results[s].status == HEALTHY for s in family.siblings)
+    task = results[bad_prefix]
+    assert isinstance(task, OrphanTask) and task.stage_only and task.status_if_staged == CORRUPT
+    assert "index unreadable" in task.finding and "size" in task.finding
+    state = results[os.path.join(os.path.dirname(bad_prefix), "checkpoint")]
+    assert state.kind == STATE_FILE and state.status in (HEALTHY, INCOMPLETE)
+
+
+def test_a_read_error_on_one_index_is_that_prefix_record_alone(family_copy):
+    """A storage fault while judging one prefix (an index the filesystem cannot read: EIO) is its record;
+    the rest of the directory is judged as usual."""
+    family = family_copy("keras3_adam")
+    os.remove(family.prefix + ".index")
+    os.symlink("/proc/self/mem", family.prefix + ".index")     # listed as a file; reading it fails with EIO
+    results = classify(os.path.dirname(family.prefix))
+    failed = results[family.prefix]
+    assert failed.status == "unrecoverable" and "classification failed: OSError" in failed.reason
+    assert failed.command == f"ckpt-rescue inspect {family.prefix}"
+    assert all(results[s].status == HEALTHY for s in family.siblings)
+
+
+@pytest.mark.slow
+def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    with open(family.prefix + ".index", "rb") as f:
+        original = f.read()
+    wrong_wire_type(family.prefix + ".index")
+    root = os.path.dirname(family.prefix)
+    code, records = audit(root, str(tmp_path / "report"), "--min-age", "0")
+    assert code == 1
+    for sibling in family.siblings:
+        assert records[sibling].status == HEALTHY
+    bad = records[family.prefix]
+    assert bad.status == CORRUPT and bad.staged and "index unreadable" in bad.reason
+    with open(bad.index_path, "rb") as f:
+        assert f.read() == original                 # rebuilt from a sibling, byte for byte
+    assert bad.command.startswith(f"mv -n {family.prefix}.index {family.prefix}.index.unreadable && cp -n ")
+
+
+# --- 11. report directories inside a root --------------------------------------------------------------
+
+def test_earlier_reports_are_left_out_of_a_listing():
+    files = [("/r/run/ckpt-1.index", 9, None), ("/r/old/summary.json", 1, None), ("/r/old/records.jsonl", 1, None),
+             ("/r/old/rebuilt/local/r/run/ckpt-1.index", 9, None), ("/r/crashed/" + REPORT_MARKER, 1, None),
+             ("/r/crashed/rebuilt/local/x.index", 9, None), ("/r/mine/rebuilt/ckpt-2.index", 9, None)]
+    kept = [f[0] for f in without_earlier_reports(files)]
+    assert kept == ["/r/run/ckpt-1.index", "/r/old/summary.json", "/r/old/records.jsonl",
+                    "/r/crashed/" + REPORT_MARKER, "/r/mine/rebuilt/ckpt-2.index"]   # no report: a real checkpoint
+
+
+@pytest.mark.slow
+def test_an_earlier_report_inside_the_root_never_becomes_findings(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    root = os.path.dirname(os.path.dirname(family.prefix))
+    orphan(family.prefix)
+    first = os.path.join(root, "audit-monday")
+    code, records = audit(root, first, "--min-age", "0")
+    assert records[family.prefix].staged and os.path.exists(records[family.prefix].index_path)
+    os.remove(os.path.join(first, "summary.json"))     # as if Monday's run had stopped before its summary
+    os.remove(os.path.join(first, "records.jsonl"))
+    code, records = audit(root, os.path.join(root, "audit-tuesday"), "--min-age", "0")
+    assert not [p for p in records if "audit-monday" in p]
+    assert records[family.prefix].status == "rebuilt"
+
+
+def test_a_report_dir_that_would_hide_checkpoints_is_a_usage_error(family_copy, tmp_path, capsys):
+    family = family_copy("keras3_adam")
+    run = os.path.dirname(family.prefix)
+    root = os.path.dirname(run)
+    assert cli_main(["audit", root, "--report-dir", root]) == 2
+    assert "is the root" in capsys.readouterr().err
+    assert cli_main(["audit", run, "--report-dir", root]) == 2
+    assert "contains the root" in capsys.readouterr().err
+    hiding = os.path.join(root, "reports")
+    shutil.copytree(run, os.path.join(hiding, "copied-run"))
+    assert cli_main(["audit", root, "--report-dir", hiding]) == 2
+    err = capsys.readouterr().err
+    assert "holds checkpoint files that are not staged indexes" in err and "copied-run" in err
+    assert not os.path.exists(os.path.join(hiding, REPORT_MARKER))     # nothing was done
