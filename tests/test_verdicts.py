@@ -15,6 +15,7 @@ import time
 import pytest
 from source_helpers import orphan, tree_digest
 from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server  # noqa: F401
+from tfbundle.wire import bytes_field, fixed32_field, varint_field
 
 from pipeline.cli import main as cli_main
 from recovery import storage
@@ -28,7 +29,6 @@ from tfbundle import BundleEntry, read_index
 from tfbundle.messages import encode_shape
 from tfbundle.table import build_table, read_table
 from tfbundle.varint import encode_varint
-from tfbundle.wire import bytes_field, fixed32_field, varint_field
 
 pytestmark = pytest.mark.tf
 HOUR = 3600.0
