@@ -57,14 +57,14 @@ def promote_command(staged: str, target: str) -> str:
                     f"--key {shlex.quote(key)} --body {shlex.quote(staged)}")
         return (f"aws s3 cp {shlex.quote(staged)} {shlex.quote(target)}  "
                 f"# aws s3 cp overwrites: run it only while `aws s3 ls {shlex.quote(target)}` finds nothing")
-    return f"cp -n {shlex.quote(staged)} {shlex.quote(target)}"
+    return f"cp -n -- {shlex.quote(staged)} {shlex.quote(target)}"
 
 
 def replace_command(staged: str, target: str) -> str:
     """Keep the unreadable index aside, then put the staged one in its place (no overwrite)."""
     aside = target + ".unreadable"
     scheme = scheme_of(target)
-    move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n")
+    move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n --")
     return f"{move} {shlex.quote(target)} {shlex.quote(aside)} && {promote_command(staged, target)}"
 
 

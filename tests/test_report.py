@@ -72,7 +72,7 @@ def test_failures_csv_lists_what_needs_a_person_and_always_has_a_header():
 
 
 def test_promote_commands_never_overwrite():
-    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n /rep/p.index /data/p.index"
+    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n -- /rep/p.index /data/p.index"
     assert promote_command("/rep/p.index", "gs://b/p.index") == "gsutil cp -n /rep/p.index gs://b/p.index"
     assert promote_command("gs://r/p.index", "gs://b/p.index") == "gsutil cp -n gs://r/p.index gs://b/p.index"
     assert promote_command("/rep/p 1.index", "s3://b/run/p 1.index") == (
@@ -80,7 +80,7 @@ def test_promote_commands_never_overwrite():
     s3_to_s3 = promote_command("s3://r/p.index", "s3://b/p.index")
     assert s3_to_s3.startswith("aws s3 cp s3://r/p.index s3://b/p.index") and "overwrites" in s3_to_s3
     assert replace_command("/rep/p.index", "/d/p.index") == (
-        "mv -n /d/p.index /d/p.index.unreadable && cp -n /rep/p.index /d/p.index")
+        "mv -n -- /d/p.index /d/p.index.unreadable && cp -n -- /rep/p.index /d/p.index")
 
 
 def test_write_and_read_back_on_a_filesystem_url_is_idempotent():
