@@ -4,7 +4,8 @@ report.html to --report-dir.
 
 Rebuilt indexes are staged under REPORT_DIR/rebuilt/ unless --in-place is given; nothing that
 existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner DataflowRunner).
-Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete, 2 usage.
+Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete, 2 usage,
+3 could not check (storage kept failing for some prefix, records say `error`; 1 wins over 3).
 """
 
 import re
@@ -16,11 +17,11 @@ import uuid
 from recovery import storage
 from recovery.audit import DEFAULT_SPLIT_BYTES, AuditSettings
 from recovery.listing import BadRoot, check_root, distinct_roots, same_filesystem_path
-from recovery.records import NEEDS_A_PERSON, STATUSES
+from recovery.records import ERROR, NEEDS_A_PERSON, STATUSES
 from recovery.report import HTML, read_records, read_summary
 
 from . import options as beam_flags
-from .cli import EXIT_ATTENTION, UsageError
+from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
 from .registry_args import registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
@@ -106,7 +107,7 @@ def run(args) -> int:
         result = audit.run(roots, settings, meta, pipeline_options)
     except Exception as exc:  # noqa: BLE001 - the runner itself failed: say so, and alert
         print(f"ckpt-rescue audit: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ATTENTION
+        return EXIT_COULD_NOT_CHECK
     summary = read_summary(args.report_dir)
     if summary.get("run_id") != meta["run_id"]:
         print(f"ckpt-rescue audit: {meta['report_dir']}/summary.json is not from this run; "
@@ -161,6 +162,11 @@ def _print_summary(summary: dict, records, metrics: dict) -> None:
             print(f"  {record.status:<13} {record.prefix}\n                {record.reason}")
         if len(problems) > SHOWN_PROBLEMS:
             print(f"  ... {len(problems) - SHOWN_PROBLEMS} more in failures.csv")
+    unchecked = [r for r in records if r.status == ERROR]
+    if unchecked:
+        print(f"could not check ({len(unchecked)}; storage kept failing, run again):")
+        for record in unchecked[:SHOWN_PROBLEMS]:
+            print(f"  {record.status:<13} {record.prefix}\n                {record.reason}")
     staged = [r for r in records if r.staged and r.status == "rebuilt"]
     if staged:
         print(f"staged {len(staged)} rebuilt index(es); promote each with the command in records.jsonl, "

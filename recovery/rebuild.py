@@ -108,6 +108,8 @@ def candidate_layouts(ctx: OrphanContext, sources=None):
         try:
             yield from source(ctx)
         except (FormatError, OSError, ValueError) as exc:
+            if storage.is_transient(exc):
+                raise   # the store did not answer: stop with `error`, never fall through to a weaker source
             yield Refusal(getattr(source, "__name__", "source"), f"failed: {exc}")
 
 

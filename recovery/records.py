@@ -5,7 +5,9 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE = "healthy", "rebuilt", "unrecoverable", "corrupt", "incomplete"
-STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE)
+# The store kept failing (timeouts, 429/5xx, resets) after retries: nothing was decided; run again.
+ERROR = "error"
+STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, ERROR)
 NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE)
 
 # What a record is about: a checkpoint prefix, something an interrupted save left, a `checkpoint`

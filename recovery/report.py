@@ -14,7 +14,7 @@ from collections import Counter
 import jinja2
 
 from . import storage
-from .records import NEEDS_A_PERSON, STATUSES, Record
+from .records import ERROR, NEEDS_A_PERSON, STATUSES, Record
 
 RECORDS, SUMMARY, FAILURES, HTML = "records.jsonl", "summary.json", "failures.csv", "report.html"
 HTML_ROW_LIMIT = 2000    # per table; records.jsonl always has every row
@@ -29,9 +29,16 @@ def tool_version() -> str:
         return "unknown"
 
 
+EXIT_COULD_NOT_CHECK = 3
+
+
 def exit_code(records) -> int:
-    """0 nothing needs a person; 1 something unrecoverable, corrupt or incomplete (DESIGN §6)."""
-    return 1 if any(r.status in NEEDS_A_PERSON for r in records) else 0
+    """0 nothing needs a person; 1 something unrecoverable, corrupt or incomplete (DESIGN §6); else 3
+    when storage kept failing for some prefix (`error`: could not check, run again). 1 wins over 3:
+    a finding needs a person whether or not other prefixes could be checked."""
+    if any(r.status in NEEDS_A_PERSON for r in records):
+        return 1
+    return EXIT_COULD_NOT_CHECK if any(r.status == ERROR for r in records) else 0
 
 
 def ordered(records) -> list:
@@ -85,12 +92,12 @@ def records_jsonl(records) -> str:
 
 
 def failures_csv(records) -> str:
-    """Every record that needs a person; the header is there even when nothing failed."""
+    """Every record that needs a person or a re-run (`error`); the header is there even when nothing failed."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["prefix", "status", "reason"])
     for record in ordered(records):
-        if record.needs_a_person:
+        if record.needs_a_person or record.status == ERROR:
             writer.writerow([record.prefix, record.status, record.reason])
     return out.getvalue()
 
@@ -99,7 +106,7 @@ def render_html(records, summary: dict) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("pipeline", "templates"),
                              autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
     records = ordered(records)
-    problems = [r for r in records if r.needs_a_person]
+    problems = [r for r in records if r.needs_a_person or r.status == ERROR]
     rebuilt = [r for r in records if r.status == "rebuilt"]
     others = [r for r in records if r.status == "healthy" and r.kind != "checkpoint"]
     healthy = [r for r in records if r.status == "healthy" and r.kind == "checkpoint"]

@@ -75,7 +75,7 @@ def write_in_place(fs, prefix: str, index_bytes: bytes, data_sizes: dict | None 
     if storage.fresh_exists(fs, path):
         raise IndexAppeared(_describe_existing(fs, path, index_bytes))
     for data_path, size in (data_sizes or {}).items():
-        now = fs.info(data_path)["size"]
+        now = storage.info(fs, data_path)["size"]
         if now != size:
             raise OSError(f"{storage.display(fs, data_path)} changed size during the rebuild ({size} -> {now}); "
                           "nothing written")

@@ -177,7 +177,9 @@ class Fault:
     path: str | None = None      # a regular expression searched in the unquoted request path; None: any
     status: int = 503
     seconds: float = 0.0
+    after: int = 0               # let this many matching requests through first
     hits: int = 0
+    passed: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return ((self.times is None or self.hits < self.times)
@@ -185,7 +187,7 @@ class Fault:
                 and (self.path is None or re.search(self.path, urllib.parse.unquote(path)) is not None))
 
 
-_S3_CODES = {503: "SlowDown", 429: "TooManyRequests", 500: "InternalError"}
+_S3_CODES = {503: "SlowDown", 429: "TooManyRequests", 500: "InternalError", 403: "AccessDenied", 404: "NoSuchKey"}
 
 
 class FaultProxy:
@@ -213,8 +215,9 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def fail(self, status: int = 503, times: int | None = 1, method: str | None = None, path: str | None = None):
-        return self._add(Fault("status", times, method, path, status=status))
+    def fail(self, status: int = 503, times: int | None = 1, method: str | None = None, path: str | None = None,
+             after: int = 0):
+        return self._add(Fault("status", times, method, path, status=status, after=after))
 
     def reset(self, times: int | None = 1, method: str | None = None, path: str | None = None):
         return self._add(Fault("reset", times, method, path))
@@ -239,6 +242,9 @@ class FaultProxy:
         with self._lock:
             for fault in self.faults:
                 if fault.matches(method, path):
+                    if fault.passed < fault.after:
+                        fault.passed += 1
+                        continue
                     fault.hits += 1
                     self.log.append((method, path, fault.kind))
                     return fault
