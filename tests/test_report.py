@@ -11,6 +11,7 @@ import pytest
 
 from recovery.records import (
     CORRUPT,
+    ERROR,
     HEALTHY,
     INCOMPLETE,
     REBUILT,
@@ -49,10 +50,10 @@ META = {"run_id": "r1", "roots": ["/r/a", "gs://b/run", "/r/empty"], "started": 
 def test_summary_counts_every_status_per_root_and_the_exit_code():
     records = sample_records()
     summary = summarize(records, META, 1_700_000_012.5)
-    assert summary["counts"] == {HEALTHY: 2, REBUILT: 1, UNRECOVERABLE: 1, CORRUPT: 1, INCOMPLETE: 1}
+    assert summary["counts"] == {HEALTHY: 2, REBUILT: 1, UNRECOVERABLE: 1, CORRUPT: 1, INCOMPLETE: 1, ERROR: 0}
     assert set(summary["counts"]) == set(STATUSES)
     assert summary["per_root"]["/r/a"] == {"records": 3, "counts": {HEALTHY: 1, REBUILT: 1, UNRECOVERABLE: 1,
-                                                                     CORRUPT: 0, INCOMPLETE: 0}}
+                                                                     CORRUPT: 0, INCOMPLETE: 0, ERROR: 0}}
     assert summary["per_root"]["/r/empty"]["records"] == 0     # a root with nothing in it still shows
     assert summary["kinds"] == {"checkpoint": 5, "leftover": 1}
     assert summary["duration_seconds"] == 12.5
@@ -61,6 +62,15 @@ def test_summary_counts_every_status_per_root_and_the_exit_code():
     assert summary["exit_code"] == 1 == exit_code(records)
     assert exit_code([r for r in records if r.status in (HEALTHY, REBUILT)]) == 0
     assert summary["version"] and summary["run_id"] == "r1" and summary["command"] == META["command"]
+
+
+def test_could_not_check_exits_3_unless_something_needs_a_person():
+    fine = [r for r in sample_records() if r.status in (HEALTHY, REBUILT)]
+    unchecked = Record("s3://b/run/ckpt-3", ERROR, "could not check: storage kept failing", "s3://b/run")
+    assert exit_code(fine + [unchecked]) == 3
+    assert exit_code(sample_records() + [unchecked]) == 1        # a finding wins over "could not check"
+    rows = list(csv.reader(io.StringIO(failures_csv(fine + [unchecked]))))
+    assert rows[1:] == [["s3://b/run/ckpt-3", ERROR, "could not check: storage kept failing"]]
 
 
 def test_failures_csv_lists_what_needs_a_person_and_always_has_a_header():
