@@ -31,6 +31,7 @@ from tfbundle.scan import DEFAULT_CHUNK
 from tfbundle.tensors import checksummer, count_variant_elements, probe_string_count
 
 from . import storage
+from .caches import SharedCache
 from .context import step_of
 from .layout import Layout, Refusal, TensorSpec
 from .sources import OrphanContext
@@ -229,12 +230,10 @@ def _origin_obeys_naming(origin: tuple, key: str) -> bool:
     """Does the checkpoint a layout came from hold counter == step? Read once per process per origin."""
     fs, prefix = origin
     cache_key = (getattr(fs, "_fs_token", id(fs)), prefix, key)
-    if cache_key not in _obeys_naming:
-        _obeys_naming[cache_key] = _read_origin_counter(fs, prefix, key) == step_of(prefix)
-    return _obeys_naming[cache_key]
+    return _obeys_naming.get_or_compute(cache_key, lambda: _read_origin_counter(fs, prefix, key) == step_of(prefix))
 
 
-_obeys_naming: dict = {}
+_obeys_naming = SharedCache(4096)   # shared by the SDK harness's threads
 
 
 def _read_origin_counter(fs, prefix: str, key: str) -> int | None:
