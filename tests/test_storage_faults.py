@@ -121,13 +121,14 @@ def test_a_permanent_refusal_is_not_an_error_and_the_next_source_is_used(adam_tr
         assert f.read() == original
 
 
-def test_rebuild_of_a_remote_prefix_says_storage_kept_failing(adam_tree, faulty_s3):
+@pytest.mark.parametrize("command", ["rebuild", "inspect"])
+def test_a_command_on_a_remote_prefix_says_storage_kept_failing(command, adam_tree, faulty_s3):
     directory, name, _, _ = adam_tree
     bucket = _bucket("s3")
     upload_tree(directory, f"{bucket}/run")
     faulty_s3.reset(times=None)
     env = {**os.environ, "AWS_MAX_ATTEMPTS": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", f"{bucket}/run/{name}"], env=env,
+    done = subprocess.run([sys.executable, "-m", "pipeline", command, f"{bucket}/run/{name}"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 3, done.stderr[-3000:]
     assert "could not check: storage kept failing" in done.stderr and "Traceback" not in done.stderr
