@@ -87,24 +87,30 @@ def test_faults_that_clear_up_give_the_same_verdicts(scheme, adam_tree, request,
     assert snapshot(bucket) == before
 
 
-def test_a_sibling_index_that_keeps_failing_is_an_error_not_a_fall_through(adam_tree, faulty_s3, monkeypatch,
+# The object read (not its metadata): S3 GET of the key; GCS media download (gcsfs asks ?alt=media).
+INDEX_READ = {"s3": r"ckpt-2\.index$", "gs": r"ckpt-2\.index\?alt=media"}
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_sibling_index_that_keeps_failing_is_an_error_not_a_fall_through(scheme, adam_tree, request, monkeypatch,
                                                                           tmp_path):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")      # botocore's own retries, fewer to keep the test short
     directory, name, _, registry = adam_tree
-    bucket = _bucket("s3")
+    bucket = _bucket(scheme)
     root = f"{bucket}/run"
     upload_tree(directory, root)
     before = snapshot(bucket)
     # classification reads ckpt-2.index once (it is healthy); every later read, the rebuild's, fails
-    faulty_s3.fail(500, times=None, method="GET", path=r"ckpt-2\.index", after=1)
+    proxy.fail(500, times=None, method="GET", path=INDEX_READ[scheme], after=1)
     code, records = _audit(root, str(tmp_path / "report"), registry)
-    assert faulty_s3.hits() > 0
+    assert proxy.hits() > 0
     record = records[f"{root}/{name}"]
     assert record.status == "error", record.reason
     assert "could not check" in record.reason and record.source == "" and not record.index_path
     assert not any(r.status in ("unrecoverable", "corrupt", "incomplete") for r in records.values())
     assert code == 3 and read_summary(str(tmp_path / "report"))["exit_code"] == 3
-    faulty_s3.clear()
+    proxy.clear()
     assert snapshot(bucket) == before
 
 
