@@ -129,6 +129,8 @@ def _check_report_dir(url: str, roots: list[str]) -> None:
         if fs.exists(path) and not fs.isdir(path):
             raise UsageError(f"--report-dir {url} is a file")
     except (OSError, ValueError) as exc:
+        if storage.is_transient(exc):
+            raise    # the store did not answer: could not check (exit 3), not a usage error
         raise UsageError(f"--report-dir {url}: {exc}") from None
     for root in roots:
         inside = same_filesystem_path(root, url)
