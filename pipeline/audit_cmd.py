@@ -4,7 +4,8 @@ report.html to --report-dir.
 
 Rebuilt indexes are staged under REPORT_DIR/rebuilt/ unless --in-place is given; nothing that
 existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner DataflowRunner).
-Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete/stale, 2 usage.
+Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete/stale, 2 usage,
+3 could not check (storage kept failing for some prefix, records say `error`; 1 wins over 3).
 """
 
 import json
@@ -28,7 +29,7 @@ from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuse
 
 from . import options as beam_flags
 from . import preflight
-from .cli import EXIT_ATTENTION, UsageError
+from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
 from .registry_args import registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
@@ -135,7 +136,7 @@ def run(args) -> int:
         result = audit.run(roots, settings, meta, pipeline_options)
     except Exception as exc:  # noqa: BLE001 - the runner itself failed: say so, and alert
         print(f"ckpt-rescue audit: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ATTENTION
+        return EXIT_COULD_NOT_CHECK
     summary = read_summary(args.report_dir)
     if summary.get("run_id") != meta["run_id"]:
         print(f"ckpt-rescue audit: {meta['report_dir']}/summary.json is not from this run; "
@@ -167,6 +168,8 @@ def _check_report_dir(url: str, roots: list[str]) -> None:
         if fs.exists(path) and not fs.isdir(path):
             raise UsageError(f"--report-dir {url} is a file")
     except (OSError, ValueError) as exc:
+        if storage.is_transient(exc):
+            raise    # the store did not answer: could not check (exit 3), not a usage error
         raise UsageError(f"--report-dir {url}: {exc}") from None
     for root in roots:
         inside = same_filesystem_path(root, url)
@@ -232,6 +235,9 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
     if rebuilt_staged:
         print(f"staged {rebuilt_staged} rebuilt index(es); promote them all with `sh "
               f"{summary['report_dir'].rstrip('/')}/{PROMOTE}` (create-only), or re-run with --in-place")
+    unchecked = counts.get("error", 0)
+    if unchecked:
+        print(f"could not check {unchecked} (storage kept failing; run again): see failures.csv")
     if metrics:
         print("metrics: " + ", ".join(_metric(name, value) for name, value in sorted(metrics.items())))
     print(f"report: {summary['report_dir'].rstrip('/')}/{HTML}")

@@ -21,6 +21,7 @@ import tempfile
 from contextlib import contextmanager
 
 from recovery import storage
+from recovery.caches import SharedCache
 from recovery.layout import Layout
 from recovery.registry import RegistryError, capture_layout, load_registry
 
@@ -28,7 +29,7 @@ from .tensorflow_env import TensorFlowMissing, require_tensorflow
 
 __all__ = ["RegistryError", "builder_layout", "resolve_registry"]
 
-_RESOLVED: dict = {}   # (module file, builder) -> Layout
+_RESOLVED = SharedCache(256)   # (module file, builder) -> Layout
 
 
 def resolve_registry(path: str, only: str | None = None) -> dict:
@@ -53,9 +54,8 @@ def builder_layout(builder: str, base_dir: str, name: str) -> Layout:
                             "(layout files) work without it") from None
     function, module_file = _import(builder, base_dir, name)
     cache_key = (module_file, builder)
-    if cache_key not in _RESOLVED:
-        _RESOLVED[cache_key] = _layout_of_root(_call(function, builder, name), builder, name)
-    cached = _RESOLVED[cache_key]
+    cached = _RESOLVED.get_or_compute(cache_key, lambda: _layout_of_root(_call(function, builder, name), builder,
+                                                                        name))
     return Layout(list(cached.tensors), cached.num_shards, f"registered `{name}`", "registry")
 
 

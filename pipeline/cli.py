@@ -1,6 +1,7 @@
 """`ckpt-rescue` (also `python -m pipeline`): one subcommand per module, each with add_arguments/run.
 
-Exit codes (DESIGN §6): 0 nothing needs a person, 1 something needs a person, 2 usage or configuration.
+Exit codes (DESIGN §6): 0 nothing needs a person, 1 something needs a person, 2 usage or configuration,
+3 could not check (storage kept failing after retries: run again; 1 wins when both apply).
 """
 
 import argparse
@@ -8,7 +9,7 @@ import importlib
 import logging
 import sys
 
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3
 
 # subcommand -> (module under pipeline/, one-line help)
 COMMANDS = {
@@ -110,3 +111,11 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"ckpt-rescue {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        from recovery.storage import is_transient
+
+        if not is_transient(exc):
+            raise
+        print(f"ckpt-rescue {args.command}: could not check: storage kept failing after retries "
+              f"({type(exc).__name__}: {exc}); nothing was written; run again", file=sys.stderr)
+        return EXIT_COULD_NOT_CHECK

@@ -3,12 +3,13 @@ files reveal. A path that is not a prefix (a data, index or state file, an archi
 pointer, a directory, a typo) gets a diagnosis instead.
 
 Exit codes: 0 healthy, 1 needs attention (orphan, unreadable index, missing or short data), 2 not a
-checkpoint prefix.
+checkpoint prefix, 3 could not check (the store kept failing).
 """
 
 import sys
 
 from recovery.inspect import inspect_path, render, to_json
+from recovery.storage import is_transient
 
 from . import preflight
 from .cli import UsageError
@@ -24,6 +25,8 @@ def run(args) -> int:
     try:
         result = inspect_path(args.prefix)
     except (OSError, ValueError) as exc:
+        if is_transient(exc):
+            raise      # not a usage error: the store did not answer (cli.main: exit 3)
         raise UsageError(f"cannot read {args.prefix}: {exc}") from exc
     out = to_json(result) if args.json else render(result)
     stream = sys.stderr if result.kind == "diagnosis" and not args.json else sys.stdout

@@ -15,6 +15,7 @@ from .context import NotRebuildable, open_orphan
 from .rebuild import NO_SOURCE, RebuildOutcome, RebuildPlan, checksum_range, finalize, no_source_hint, prepare
 from .records import (
     CORRUPT,
+    ERROR,
     REBUILT,
     STALE,
     UNRECOVERABLE,
@@ -175,6 +176,8 @@ def failure_record(element, step: str, exc: BaseException, name: str = "", root:
     `name` and `root` say what failed when the element is neither a task nor a record.
     """
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if storage.is_transient(exc):
+        return _could_not_check(element, step, last, name, root)
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     at = f" (at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno})" if frames else ""
     reason = f"{step} failed: {last}{at}"
@@ -188,6 +191,17 @@ def failure_record(element, step: str, exc: BaseException, name: str = "", root:
         element.command = inspect_command(element.prefix)
         return element
     return Record(name or str(element), UNRECOVERABLE, reason, root, command=inspect_command(name) if name else "")
+
+
+def _could_not_check(element, step: str, error: str, name: str, root: str) -> Record:
+    """Storage kept failing: status `error`, no verdict about the checkpoint, and nothing written."""
+    reason = f"could not check: {step} hit storage errors that persisted after retries ({error}); run again"
+    if isinstance(element, OrphanTask):
+        return _record(element, ERROR, reason, command=inspect_command(element.display_prefix))
+    if isinstance(element, Record):
+        element.status, element.reason, element.command = ERROR, reason, inspect_command(element.prefix)
+        return element
+    return Record(name or str(element), ERROR, reason, root, command=inspect_command(name) if name else "")
 
 
 def rebuild_in_one(fs, task: OrphanTask, plan: RebuildPlan, settings: AuditSettings, started: float) -> Record:

@@ -571,6 +571,6 @@ def _look_elsewhere(fs, prefix: str) -> PrefixFiles | None:
     """A state file may name a checkpoint in another directory (absolute paths): ask the backend."""
     index = prefix + ".index"
     if storage.fresh_exists(fs, index):
-        return PrefixFiles(prefix, index_size=fs.info(index)["size"])
-    data = fs.glob(prefix + ".data-*")
+        return PrefixFiles(prefix, index_size=storage.info(fs, index)["size"])
+    data = storage.glob(fs, prefix + ".data-*")
     return PrefixFiles(prefix, data=[(p, 0) for p in data]) if data else None

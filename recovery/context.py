@@ -13,7 +13,7 @@ class NotRebuildable(Exception):
 
 
 def list_directory(fs, directory: str) -> list[dict]:
-    return fs.ls(directory, detail=True)
+    return storage.ls(fs, directory)
 
 
 def data_files_of(prefix: str, listing: list[dict]) -> list[DataFile]:

@@ -30,6 +30,8 @@ def check_root(url: str) -> None:
             return
         exists = fs.exists(path)
     except OSError as exc:
+        if storage.is_transient(exc):
+            raise storage.StorageUnavailable(f"{url}: the store kept failing after retries ({exc})") from exc
         raise BadRoot(f"{url}: cannot be listed ({exc})") from None
     raise BadRoot(f"{url}: {'is a file, not a directory' if exists else 'does not exist'}")
 

@@ -35,6 +35,7 @@ from tfbundle.tensors import checksummer, count_variant_elements, probe_string_c
 from tfbundle.varint import decode_varint
 
 from . import storage, zeros
+from .caches import SharedCache
 from .context import step_of
 from .evidence import MAX_MATCHED_KEYS, Evidence, compare_object_graphs, shape_ambiguity
 from .layout import Layout, Refusal, TensorSpec, reference_key
@@ -119,6 +120,8 @@ def candidate_layouts(ctx: OrphanContext, sources=None):
         try:
             yield from source(ctx)
         except (FormatError, OSError, ValueError) as exc:
+            if storage.is_transient(exc):
+                raise   # the store did not answer: stop with `error`, never fall through to a weaker source
             yield Refusal(getattr(source, "__name__", "source"), f"failed: {exc}")
 
 
@@ -326,12 +329,10 @@ def read_counter(fs, path: str, offset: int, dtype_number: int) -> int | None:
 def _origin_counter(fs, prefix: str, key: str) -> int | None:
     """The counter a healthy checkpoint holds under `key`. Read once per process per checkpoint."""
     cache_key = (getattr(fs, "_fs_token", id(fs)), prefix, key)
-    if cache_key not in _counters:
-        _counters[cache_key] = _read_origin_counter(fs, prefix, key)
-    return _counters[cache_key]
+    return _counters.get_or_compute(cache_key, lambda: _read_origin_counter(fs, prefix, key))
 
 
-_counters: dict = {}
+_counters = SharedCache(4096)   # shared by the SDK harness's threads
 
 
 def _read_origin_counter(fs, prefix: str, key: str) -> int | None:

@@ -8,7 +8,9 @@ HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE = "healthy", "rebuilt", "un
 # STALE: an index that does not describe the data beside it (a save to a reused prefix crashed between
 # TensorFlow's data rename and its index write). IN_PROGRESS: files younger than --min-age, judged later.
 STALE, IN_PROGRESS = "stale", "in-progress"
-STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS)
+# The store kept failing (timeouts, 429/5xx, resets) after retries: nothing was decided; run again.
+ERROR = "error"
+STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS, ERROR)
 NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE)
 
 # What a record is about: a checkpoint prefix, something an interrupted save left, a `checkpoint`
@@ -64,14 +66,14 @@ def promote_command(staged: str, target: str) -> str:
                     f"--key {shlex.quote(key)} --body {shlex.quote(staged)}")
         return (f"aws s3 cp {shlex.quote(staged)} {shlex.quote(target)}  "
                 f"# aws s3 cp overwrites: run it only while `aws s3 ls {shlex.quote(target)}` finds nothing")
-    return f"cp -n {shlex.quote(staged)} {shlex.quote(target)}"
+    return f"cp -n -- {shlex.quote(staged)} {shlex.quote(target)}"
 
 
 def replace_command(staged: str, target: str, aside_suffix: str = ".unreadable") -> str:
     """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
     aside = target + aside_suffix
     scheme = scheme_of(target)
-    move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n")
+    move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n --")
     return f"{move} {shlex.quote(target)} {shlex.quote(aside)} && {promote_command(staged, target)}"
 
 

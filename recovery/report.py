@@ -28,7 +28,7 @@ from collections import Counter
 import jinja2
 
 from . import storage
-from .records import CHECKPOINT, LEFTOVER, NEEDS_A_PERSON, REBUILT, STATE_FILE, STATUSES, Record
+from .records import CHECKPOINT, ERROR, LEFTOVER, NEEDS_A_PERSON, REBUILT, STATE_FILE, STATUSES, Record
 
 RECORDS, SUMMARY, FAILURES, HTML, PROMOTE = "records.jsonl", "summary.json", "failures.csv", "report.html", "promote.sh"
 PARTS = "parts"                 # REPORT_DIR/parts/<run_id>/: part files while the run writes; removed at the end
@@ -110,9 +110,16 @@ def tool_version() -> str:
         return "unknown"
 
 
+EXIT_COULD_NOT_CHECK = 3
+
+
 def exit_code_for(counts: dict) -> int:
-    """0 nothing needs a person; 1 something unrecoverable, corrupt or incomplete (DESIGN §6)."""
-    return 1 if any(counts.get(status) for status in NEEDS_A_PERSON) else 0
+    """0 nothing needs a person; 1 something unrecoverable, corrupt, incomplete or stale (DESIGN §6);
+    else 3 when storage kept failing for some prefix (`error`: could not check, run again). 1 wins
+    over 3: a finding needs a person whether or not other prefixes could be checked."""
+    if any(counts.get(status) for status in NEEDS_A_PERSON):
+        return 1
+    return EXIT_COULD_NOT_CHECK if counts.get(ERROR) else 0
 
 
 def exit_code(records) -> int:
@@ -152,6 +159,11 @@ def needs_a_person(record) -> bool:
     return _get(record, "status") in NEEDS_A_PERSON
 
 
+def needs_attention(record) -> bool:
+    """A person's finding, or a prefix storage kept us from checking (`error`: run again)."""
+    return _get(record, "status") in NEEDS_A_PERSON or _get(record, "status") == ERROR
+
+
 def record_line(record) -> str:
     return json.dumps(record_dict(record), sort_keys=True) + "\n"
 
@@ -183,7 +195,7 @@ def is_staged(record) -> bool:
 def lines_for(record) -> list:
     """(output, (sort key, line)) for every part file the record contributes to."""
     out = [(RECORDS, (sort_key(record), record_line(record)))]
-    if record.needs_a_person:
+    if needs_attention(record):
         line = failure_line(record)
         out.append((FAILURES, (line, line)))
     if is_staged(record):
@@ -642,7 +654,7 @@ def write_reports(report_dir: str, records, meta: dict, finished: float) -> dict
             lines[output].append(line)
         totals_add(totals, record)
         run_add(runs.setdefault(run_key(record), run_new()), record)
-        if record.needs_a_person:
+        if needs_attention(record):
             cause_add(causes.setdefault(cause_of(record), cause_new()), record)
         for key, value in join_items(record):
             joins.setdefault(key, []).append(value)
@@ -776,7 +788,7 @@ def render_html(records, summary: dict) -> str:
     runs, causes, joins = {}, {}, {}
     for record in records:
         run_add(runs.setdefault(run_key(record), run_new()), record)
-        if record.needs_a_person:
+        if needs_attention(record):
             cause_add(causes.setdefault(cause_of(record), cause_new()), record)
         for key, value in join_items(record):
             joins.setdefault(key, []).append(value)

@@ -6,7 +6,7 @@ are compared with ours.
 """
 
 import posixpath
-import re
+from urllib.parse import quote
 
 from tfbundle import index_filename
 
@@ -17,11 +17,46 @@ class IndexAppeared(Exception):
     """An index exists where we were about to write one: left untouched."""
 
 
+# Characters an encoded segment keeps as they are; everything else is percent-encoded (UTF-8).
+_SEGMENT_SAFE = "-_.~=+@,"
+
+
 def staged_path(report_dir: str, display_prefix: str) -> str:
-    """`DIR/rebuilt/<scheme>/<path>.index`: one place per prefix, stable across re-runs."""
-    scheme, _, rest = display_prefix.partition("://") if "://" in display_prefix else ("local", "", display_prefix)
-    safe = re.sub(r"[^A-Za-z0-9._/=+-]", "_", rest).lstrip("/")   # `model_dir/` stages as model_dir/.index
-    return posixpath.join(report_dir.rstrip("/"), "rebuilt", scheme, safe + ".index")
+    """`DIR/rebuilt/<scheme>/<encoded path>.index`: one place per prefix, stable across re-runs.
+
+    The object path is percent-encoded segment by segment (`urllib.parse.unquote` gives it back), so
+    the staged file stays under DIR whatever the name holds (`..`, `//`, a leading `/`, `\\`, `%`)
+    and two different prefixes never share a staged file.
+    """
+    if "://" in display_prefix:
+        scheme, _, rest = display_prefix.partition("://")
+    elif display_prefix.startswith("/"):
+        scheme, rest = "local", display_prefix[1:]
+    else:
+        scheme, rest = "relative", display_prefix
+    return posixpath.join(report_dir.rstrip("/"), "rebuilt", encode_segment(scheme),
+                          encode_object_path(rest) + ".index")
+
+
+def encode_segment(segment: str) -> str:
+    """A name that is one plain path segment: never empty, `.` or `..`, no `/` or `\\`; reversible."""
+    encoded = quote(segment, safe=_SEGMENT_SAFE)
+    if encoded.strip(".") == "":
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+def encode_object_path(path: str) -> str:
+    """Percent-encode `path` keeping its single `/` separators as directories; every slash that
+    would make an empty segment (leading, trailing, doubled) is encoded as %2F instead."""
+    out, previous_empty = "", True
+    for i, segment in enumerate(path.split("/")):
+        encoded = encode_segment(segment) if segment else ""
+        if i > 0:
+            out += "/" if (encoded and not previous_empty) else "%2F"
+        out += encoded
+        previous_empty = not encoded
+    return out
 
 
 def stage_index(report_fs, report_dir: str, display_prefix: str, index_bytes: bytes) -> str:
@@ -40,7 +75,7 @@ def write_in_place(fs, prefix: str, index_bytes: bytes, data_sizes: dict | None 
     if storage.fresh_exists(fs, path):
         raise IndexAppeared(_describe_existing(fs, path, index_bytes))
     for data_path, size in (data_sizes or {}).items():
-        now = fs.info(data_path)["size"]
+        now = storage.info(fs, data_path)["size"]
         if now != size:
             raise OSError(f"{storage.display(fs, data_path)} changed size during the rebuild ({size} -> {now}); "
                           "nothing written")

@@ -12,6 +12,8 @@ import pytest  # noqa: E402
 
 from samples import Family, write_family  # noqa: E402
 
+pytest_plugins = ["storage_servers"]   # emulator and fault-proxy fixtures, for every test module
+
 
 @dataclasses.dataclass
 class _Written:

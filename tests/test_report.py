@@ -23,6 +23,7 @@ from pipeline.cli import main as cli_main
 from recovery import report
 from recovery.records import (
     CORRUPT,
+    ERROR,
     HEALTHY,
     INCOMPLETE,
     REBUILT,
@@ -90,6 +91,16 @@ def test_summary_counts_every_status_per_root_and_kind_and_the_exit_code():
     assert summary["version"] and summary["run_id"] == "r1" and summary["command"] == META["command"]
 
 
+def test_could_not_check_exits_3_unless_something_needs_a_person(tmp_path):
+    fine = [r for r in sample_records() if r.status in (HEALTHY, REBUILT)]
+    unchecked = Record("s3://b/run/ckpt-3", ERROR, "could not check: storage kept failing", "s3://b/run")
+    assert exit_code(fine + [unchecked]) == 3
+    assert exit_code(sample_records() + [unchecked]) == 1        # a finding wins over "could not check"
+    write_reports(str(tmp_path / "rep"), fine + [unchecked], META, 1_700_000_001.0)
+    rows = list(csv.reader(open(tmp_path / "rep" / "failures.csv", newline="")))
+    assert rows[1:] == [["s3://b/run/ckpt-3", ERROR, "could not check: storage kept failing"]]
+
+
 def test_statuses_other_parts_add_are_counted_and_new_record_fields_are_tolerated():
     newer = {**report.record_dict(sample_records()[0]), "status": "stale", "mtime": 1_699_999_000.0,
              "evidence": {"confirmed": ["a"], "cannot_confirm": ["b"], "reference_matched": 1,
@@ -111,7 +122,7 @@ def test_failures_csv_lists_what_needs_a_person_and_always_has_a_header(tmp_path
 
 
 def test_promote_commands_never_overwrite():
-    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n /rep/p.index /data/p.index"
+    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n -- /rep/p.index /data/p.index"
     assert promote_command("/rep/p.index", "gs://b/p.index") == "gsutil cp -n /rep/p.index gs://b/p.index"
     assert promote_command("gs://r/p.index", "gs://b/p.index") == "gsutil cp -n gs://r/p.index gs://b/p.index"
     assert promote_command("/rep/p 1.index", "s3://b/run/p 1.index") == (
@@ -119,7 +130,7 @@ def test_promote_commands_never_overwrite():
     s3_to_s3 = promote_command("s3://r/p.index", "s3://b/p.index")
     assert s3_to_s3.startswith("aws s3 cp s3://r/p.index s3://b/p.index") and "overwrites" in s3_to_s3
     assert replace_command("/rep/p.index", "/d/p.index") == (
-        "mv -n /d/p.index /d/p.index.unreadable && cp -n /rep/p.index /d/p.index")
+        "mv -n -- /d/p.index /d/p.index.unreadable && cp -n -- /rep/p.index /d/p.index")
 
 
 def test_write_and_read_back_on_a_filesystem_url_is_idempotent():

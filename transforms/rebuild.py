@@ -51,7 +51,8 @@ class PlanRebuild(beam.DoFn):
 
 
 class ChecksumRange(beam.DoFn):
-    """(prefix, (task, plan, (shard, start, end))) -> (prefix, (RangeChecksums | error text, seconds))."""
+    """(prefix, (task, plan, (shard, start, end))) -> (prefix, (RangeChecksums | error text
+    | StorageUnavailable, seconds))."""
 
     def process(self, element):
         prefix, (task, plan, (shard, start, end)) = element
@@ -61,6 +62,8 @@ class ChecksumRange(beam.DoFn):
             result = checksum_range(fs, plan, shard, start, end)
         except Exception as exc:  # noqa: BLE001 - reported when the ranges are joined
             result = f"checksumming shard {shard} bytes {start}-{end} failed: {type(exc).__name__}: {exc}"
+            if storage.is_transient(exc):
+                result = storage.StorageUnavailable(result)   # joined as `error`, not a verdict
         counter("ranges_checksummed").inc()
         yield prefix, (result, time.monotonic() - started)
 
@@ -75,6 +78,9 @@ class FinalizeRebuild(beam.DoFn):
         _, joined = element
         (task, plan, planning_seconds), = joined[PLANS]
         try:
+            unavailable = [r for r, _ in joined[RANGES] if isinstance(r, storage.StorageUnavailable)]
+            if unavailable:
+                raise unavailable[0]
             failed = [r for r, _ in joined[RANGES] if isinstance(r, str)]
             if failed:
                 raise RuntimeError(failed[0])

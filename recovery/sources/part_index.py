@@ -22,7 +22,7 @@ def _candidate_part_indexes(ctx: OrphanContext) -> dict[str, list[str]]:
         name = item["name"]
         leaf = name.rsplit("/", 1)[-1]
         if item.get("type") == "directory" and (leaf == base + "_temp" or leaf.startswith(base + "_temp_")):
-            for child in ctx.fs.ls(name, detail=True):
+            for child in storage.ls(ctx.fs, name):
                 _add_if_part(groups, ctx.prefix, child["name"])
         else:
             _add_if_part(groups, ctx.prefix, name)  # S3 style: P.part-00000-of-00002.index beside P

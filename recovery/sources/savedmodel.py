@@ -36,7 +36,7 @@ def savedmodel_layouts(ctx: OrphanContext) -> list:
     if export_dir is None:
         return []
     pb_path = posixpath.join(export_dir, SAVED_MODEL_FILE)
-    if not ctx.fs.exists(pb_path):
+    if not storage.fresh_exists(ctx.fs, pb_path):
         return []
     label = f"{SOURCE} in {storage.display(ctx.fs, export_dir)}"
     if ctx.object_graph is None:

@@ -7,6 +7,7 @@ those whose keys match the orphan's object graph are offered.
 from tfbundle import OBJECT_GRAPH_KEY, FormatError, index_filename, read_index
 
 from .. import storage
+from ..caches import SharedCache
 from ..context import step_of
 from ..layout import Layout, Refusal, describe_key_mismatch, expand_attribute_key, layout_from_index
 from . import OrphanContext
@@ -14,7 +15,7 @@ from . import OrphanContext
 MAX_SIBLINGS_READ = 8     # indexes read per orphan before giving up; they are small but not free
 MAX_OFFERED = 2
 _CACHE_SIZE = 8            # parsed indexes can be tens of MB; orphans of a directory share a few
-_parsed: dict = {}        # (filesystem token, path, size) -> BundleIndex, per worker process
+_parsed = SharedCache(_CACHE_SIZE)   # (filesystem token, path, size) -> BundleIndex, per worker process
 
 
 def read_index_cached(fs, path: str, size: int | None = None):
@@ -24,11 +25,7 @@ def read_index_cached(fs, path: str, size: int | None = None):
     size is read again; the engine still fits every layout to the orphan's own bytes.
     """
     key = (getattr(fs, "_fs_token", id(fs)), path, size)
-    if key not in _parsed:
-        if len(_parsed) >= _CACHE_SIZE:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[key] = read_index(storage.read_bytes(fs, path))
-    return _parsed[key]
+    return _parsed.get_or_compute(key, lambda: read_index(storage.read_bytes(fs, path)))
 
 
 def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:

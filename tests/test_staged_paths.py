@@ -1,0 +1,148 @@
+"""Staged index paths: always under the report directory, one file per prefix whatever the object
+name holds, and the promote command installs exactly the index made for that prefix."""
+
+import os
+import posixpath
+import shlex
+import shutil
+import subprocess
+import uuid
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from source_helpers import orphan
+
+from pipeline.cli import main as cli_main
+from recovery import storage
+from recovery.report import read_records
+from recovery.writeout import staged_path
+
+HOSTILE = ["runs/日本/ckpt-1", "runs/中国/ckpt-1", "../../etc/passwd", "a/../../b", "/abs/ckpt-1", "a//b",
+           "a/b", "a/./b", "a/.../b", "a\\..\\b", "100%/x", "100%25/x", "a%2Fb", "a/%2E%2E/b", "trailing/",
+           "-rf/ckpt", " sp ace /x", "./x", ".", "..", "", "x/..", "~user/x", "a?b*[c]/x", "new\nline/x"]
+
+
+def _relative(report_dir: str, staged: str) -> str:
+    base = posixpath.join(report_dir, "rebuilt") + "/"
+    assert staged.startswith(base)
+    return staged[len(base):]
+
+
+def _assert_contained(report_dir: str, staged: str) -> None:
+    relative = _relative(report_dir, staged)
+    segments = relative.split("/")
+    assert all(s not in ("", ".", "..") for s in segments), staged
+    assert "\\" not in relative and "\n" not in relative
+    assert posixpath.normpath(staged).startswith(posixpath.join(report_dir, "rebuilt") + "/")
+
+
+def _decoded(report_dir: str, staged: str) -> str:
+    """The prefix back from its staged path: the encoding is percent-encoding, so unquote reverses it."""
+    scheme, _, rest = _relative(report_dir, staged).partition("/")
+    rest = unquote(rest[: -len(".index")])
+    return {"local": "/" + rest, "relative": rest}.get(scheme, f"{unquote(scheme)}://{rest}")
+
+
+@pytest.mark.parametrize("scheme", ["gs://bucket/", "s3://bucket/", "/", ""])
+def test_hostile_names_stay_under_the_report_dir_and_decode_to_their_prefix(scheme):
+    report = "/reports/today"
+    staged = {}
+    for name in HOSTILE:
+        prefix = scheme + name
+        path = staged_path(report, prefix)
+        _assert_contained(report, path)
+        assert _decoded(report, path) == prefix
+        staged[path] = prefix
+    assert len(staged) == len(HOSTILE)          # no two prefixes share a staged file
+
+
+def test_the_reported_collision_is_gone():
+    assert staged_path("r", "gs://b/runs/日本/ckpt-1") != staged_path("r", "gs://b/runs/中国/ckpt-1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab./\\%日 -~2EF"), max_size=12), min_size=2, max_size=2,
+                unique=True), st.sampled_from(["gs://b/", "s3://b/", "/", ""]))
+def test_any_two_names_map_to_two_contained_paths(names, scheme):
+    first, second = (staged_path("/rep", scheme + n) for n in names)
+    assert first != second
+    for name, path in zip(names, (first, second)):
+        _assert_contained("/rep", path)
+        assert _decoded("/rep", path) == scheme + name
+
+
+@pytest.fixture(scope="module")
+def hostile_tree(pristine_family, tmp_path_factory):
+    """The same orphan (keras3_adam's latest, index removed) under directory names that collided or
+    could escape before: (root, {prefix: original index bytes})."""
+    family = pristine_family("keras3_adam")
+    root = str(tmp_path_factory.mktemp("hostile") / "tree")
+    originals = {}
+    for name in ("日本", "中国", "100%", "a\\b", "-n", "x%2F..", "..."):
+        directory = os.path.join(root, "runs", name)
+        shutil.copytree(os.path.dirname(family.prefix), directory)
+        prefix = os.path.join(directory, os.path.basename(family.prefix))
+        originals[prefix] = orphan(prefix)
+    return root, originals
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_local_audit_stages_each_hostile_prefix_apart_and_promotes_exactly_it(hostile_tree, tmp_path):
+    root, originals = hostile_tree
+    work = str(tmp_path / "tree")
+    shutil.copytree(root, work)
+    report = str(tmp_path / "report")
+    assert cli_main(["audit", work, "--report-dir", report, "--direct_running_mode=in_memory"]) == 0
+    records = {r.prefix: r for r in read_records(report)}
+    staged = set()
+    for prefix, original in originals.items():
+        prefix = work + prefix[len(root):]
+        record = records[prefix]
+        assert record.status == "rebuilt" and record.staged, record.reason
+        _assert_contained(report, record.index_path)
+        assert _decoded(report, record.index_path) == prefix
+        staged.add(record.index_path)
+        subprocess.run(record.command, shell=True, check=True)      # exactly what a person would paste
+        with open(prefix + ".index", "rb") as f:
+            assert f.read() == original, prefix
+        assert subprocess.run(record.command, shell=True).returncode != 0 or (
+            open(prefix + ".index", "rb").read() == original)        # cp -n never replaces it
+    assert len(staged) == len(originals)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_gcs_objects_with_dot_dot_and_double_slash_stage_apart(hostile_tree, faulty_gcs, tmp_path):
+    """Object names may hold `..` and `//` segments (fake-gcs-server keeps them, as GCS does); each
+    prefix is staged under the local report dir, apart from the others."""
+    root, originals = hostile_tree
+    family_dir = os.path.dirname(next(iter(originals)))
+    names = ["runs/../x", "runs//y", "runs/日本", "runs/中国", "runs/%2E%2E"]
+    gcs_bucket = f"gs://ckpt-{uuid.uuid4().hex[:12]}"
+    fs, bucket_path = storage.url_to_fs(gcs_bucket)
+    fs.mkdir(bucket_path)
+    expected = {}
+    for name in names:
+        for entry in os.listdir(family_dir):
+            with open(os.path.join(family_dir, entry), "rb") as f:
+                fs.pipe_file(f"{bucket_path}/{name}/{entry}", f.read())
+        prefix = f"{gcs_bucket}/{name}/{os.path.basename(next(iter(originals)))}"
+        expected[prefix] = originals[next(iter(originals))]
+    report = str(tmp_path / "report")
+    cli_main(["audit", gcs_bucket, "--report-dir", report, "--direct_running_mode=in_memory"])
+    records = {r.prefix: r for r in read_records(report)}
+    staged = set()
+    for prefix, original in expected.items():
+        record = records[prefix]
+        assert record.status == "rebuilt" and record.staged, (prefix, record.reason)
+        _assert_contained(report, record.index_path)
+        assert _decoded(report, record.index_path) == prefix
+        with open(record.index_path, "rb") as f:
+            assert f.read() == original
+        words = shlex.split(record.command)
+        assert words[:3] == ["gsutil", "cp", "-n"] and words[3:] == [record.index_path, prefix + ".index"]
+        staged.add(record.index_path)
+    assert len(staged) == len(expected)

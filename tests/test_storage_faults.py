@@ -1,0 +1,143 @@
+"""Transient storage errors are not verdicts, proven against the real emulators behind a proxy
+that fails, resets or delays requests (tests/storage_servers.py FaultProxy), not mocks.
+
+- faults that clear up within the clients' retries give the same verdicts as no faults;
+- a sibling index that keeps failing gives `error`, never a fall-through to a weaker source
+  (here a registry entry that would fit) and never `unrecoverable`; the audit exits 3;
+- a permanent refusal (403) on the same read is a refusal, and the weaker source is used;
+- `rebuild` of a remote prefix whose store keeps failing says so, exits 3, no traceback.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from source_helpers import orphan
+from storage_servers import snapshot, upload_tree
+
+from pipeline.cli import main as cli_main
+from recovery import storage
+from recovery.report import read_records, read_summary
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+SIBLING_INDEX = r"ckpt-[12]\.index"
+
+
+@pytest.fixture(scope="module")
+def adam_tree(pristine_family, tmp_path_factory):
+    """keras3_adam's three saves with the latest orphaned, and a registry entry captured from a
+    sibling (a weaker source that also fits): (local dir, orphan name, original index, registry)."""
+    family = pristine_family("keras3_adam")
+    base = tmp_path_factory.mktemp("faults")
+    directory = str(base / "run")
+    shutil.copytree(os.path.dirname(family.prefix), directory)
+    name = os.path.basename(family.prefix)
+    original = orphan(os.path.join(directory, name))
+    registry = str(base / "registry" / "architectures.yaml")
+    os.makedirs(os.path.dirname(registry))
+    assert cli_main(["register", "adam", "--from-checkpoint", family.siblings[-1], "--registry", registry]) == 0
+    return directory, name, original, registry
+
+
+def _bucket(scheme: str) -> str:
+    url = f"{scheme}://ckpt-{uuid.uuid4().hex[:12]}"
+    fs, path = storage.url_to_fs(url)
+    fs.mkdir(path)
+    return url
+
+
+def _audit(root: str, report: str, registry: str | None = None) -> tuple[int, dict]:
+    argv = ["audit", root, "--report-dir", report, "--direct_running_mode=in_memory"]
+    if registry:
+        argv += ["--registry", registry]
+    code = cli_main(argv)
+    return code, {r.prefix: r for r in read_records(report)}
+
+
+def _verdicts(records: dict) -> dict:
+    return {prefix: (r.status, r.kind, r.source) for prefix, r in records.items()}
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_faults_that_clear_up_give_the_same_verdicts(scheme, adam_tree, request, tmp_path):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
+    directory, name, original, _ = adam_tree
+    bucket = _bucket(scheme)
+    root = f"{bucket}/run"
+    upload_tree(directory, root)
+    calm_code, calm = _audit(root, str(tmp_path / "calm"))
+    assert calm[f"{root}/{name}"].status == "rebuilt" and calm_code == 0
+
+    proxy.fail(503, times=2, method="GET", path=SIBLING_INDEX)
+    proxy.fail(429, times=1, path=r"ckpt-3\.data")
+    proxy.reset(times=2, path=r"ckpt-1\.")
+    proxy.delay(1.0, times=2, method="GET")
+    before = snapshot(bucket)
+    code, stormy = _audit(root, str(tmp_path / "stormy"))
+    assert proxy.hits() >= 6, proxy.log                        # the faults really happened
+    assert code == calm_code and _verdicts(stormy) == _verdicts(calm)
+    proxy.clear()
+    rebuilt = stormy[f"{root}/{name}"]
+    with open(rebuilt.index_path, "rb") as f:
+        assert f.read() == original
+    assert snapshot(bucket) == before
+
+
+# The object read (not its metadata): S3 GET of the key; GCS media download (gcsfs asks ?alt=media).
+INDEX_READ = {"s3": r"ckpt-2\.index$", "gs": r"ckpt-2\.index\?alt=media"}
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_sibling_index_that_keeps_failing_is_an_error_not_a_fall_through(scheme, adam_tree, request, monkeypatch,
+                                                                          tmp_path):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")      # botocore's own retries, fewer to keep the test short
+    directory, name, _, registry = adam_tree
+    bucket = _bucket(scheme)
+    root = f"{bucket}/run"
+    upload_tree(directory, root)
+    before = snapshot(bucket)
+    # classification reads ckpt-2.index once (it is healthy); every later read, the rebuild's, fails
+    proxy.fail(500, times=None, method="GET", path=INDEX_READ[scheme], after=1)
+    code, records = _audit(root, str(tmp_path / "report"), registry)
+    assert proxy.hits() > 0
+    record = records[f"{root}/{name}"]
+    assert record.status == "error", record.reason
+    assert "could not check" in record.reason and record.source == "" and not record.index_path
+    assert not any(r.status in ("unrecoverable", "corrupt", "incomplete") for r in records.values())
+    assert code == 3 and read_summary(str(tmp_path / "report"))["exit_code"] == 3
+    proxy.clear()
+    assert snapshot(bucket) == before
+
+
+def test_a_permanent_refusal_is_not_an_error_and_the_next_source_is_used(adam_tree, faulty_s3, tmp_path):
+    directory, name, original, registry = adam_tree
+    bucket = _bucket("s3")
+    root = f"{bucket}/run"
+    upload_tree(directory, root)
+    faulty_s3.fail(403, times=None, method="GET", path=SIBLING_INDEX, after=2)
+    _, records = _audit(root, str(tmp_path / "report"), registry)
+    record = records[f"{root}/{name}"]
+    assert record.status == "rebuilt" and "registered `adam`" in record.source, record.reason
+    with open(record.index_path, "rb") as f:
+        assert f.read() == original
+
+
+@pytest.mark.parametrize("command", ["rebuild", "inspect"])
+def test_a_command_on_a_remote_prefix_says_storage_kept_failing(command, adam_tree, faulty_s3):
+    directory, name, _, _ = adam_tree
+    bucket = _bucket("s3")
+    upload_tree(directory, f"{bucket}/run")
+    faulty_s3.reset(times=None)
+    env = {**os.environ, "AWS_MAX_ATTEMPTS": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "pipeline", command, f"{bucket}/run/{name}"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "could not check: storage kept failing" in done.stderr and "Traceback" not in done.stderr
+    faulty_s3.clear()
+    fs, path = storage.url_to_fs(f"{bucket}/run/{name}.index")
+    assert not fs.exists(path)
