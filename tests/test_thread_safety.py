@@ -11,7 +11,7 @@ import pytest
 
 from recovery import storage
 from recovery.caches import SharedCache
-from recovery.rebuild import _origin_obeys_naming, _read_origin_counter
+from recovery.rebuild import _origin_counter, _read_origin_counter
 from recovery.sources import sibling
 from tfbundle import read_index
 
@@ -76,7 +76,7 @@ def test_the_naming_cache_gives_every_thread_the_single_threaded_answer(pristine
 
     def work(rng):
         prefix = rng.choice(prefixes)
-        assert _origin_obeys_naming((fs, prefix), key) is True        # CheckpointManager names ckpt-N by counter
+        assert _origin_counter(fs, prefix, key) == expected[prefix]
 
     assert _hammer(8, 200, work) == []
 

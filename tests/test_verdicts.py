@@ -15,7 +15,6 @@ import time
 import pytest
 from source_helpers import orphan, tree_digest
 from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server  # noqa: F401
-from tfbundle.wire import bytes_field, fixed32_field, varint_field
 
 from pipeline.cli import main as cli_main
 from recovery import storage
@@ -26,7 +25,7 @@ from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, S
 from recovery.report import read_records, read_summary
 from samples import FAMILY_NAMES
 from tfbundle import BundleEntry, read_index
-from tfbundle.messages import encode_shape
+from tfbundle.protos import tensor_bundle_pb2
 from tfbundle.table import build_table, read_table
 from tfbundle.varint import encode_varint
 
@@ -370,10 +369,11 @@ def wrong_wire_type(index_path: str) -> str:
     with open(index_path, "rb") as f:
         items, _ = read_table(f.read())
     position, (key, value) = next((i, kv) for i, kv in enumerate(items) if kv[0] and BundleEntry.decode(kv[1]).size)
-    entry = BundleEntry.decode(value)
-    bad = (varint_field(1, entry.dtype) + bytes_field(2, encode_shape(entry.shape))
-           + (varint_field(4, entry.offset) if entry.offset else b"") + bytes_field(5, encode_varint(entry.size))
-           + fixed32_field(6, entry.crc32c))
+    entry = tensor_bundle_pb2.BundleEntryProto.FromString(value)
+    size = entry.size
+    entry.ClearField("size")
+    entry.MergeFromString(encode_varint(5 << 3 | 2) + encode_varint(len(encode_varint(size))) + encode_varint(size))
+    bad = entry.SerializeToString()
     items[position] = (key, bad)
     with open(index_path, "wb") as f:
         f.write(build_table(items))
