@@ -34,6 +34,20 @@ S3_NETWORK_HINT = ("check the network and the region (AWS_DEFAULT_REGION); for M
                    "store set AWS_ENDPOINT_URL=http://HOST:PORT")
 
 
+# A store that answered, but with "try again" (429, 5xx, a reset connection): not a usage error. One
+# retry inside the time budget; if it persists, exit 3 ("could not check"), like the run itself.
+TRANSIENT = "the store kept failing (try again later): "
+RUN_AGAIN = "run again; nothing was decided (exit code 3: could not check)"
+RETRY_PAUSE = 1.0
+
+
+def _transient_error(exc: BaseException) -> bool:
+    """A reset or refused connection to a store whose name resolved (DNS is checked first): try again."""
+    from recovery.storage import is_transient
+
+    return is_transient(exc) and "timed out" not in str(exc).lower() and "timeout" not in type(exc).__name__.lower()
+
+
 def check_access(paths: list) -> None:
     """Raise UsageError naming every (label, url) whose store cannot be reached or read.
 
@@ -58,6 +72,14 @@ def check_access(paths: list) -> None:
             problems[url] = [(f"the check itself failed: {_short(outcome['error'])}", "run again with --debug")]
         else:
             problems[url] = outcome["value"]
+    for url, found in problems.items():
+        if found and all(p.startswith(TRANSIENT) for p, _ in found) and \
+                deadline - time.monotonic() > RETRY_PAUSE + READ_SECONDS + CONNECT_SECONDS:
+            time.sleep(RETRY_PAUSE)
+            try:
+                problems[url] = _check_one(url, stages[url])
+            except Exception as exc:  # noqa: BLE001 - reported as the check's own failure
+                problems[url] = [(f"the check itself failed: {_short(exc)}", "run again with --debug")]
     grouped = {}   # the same problems (no network, no credentials) usually hit every path: say them once
     for label, url in remote:
         if problems[url]:
@@ -69,6 +91,11 @@ def check_access(paths: list) -> None:
             for problem, fix in found:
                 lines.append(f"    {problem}")
                 lines.append(f"      fix: {fix}")
+        every = [p for found in grouped for p, _ in found]
+        if all(p.startswith(TRANSIENT) for p in every):
+            from recovery.storage import StorageUnavailable
+
+            raise StorageUnavailable("\n".join(lines))
         raise UsageError("\n".join(lines))
 
 
@@ -188,6 +215,8 @@ def _check_gcs(bucket: str, key: str, stage: dict) -> list:
                                params={"prefix": key, "maxResults": 1, "fields": "items/name"},
                                timeout=(CONNECT_SECONDS, READ_SECONDS))
     except Exception as exc:  # noqa: BLE001 - refresh errors, connection errors, timeouts: all "cannot reach"
+        if _transient_error(exc):
+            return [(f"{TRANSIENT}{endpoint}: {_short(exc)}", RUN_AGAIN)]
         return [(f"cannot reach {endpoint}: {_short(exc)}", GCS_NETWORK_HINT)] + missing
     if response.ok:
         return []
@@ -204,6 +233,8 @@ def _check_gcs(bucket: str, key: str, stage: dict) -> list:
         return [(f"permission denied for {who} ({message})",
                  "grant it roles/storage.objectViewer on the bucket (and roles/storage.objectCreator where "
                  "reports or indexes are written)")]
+    if response.status_code == 429 or response.status_code >= 500:
+        return [(f"{TRANSIENT}{endpoint} answered {response.status_code}: {message}", RUN_AGAIN)]
     return [(f"unexpected answer {response.status_code} from {endpoint}: {message}", GCS_NETWORK_HINT)]
 
 
@@ -279,8 +310,13 @@ def _check_s3(bucket: str, key: str, stage: dict) -> list:
             return [(f"permission denied ({code}: {message})",
                      f"the identity needs s3:ListBucket and s3:GetObject on {bucket} (and s3:PutObject where "
                      "reports or indexes are written)")]
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status == 429 or status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+            return [(f"{TRANSIENT}{endpoint} answered {code or status}: {message}", RUN_AGAIN)]
         return [(f"unexpected answer from {endpoint}: {code} {message}", S3_NETWORK_HINT)]
     except botocore.exceptions.BotoCoreError as exc:
+        if _transient_error(exc):
+            return [(f"{TRANSIENT}{endpoint}: {_short(exc)}", RUN_AGAIN)]
         return [(f"cannot reach {endpoint}: {_short(exc)}", S3_NETWORK_HINT)]
     return []
 

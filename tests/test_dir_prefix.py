@@ -103,7 +103,7 @@ def test_inspect_healthy_orphan_and_the_directory_itself(dir_prefix):
 
 
 def test_staged_path_mirrors_the_prefix():
-    assert staged_path("/reports", "/data/run/model_dir/") == "/reports/rebuilt/local/data/run/model_dir/.index"
+    assert staged_path("/reports", "/data/run/model_dir/") == "/reports/rebuilt/local/data/run/model_dir%2F.index"
     assert staged_path("/reports", "/data/run/model_dir") == "/reports/rebuilt/local/data/run/model_dir.index"
 
 
@@ -124,7 +124,8 @@ def test_audit_finds_verifies_rehearses_and_rebuilds_them_beside_a_normal_prefix
     originals = {name: orphan(moved[name]) for name in ("orphan", "normal")}
 
     report = str(tmp_path / "report")
-    code, out, err = run_cli("audit", str(root), "--report-dir", report, "--verify-data", "--rehearse")
+    code, out, err = run_cli("audit", str(root), "--min-age", "0",
+                             "--report-dir", report, "--verify-data", "--rehearse")
     records = {r.prefix: r for r in read_records(report)}
     healthy = records[moved["healthy"]]
     assert healthy.status == "healthy", healthy.reason
@@ -134,13 +135,16 @@ def test_audit_finds_verifies_rehearses_and_rebuilds_them_beside_a_normal_prefix
         rebuilt = records[moved[name]]
         assert rebuilt.status == "rebuilt", rebuilt.reason
         assert read(rebuilt.index_path) == originals[name]
-    assert records[moved["orphan"]].index_path.endswith("/orphan/model_dir/.index")
-    for name in ("healthy", "orphan"):
-        state = records[moved[name] + "checkpoint"]
-        assert state.status == "healthy" and "exist" in state.reason, state.reason
+    assert records[moved["orphan"]].index_path.endswith("/orphan/model_dir%2F.index")
+    state = records[moved["healthy"] + "checkpoint"]
+    assert state.status == "healthy" and "exist" in state.reason, state.reason
+    # The orphan's state file names model_dir/ as latest: latest_checkpoint() is None until promotion.
+    state = records[moved["orphan"] + "checkpoint"]
+    assert state.status == "incomplete" and "latest_checkpoint() returns None" in state.reason, state.reason
     assert not os.path.exists(index_filename(moved["orphan"]))
 
-    code, out, err = run_cli("audit", str(root), "--report-dir", str(tmp_path / "report-2"), "--in-place")
+    code, out, err = run_cli("audit", str(root), "--min-age", "0",
+                             "--report-dir", str(tmp_path / "report-2"), "--in-place")
     assert read(index_filename(moved["orphan"])) == originals["orphan"]
     assert read(index_filename(moved["normal"])) == originals["normal"]
 

@@ -511,7 +511,7 @@ def test_audit_records_carry_the_evidence_of_rebuilds_and_refusals(family_copy, 
     start, _ = _graph_payload_start(damaged.prefix)
     _flip(_data(damaged.prefix), start + _located_graph(damaged.prefix).payload.index(b"\x12\x05words") + 3)
     report = str(tmp_path) + "-report"      # outside the audited root
-    assert main(["audit", root, "--report-dir", report]) == 1
+    assert main(["audit", root, "--min-age", "0", "--report-dir", report]) == 1
     records = {r.prefix: r for r in read_records(report)}
 
     rebuilt = records[intact.prefix]

@@ -161,12 +161,12 @@ def test_unwritable_report_dir_is_refused_before_the_audit_starts(pristine_famil
     blocker.write_text("not a directory")
     for report_dir, words in ((blocker / "reports", "is a file, so no directory can be made there"),
                               ("/proc/ckpt-rescue-reports", "cannot write in /proc")):
-        assert main(["audit", str(root), "--report-dir", str(report_dir)]) == 2
+        assert main(["audit", str(root), "--min-age", "0", "--report-dir", str(report_dir)]) == 2
         err = capsys.readouterr().err
         assert words in err and "auditing" not in err   # the pipeline never started
     assert not os.path.exists("/proc/ckpt-rescue-reports")
     # The legitimate case: a report directory that does not exist yet is created and written.
-    assert main(["audit", str(root), "--report-dir", str(tmp_path / "new" / "reports")]) == 0
+    assert main(["audit", str(root), "--min-age", "0", "--report-dir", str(tmp_path / "new" / "reports")]) == 0
     assert (tmp_path / "new" / "reports" / "report.html").exists()
     assert not [p for p in os.listdir(tmp_path / "new" / "reports") if p.startswith(".ckpt-rescue-probe")]
 
@@ -292,11 +292,13 @@ def test_beam_harness_logs_stay_out_unless_debug(pristine_family, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), root / "run")
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    code, out, err, _ = cli(["audit", str(root), "--report-dir", str(tmp_path / "r1"), "-v"], env=env, timeout=300)
+    code, out, err, _ = cli(["audit", str(root), "--min-age", "0",
+                             "--report-dir", str(tmp_path / "r1"), "-v"], env=env, timeout=300)
     assert code == 0, err
     assert "healthy 4" in out   # three checkpoints and the state file
     assert "Worker:" not in err and "sdk_worker" not in err and "control server" not in err, err
-    code, _, err, _ = cli(["audit", str(root), "--report-dir", str(tmp_path / "r2"), "--debug"], env=env,
+    code, _, err, _ = cli(["audit", str(root), "--min-age", "0",
+                           "--report-dir", str(tmp_path / "r2"), "--debug"], env=env,
                           timeout=300)
     assert code == 0
     assert "Worker:" in err and "Python sdk harness starting" in err   # the harness, shown only on request
@@ -326,13 +328,13 @@ def test_an_audit_that_finds_nothing_warns_what_it_looked_for(pristine_family, t
     empty = tmp_path / "empty"
     (empty / "logs").mkdir(parents=True)
     (empty / "logs" / "train.log").write_text("step 1\n")
-    assert main(["audit", str(empty), "--report-dir", str(tmp_path / "r1")]) == 0
+    assert main(["audit", str(empty), "--min-age", "0", "--report-dir", str(tmp_path / "r1")]) == 0
     err = capsys.readouterr().err
     assert f"warning: no checkpoint found under {empty}" in err
     assert "`*.index`" in err and "`*.data-NNNNN-of-NNNNN`" in err and "`checkpoint`" in err
     full = tmp_path / "full"
     shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), full / "run")
-    assert main(["audit", str(full), "--report-dir", str(tmp_path / "r2")]) == 0
+    assert main(["audit", str(full), "--min-age", "0", "--report-dir", str(tmp_path / "r2")]) == 0
     assert "no checkpoint found" not in capsys.readouterr().err
 
 

@@ -330,7 +330,8 @@ def test_audit_in_place_over_every_damage_touches_nothing_and_writes_no_wrong_in
                 cases[orphan.prefix] = (family, kind, orphan)
     before = tree_digest(str(tree))
     report = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "audit", str(tree), "--report-dir", str(report),
+    done = subprocess.run([sys.executable, "-m", "pipeline", "audit", str(tree), "--min-age", "0",
+                           "--report-dir", str(report),
                            "--in-place", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode in (0, 1), done.stderr[-3000:]
@@ -339,6 +340,8 @@ def test_audit_in_place_over_every_damage_touches_nothing_and_writes_no_wrong_in
     new_files = set(after) - set(before)
     assert all(path.endswith(".index") for path in new_files), new_files
     records = {r.prefix: r for r in read_records(str(report))}
+    verdicts = {records[p].status for p in cases if p in records}
+    assert REBUILT in verdicts and len(verdicts) > 1, verdicts      # the audit judged them: not all alike
     for prefix, (family, kind, orphan) in cases.items():
         record = records.get(prefix)
         assert record is not None, f"{family}/{kind}: no record for {prefix}"

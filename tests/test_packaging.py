@@ -83,7 +83,7 @@ def test_the_wheel_carries_its_runtime_data_and_nothing_of_the_checkout(wheel):
         names = set(zf.namelist())
     for profile in PROFILES:
         assert f"pipeline/resources/runners/{profile}.yaml" in names
-    assert {"pipeline/resources/architectures.yaml", "pipeline/templates/report.html",
+    assert {"pipeline/resources/architectures.yaml", "recovery/templates/report.html",
             "samples/models.py", "samples/families.py"} <= names
     assert not [n for n in names if n.startswith(("tests/", "configs/", "benchmarks/", "docs/"))]
 

@@ -51,7 +51,7 @@ def _bucket(scheme: str) -> str:
 
 
 def _audit(root: str, report: str, registry: str | None = None) -> tuple[int, dict]:
-    argv = ["audit", root, "--report-dir", report, "--direct_running_mode=in_memory"]
+    argv = ["audit", root, "--min-age", "0", "--report-dir", report, "--direct_running_mode=in_memory"]
     if registry:
         argv += ["--registry", registry]
     code = cli_main(argv)
@@ -70,7 +70,7 @@ def test_faults_that_clear_up_give_the_same_verdicts(scheme, adam_tree, request,
     root = f"{bucket}/run"
     upload_tree(directory, root)
     calm_code, calm = _audit(root, str(tmp_path / "calm"))
-    assert calm[f"{root}/{name}"].status == "rebuilt" and calm_code == 0
+    assert calm[f"{root}/{name}"].status == "rebuilt" and calm_code == 1   # its state file names the orphan
 
     proxy.fail(503, times=2, method="GET", path=SIBLING_INDEX)
     proxy.fail(429, times=1, path=r"ckpt-3\.data")
@@ -100,6 +100,7 @@ def test_a_sibling_index_that_keeps_failing_is_an_error_not_a_fall_through(schem
     bucket = _bucket(scheme)
     root = f"{bucket}/run"
     upload_tree(directory, root)
+    storage.url_to_fs(root)[0].rm(storage.url_to_fs(f"{root}/checkpoint")[1])   # its verdict would say 1 first
     before = snapshot(bucket)
     # classification reads ckpt-2.index once (it is healthy); every later read, the rebuild's, fails
     proxy.fail(500, times=None, method="GET", path=INDEX_READ[scheme], after=1)

@@ -206,7 +206,7 @@ def test_audit_with_a_small_split_refuses_a_zeroed_block_and_rebuilds_legitimate
     for allow in (False, True):
         report = str(tmp_path / f"report-{allow}")
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            cli_main(["audit", root, "--report-dir", report, "--split-bytes", "65536"]
+            cli_main(["audit", root, "--min-age", "0", "--report-dir", report, "--split-bytes", "65536"]
                      + (["--allow-zeros"] if allow else []))
         records[allow] = {r.prefix: r for r in read_records(report)}
     refused, rebuilt = records[False][damaged], records[False][trained_prefix]
