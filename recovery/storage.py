@@ -241,23 +241,24 @@ def _gcs_create(fs, path: str, data: bytes) -> None:
     body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps({'name': key})}\r\n"
             f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + data + (
             f"\r\n--{boundary}--\r\n").encode()
-    try:
+    with _created(fs, path):
         fs.call("POST", f"{fs._location}/upload/storage/v1/b/{{}}/o", bucket, uploadType="multipart",
                 ifGenerationMatch="0", data=body, headers={"Content-Type": f'multipart/related; boundary="{boundary}"'})
-    except FileExistsError:
-        raise FileExistsError(display(fs, path)) from None
-    except Exception as exc:
-        if _precondition_failed(exc):
-            raise FileExistsError(display(fs, path)) from exc
-        raise
-    fs.invalidate_cache(parent(path))
 
 
 def _s3_create(fs, path: str, data: bytes) -> None:
     """One PutObject with If-None-Match: * through s3fs's own botocore client: 412 if the key exists."""
     bucket, key, _ = fs.split_path(path)
-    try:
+    with _created(fs, path):
         fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+
+
+@contextlib.contextmanager
+def _created(fs, path: str):
+    """Around one conditional create: a failed does-not-exist precondition becomes FileExistsError
+    naming the path; on success the listing cache of its directory is dropped."""
+    try:
+        yield
     except FileExistsError:
         raise FileExistsError(display(fs, path)) from None
     except Exception as exc:
