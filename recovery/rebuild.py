@@ -297,15 +297,13 @@ def _run_naming(ctx: OrphanContext, keys: list) -> tuple[list, list]:
     own = ctx.prefix.rsplit("/", 1)[-1]
     stem = own.rsplit("-", 1)[0]
     step = step_of(ctx.prefix)
+    from .sources.sibling import indexed_siblings
+
     others = []
-    for item in ctx.directory_listing:
-        name = item["name"]
-        if item.get("type") == "directory" or not name.endswith(".index"):
-            continue
-        prefix = name[: -len(".index")]
+    for prefix, _ in indexed_siblings(ctx):
         leaf = prefix.rsplit("/", 1)[-1]
         other_step = step_of(prefix)
-        if prefix != ctx.prefix and other_step is not None and leaf.rsplit("-", 1)[0] == stem:
+        if other_step is not None and leaf.rsplit("-", 1)[0] == stem:
             others.append((abs(other_step - step), -other_step, prefix))
     obeying, disobeying = [], []
     for _, _, prefix in sorted(others)[:RUN_SIBLINGS_READ]:

@@ -28,17 +28,23 @@ def read_index_cached(fs, path: str, size: int | None = None):
     return _parsed.get_or_compute(key, lambda: read_index(storage.read_bytes(fs, path)))
 
 
-def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:
-    """(prefix, index size) of every other checkpoint in the directory, nearest step first."""
-    own_step = step_of(ctx.prefix)
-    prefixes = []
+def indexed_siblings(ctx: OrphanContext) -> list[tuple[str, int]]:
+    """(prefix, index size) of every other checkpoint in the orphan's directory that has an index."""
+    found = []
     for item in ctx.directory_listing:
         name = item["name"]
         if item.get("type") == "directory" or not name.endswith(".index"):
             continue
         prefix = name[: -len(".index")]
         if prefix != ctx.prefix:
-            prefixes.append((prefix, item.get("size")))
+            found.append((prefix, item.get("size")))
+    return found
+
+
+def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:
+    """(prefix, index size) of every other checkpoint in the directory, nearest step first."""
+    own_step = step_of(ctx.prefix)
+    prefixes = indexed_siblings(ctx)
 
     def nearness(found):
         prefix = found[0]
