@@ -10,7 +10,7 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from source_helpers import orphan
-from transform_helpers import flip_byte, middle_float_tensor, orphan_task
+from transform_helpers import flip_byte, float_tensor_near, in_a_middle_range, orphan_task
 
 from recovery import storage
 from recovery.audit import AuditSettings, plan_orphan, rebuild_in_one
@@ -92,9 +92,12 @@ def _part_index_orphan(family_copy):
 def test_a_flipped_byte_in_one_range_is_refused_and_the_intact_orphan_rebuilt(family_copy, tmp_path):
     intact, original = _part_index_orphan(family_copy)
     damaged, damaged_original = _part_index_orphan(family_copy)
-    size = os.path.getsize(data_filename(damaged, 0, 1))
-    _, path, offset = middle_float_tensor(damaged_original, damaged)
-    assert SPLIT <= offset < size - SPLIT          # neither the first range nor the last
+    task = orphan_task(damaged)
+    fs, _ = storage.url_to_fs(task.root)
+    ranges = split_ranges(plan_orphan(fs, task, AuditSettings(str(tmp_path / "r"))), SPLIT)
+    _, second_start, second_end = sorted(ranges)[1]
+    _, path, offset = float_tensor_near(damaged_original, damaged, (second_start + second_end) // 2)
+    assert in_a_middle_range(offset, ranges)
     flip_byte(path, offset)
 
     def judged(records):

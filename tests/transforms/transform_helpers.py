@@ -45,14 +45,18 @@ def flip_byte(path: str, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0x10]))
 
 
-def middle_float_tensor(index_bytes: bytes, prefix: str) -> tuple:
-    """(key, data file, offset) of the middle byte of the float32 tensor nearest the middle of shard 0."""
+def float_tensor_near(index_bytes: bytes, prefix: str, near: int) -> tuple:
+    """(key, data file, offset) of the middle byte of the float32 tensor of shard 0 nearest byte `near`."""
     index = read_index(index_bytes)
     floats = [(k, e) for k, e in index.data_entries() if e.dtype == 1 and e.shard_id == 0 and not is_slice_key(k)]
-    path = data_filename(prefix, 0, index.header.num_shards)
-    middle = os.path.getsize(path) // 2
-    key, entry = min(floats, key=lambda kv: abs(kv[1].offset + kv[1].size // 2 - middle))
-    return key.decode(), path, entry.offset + entry.size // 2
+    key, entry = min(floats, key=lambda kv: abs(kv[1].offset + kv[1].size // 2 - near))
+    return key.decode(), data_filename(prefix, 0, index.header.num_shards), entry.offset + entry.size // 2
+
+
+def in_a_middle_range(offset: int, ranges: list) -> bool:
+    """Is `offset` inside one of the (shard, start, end) ranges but neither the first nor the last?"""
+    spans = sorted((start, end) for _, start, end in ranges)
+    return len(spans) >= 3 and any(start <= offset < end for start, end in spans[1:-1])
 
 
 def index_of(prefix: str) -> bytes:
