@@ -26,9 +26,7 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     classified = grouped | "Classify" >> beam.ParDo(classify).with_outputs(ORPHANS, TO_CHECK, main="records")
     found = [listing_failures, classified.records, classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)]
     if check:
-        found.append(classified[TO_CHECK]
-                     | "Spread checks" >> beam.Reshuffle()
-                     | "Check healthy" >> beam.ParDo(CheckHealthy(settings)))
+        found.append(classified[TO_CHECK] | "Check healthy" >> CheckHealthy(settings))
     records = (tuple(found)
                | "All records" >> beam.Flatten()
                | "Tally" >> beam.ParDo(Tally()))

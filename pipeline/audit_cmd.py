@@ -25,6 +25,7 @@ from recovery.listing import (
     hidden_checkpoint_files,
     same_filesystem_path,
 )
+from recovery.registry import write_resolved
 from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
 
 from . import options as beam_flags
@@ -104,9 +105,6 @@ def run(args) -> int:
     layouts = registry_layouts_from_args(args) if args.registry else None
     in_memory = any(url.startswith("memory://") for url in roots + [args.report_dir])
     flags = beam_flags.audit_flags(args.beam_args, args.profile, in_memory)
-    settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
-                             layouts, allow_zeros=args.allow_zeros,
-                             min_age=args.min_age * 60)
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -120,6 +118,9 @@ def run(args) -> int:
                     "registry_entries": sorted(layouts or {})},
     }
     _mark_report_dir(args.report_dir, meta)
+    settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
+                             registry=write_resolved(args.report_dir, layouts) if layouts is not None else None,
+                             allow_zeros=args.allow_zeros, min_age=args.min_age * 60)
     from . import audit
 
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}", file=sys.stderr)

@@ -12,7 +12,18 @@ from tfbundle import index_filename
 from . import storage
 from .classify import OrphanTask
 from .context import NotRebuildable, open_orphan
-from .rebuild import NO_SOURCE, RebuildOutcome, RebuildPlan, checksum_range, finalize, no_source_hint, prepare
+from .rebuild import (
+    NO_SOURCE,
+    RebuildOutcome,
+    RebuildPlan,
+    checksum_range,
+    checksum_whole,
+    finalize,
+    no_source_hint,
+    portable,
+    prepare,
+    split_ranges,
+)
 from .records import (
     CORRUPT,
     ERROR,
@@ -24,7 +35,16 @@ from .records import (
     promote_command,
     replace_command,
 )
-from .verify import rehearse, verify_data
+from .registry import ResolvedRegistry
+from .verify import (
+    Rehearsal,
+    VerifyPlan,
+    judge_rehearsal,
+    plan_rehearsal,
+    plan_verification,
+    verification_problems,
+    verify_range,
+)
 from .writeout import IndexAppeared, stage_index, write_in_place
 
 DEFAULT_SPLIT_BYTES = 256 << 20
@@ -39,15 +59,17 @@ class AuditSettings:
     split_bytes: int = DEFAULT_SPLIT_BYTES
     verify_data: bool = False
     rehearse: bool = False
-    registry_layouts: dict | None = None
+    registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
     min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
 
 
-def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan | Record":
-    """Choose and fit a layout (cheap reads only), or the record saying why nothing fits."""
+def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | None = None) -> "RebuildPlan | Record":
+    """Choose and fit a layout (cheap reads only), or the record saying why nothing fits.
+
+    `registry`: name -> Layout, as registry.load_resolved(settings.registry) gives them."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, settings.registry_layouts, ignore_own_index=task.stage_only)
+        ctx = open_orphan(fs, task.prefix, task.listing, registry, ignore_own_index=task.stage_only)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)
@@ -56,14 +78,6 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan |
         record.evidence = asdict(planned.evidence) if planned.evidence else {}
         return record
     return planned
-
-
-def needs_splitting(plan: RebuildPlan, settings: AuditSettings) -> bool:
-    return max(plan.shard_sizes, default=0) > settings.split_bytes
-
-
-def checksum_whole(fs, plan: RebuildPlan) -> list:
-    return [checksum_range(fs, plan, shard, 0, size) for shard, size in enumerate(plan.shard_sizes)]
 
 
 def record_outcome(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, settings: AuditSettings,
@@ -142,32 +156,89 @@ def _record(task: OrphanTask, status: str, reason: str, **fields) -> Record:
                   data_files=task.data_files, data_bytes=task.data_bytes, mtime=task.mtime, **fields)
 
 
-def check_healthy(record: Record, settings: AuditSettings) -> Record:
-    """--verify-data: every tensor against its CRC (bit rot); --rehearse: could we rebuild it tomorrow?"""
-    started = time.monotonic()
+@dataclass
+class HealthyCheck:
+    """What --verify-data and --rehearse will read of one healthy checkpoint, planned before any data is:
+    small enough to ship once to the workers that read its byte ranges."""
+
+    record: Record
+    verify: VerifyPlan | None = None
+    own_index: bytes = b""                                   # --rehearse: the index to reproduce
+    rehearsal: "RebuildPlan | Rehearsal | None" = None       # a plan to read, or a verdict already
+
+    @property
+    def shard_sizes(self) -> list:
+        plans = [p for p in (self.verify, self.rehearsal) if isinstance(p, (VerifyPlan, RebuildPlan))]
+        return [size for p in plans for size in p.shard_sizes]
+
+
+VERIFY, REHEARSE = "verify", "rehearse"
+
+
+def plan_check(record: Record, settings: AuditSettings, registry: dict | None = None) -> HealthyCheck:
+    """Read the index (and prepare the rehearsal's rebuild) of a healthy checkpoint: cheap reads only."""
     fs, prefix = storage.split_prefix(record.prefix)
-    scanned = [0]
-
-    def count(n):
-        scanned[0] += n
-
+    check = HealthyCheck(record)
     if settings.verify_data:
-        problems = verify_data(fs, prefix, on_bytes=count)
+        check.verify = plan_verification(fs, prefix)
+    if settings.rehearse:
+        check.own_index, rehearsal = plan_rehearsal(fs, prefix, registry_layouts=registry)
+        check.rehearsal = portable(rehearsal) if isinstance(rehearsal, RebuildPlan) else rehearsal
+    return check
+
+
+def check_ranges(check: HealthyCheck, split_bytes: int) -> list:
+    """(part, shard, start, end) of every byte range the check reads, none longer than about split_bytes."""
+    ranges = []
+    if check.verify is not None:
+        ranges += [(VERIFY, *r) for r in split_ranges(check.verify, split_bytes) if r[2] > r[1]]
+    if isinstance(check.rehearsal, RebuildPlan):
+        ranges += [(REHEARSE, *r) for r in split_ranges(check.rehearsal, split_bytes)]
+    return ranges
+
+
+def read_check_range(fs, check: HealthyCheck, part: str, shard: int, start: int, end: int):
+    """VerifiedRange or RangeChecksums of one byte range."""
+    if part == VERIFY:
+        return verify_range(fs, check.verify, shard, start, end)
+    return checksum_range(fs, check.rehearsal, shard, start, end)
+
+
+def finish_check(check: HealthyCheck, verified: list, rehearsed: list, seconds: float) -> Record:
+    """--verify-data: every tensor against its CRC (bit rot); --rehearse: could we rebuild it tomorrow?"""
+    record = check.record
+    if check.verify is not None:
+        problems = verification_problems(check.verify, verified)
+        record.bytes_scanned += sum(r.scanned for r in verified)
         if problems:
             record.status = CORRUPT
             record.reason = f"{len(problems)} problem(s) streaming the data: " + "; ".join(problems[:3])
             record.command = inspect_command(record.prefix)
         else:
             record.checks.append("every tensor's bytes match the CRC in its index (--verify-data)")
-    if settings.rehearse:
-        rehearsal = rehearse(fs, prefix, registry_layouts=settings.registry_layouts)
+    if check.rehearsal is not None:
+        rehearsal = check.rehearsal
+        if isinstance(rehearsal, RebuildPlan):
+            rehearsal = judge_rehearsal(check.own_index, finalize(rehearsal, rehearsed))
         record.rehearsal = rehearsal.verdict
         record.checks.append(f"rehearsal: {rehearsal.verdict}: {rehearsal.detail}")
         if rehearsal.outcome is not None:
-            scanned[0] += rehearsal.outcome.bytes_scanned
-    record.bytes_scanned += scanned[0]
-    record.seconds = round(time.monotonic() - started, 3)
+            record.bytes_scanned += rehearsal.outcome.bytes_scanned
+    record.seconds = round(seconds, 3)
     return record
+
+
+def check_whole(check: HealthyCheck, started: float) -> Record:
+    """Read every range of every data file here: for checkpoints too small to spread."""
+    fs, _ = storage.split_prefix(check.record.prefix)
+    read = {VERIFY: [], REHEARSE: []}
+    for part, shard, start, end in check_ranges(check, max(check.shard_sizes, default=0)):
+        read[part].append(read_check_range(fs, check, part, shard, start, end))
+    return finish_check(check, read[VERIFY], read[REHEARSE], time.monotonic() - started)
+
+
+def needs_splitting(plan: "RebuildPlan | HealthyCheck", settings: AuditSettings) -> bool:
+    return max(plan.shard_sizes, default=0) > settings.split_bytes
 
 
 def failure_record(element, step: str, exc: BaseException, name: str = "", root: str = "") -> Record:

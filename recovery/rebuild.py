@@ -630,6 +630,19 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
     return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors)
 
 
+def checksum_whole(fs, plan: RebuildPlan, on_bytes=None) -> list:
+    """Every data file as one range, in this process."""
+    return [checksum_range(fs, plan, shard, 0, size, on_bytes=on_bytes) for shard, size in enumerate(plan.shard_sizes)]
+
+
+def portable(plan: RebuildPlan) -> RebuildPlan:
+    """The plan as it travels to other workers: without the source's filesystem object (each worker
+    opens its own from the URL it was given) and without what only prepare() reads (the source's
+    object graph; its CRCs are in plan.references)."""
+    layout = dataclasses.replace(plan.layout, origin=None, reference_graph=None, reference_crcs={})
+    return dataclasses.replace(plan, layout=layout)
+
+
 def build_entries(plan: RebuildPlan, crcs: list) -> dict:
     """Index entries exactly as BundleWriter + MergeBundles produce them for this placement."""
     entries = {}
@@ -806,6 +819,4 @@ def rebuild(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False, on_
     plan = prepare(ctx, sources, allow_nonfinite, allow_zeros)
     if isinstance(plan, RebuildOutcome):
         return plan
-    ranges = [checksum_range(ctx.fs, plan, shard, 0, size, on_bytes=on_bytes)
-              for shard, size in enumerate(plan.shard_sizes)]
-    return finalize(plan, ranges)
+    return finalize(plan, checksum_whole(ctx.fs, plan, on_bytes))

@@ -10,6 +10,7 @@ plain data and load here; builder entries need TensorFlow and are resolved into 
 `pipeline.builders`, once, on the launching machine, so that workers only ever see layouts.
 """
 
+import hashlib
 import json
 import posixpath
 import re
@@ -20,6 +21,7 @@ import yaml
 from tfbundle import OBJECT_GRAPH_KEY, data_filename, index_filename, read_index
 
 from . import storage
+from .caches import SharedCache
 from .context import find_object_graph
 from .layout import Layout, layout_from_index
 from .sources import DataFile
@@ -200,3 +202,43 @@ def _edit_text(text: str, name: str, key: str, value: str, replacing: bool) -> s
     pad = " " * indent
     lines += [f"{pad}{name}:", f"{pad}{pad}{key}: {_scalar(value)}"]
     return "\n".join(lines) + "\n"
+
+
+RESOLVED_FILE = "registry-layouts.json"
+
+
+@dataclass(frozen=True)
+class ResolvedRegistry:
+    """Where the launcher wrote the registry's resolved layouts, once per run, for every worker to load
+    once per process (builders need TensorFlow, which workers do not have); the digest names the
+    content, so a process that served another run never reuses a stale copy."""
+
+    url: str
+    digest: str
+
+
+def write_resolved(report_dir: str, layouts: dict) -> ResolvedRegistry:
+    """Write name -> Layout beside the reports (the run's workers can read there: they stage indexes there)."""
+    text = json.dumps({name: json.loads(layout.to_json()) for name, layout in layouts.items()}, indent=1)
+    data = text.encode("utf-8")
+    fs, path = storage.url_to_fs(report_dir)
+    target = f"{path.rstrip('/')}/{RESOLVED_FILE}"
+    storage.write_replaceable(fs, target, data)
+    return ResolvedRegistry(storage.display(fs, target), hashlib.sha256(data).hexdigest())
+
+
+def load_resolved(resolved: ResolvedRegistry) -> dict:
+    """name -> Layout as the launcher resolved them; read once per process and run."""
+    return _resolved.get_or_compute(resolved, lambda: _read_resolved(resolved))
+
+
+_resolved = SharedCache(8)   # shared by the SDK harness's threads
+
+
+def _read_resolved(resolved: ResolvedRegistry) -> dict:
+    fs, path = storage.url_to_fs(resolved.url)
+    data = storage.read_bytes(fs, path)
+    if hashlib.sha256(data).hexdigest() != resolved.digest:
+        raise RegistryError(f"{resolved.url} changed after the launcher wrote it (another run using the same "
+                            "--report-dir?)")
+    return {name: Layout.from_json(json.dumps(doc), kind="registry") for name, doc in json.loads(data).items()}

@@ -1,11 +1,12 @@
 """Checks on healthy checkpoints: bit rot (every tensor against its CRC) and rehearsal (could we
 rebuild this index from the other sources if it were lost tomorrow? `git index-pack --verify`)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tfbundle import (
     BundleIndex,
     FormatError,
+    crc_combine,
     crc_mask,
     data_filename,
     decode_slice_key,
@@ -18,40 +19,127 @@ from tfbundle.tensors import checksummer
 
 from . import storage
 from .context import NotRebuildable, open_orphan
-from .rebuild import RebuildOutcome, rebuild
+from .layout import TensorSpec
+from .rebuild import PlacedTensor, RebuildOutcome, RebuildPlan, checksum_whole, finalize, prepare
+
+
+@dataclass
+class VerifyPlan:
+    """A healthy checkpoint's tensors as its index places them, and what is wrong before any data is read.
+
+    Shaped like a RebuildPlan where ranges are concerned (shard_sizes, placed), so rebuild.split_ranges
+    splits both alike."""
+
+    prefix: str                     # filesystem path
+    shard_paths: list
+    shard_sizes: list               # 0 for a shard with no tensors or a problem
+    placed: list                    # PlacedTensor, key as a person reads it, by (shard, offset)
+    crcs: list                      # the masked crc32c the index holds for each placed tensor
+    problems: dict = field(default_factory=dict)   # shard -> what is wrong with its file (missing, too short)
+
+    def ranges(self) -> list:
+        """(shard, 0, size) of every shard to stream."""
+        return [(shard, 0, size) for shard, size in enumerate(self.shard_sizes) if size]
+
+
+@dataclass
+class VerifiedRange:
+    shard: int
+    start: int
+    end: int
+    pieces: list          # (index in plan.placed, raw crc32c of its bytes in the range, bytes fed, complete)
+    error: str = ""       # the data does not parse as its dtype (a string or variant's in-band checksum)
+    scanned: int = 0      # bytes read
+
+
+def plan_verification(fs, prefix: str, index: BundleIndex | None = None) -> VerifyPlan:
+    """Read the index and look at every data file it needs (size only)."""
+    if index is None:
+        index = read_index(storage.read_bytes(fs, index_filename(prefix)))
+    num_shards = index.header.num_shards
+    entries = sorted(index.data_entries(), key=lambda kv: (kv[1].shard_id, kv[1].offset))
+    placed = [PlacedTensor(TensorSpec(_readable(key), e.dtype, tuple(e.shape), e.shard_id), e.offset, e.size)
+              for key, e in entries]
+    shards = sorted({e.shard_id for _, e in entries})
+    paths = [data_filename(prefix, shard, num_shards) for shard in range(max(shards, default=-1) + 1)]
+    sizes, problems = [0] * len(paths), {}
+    for shard in shards:
+        path = paths[shard]
+        try:
+            with storage.open_source(fs, path) as source:
+                size = source.size
+        except FileNotFoundError:
+            problems[shard] = f"{storage.display(fs, path)} is missing"
+            continue
+        if size < max(p.offset + p.size for p in placed if p.spec.shard == shard):
+            problems[shard] = f"{storage.display(fs, path)} is {size} bytes, shorter than its index says"
+            continue
+        sizes[shard] = size
+    return VerifyPlan(prefix, paths, sizes, placed, [e.crc32c for _, e in entries], problems)
+
+
+def verify_range(fs, plan: VerifyPlan, shard: int, start: int, end: int, on_bytes=None) -> VerifiedRange:
+    """CRC the part of every tensor inside one byte range of one shard."""
+    indexes = [i for i, p in enumerate(plan.placed)
+               if p.spec.shard == shard and p.offset < end and p.offset + p.size > start]
+    spans = [(p.offset, p.size, checksummer(p.spec.dtype, p.spec.shape,
+                                            min(end, p.offset + p.size) - max(start, p.offset),
+                                            count_nonfinite=False))
+             for p in (plan.placed[i] for i in indexes)]
+    scanned = [0]
+
+    def count(n):
+        scanned[0] += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    error = ""
+    with storage.open_source(fs, plan.shard_paths[shard], plan.shard_sizes[shard]) as source:
+        try:
+            scan_spans(source, spans, start=start, end=end, on_bytes=count)
+        except FormatError as exc:
+            error = str(exc)
+    pieces = [(i, summer.crc, summer.consumed, summer.done) for i, (_, _, summer) in zip(indexes, spans)]
+    return VerifiedRange(shard, start, end, pieces, error, scanned[0])
+
+
+def verification_problems(plan: VerifyPlan, ranges: list) -> list[str]:
+    """Join the ranges' CRCs per tensor and compare them with the index; [] when every tensor verifies."""
+    pieces: dict[int, list] = {}
+    errors: dict[int, str] = {}
+    for rng in sorted(ranges, key=lambda r: (r.shard, r.start)):
+        if rng.error and rng.shard not in errors:
+            errors[rng.shard] = rng.error
+        for i, raw, length, complete in rng.pieces:
+            pieces.setdefault(i, []).append((raw, length, complete))
+    problems = []
+    for shard in sorted({p.spec.shard for p in plan.placed}):
+        if shard in plan.problems:
+            problems.append(plan.problems[shard])
+            continue
+        if shard in errors:
+            problems.append(f"shard {shard}: {errors[shard]}")
+            continue
+        for i, placed in enumerate(plan.placed):
+            if placed.spec.shard != shard:
+                continue
+            parts = pieces.get(i) or [(0, 0, not placed.size)]
+            raw = parts[0][0]
+            for more, length, _ in parts[1:]:
+                raw = crc_combine(raw, more, length)
+            actual, expected = crc_mask(raw), plan.crcs[i]
+            if actual != expected or not all(complete for *_, complete in parts):
+                where = f"shard {shard}, bytes {placed.offset}-{placed.offset + placed.size}"
+                problems.append(f"tensor {placed.spec.key!r} ({where}): checksum does not match "
+                                f"(index {expected:#010x}, data {actual:#010x})")
+    return problems
 
 
 def verify_data(fs, prefix: str, index: BundleIndex | None = None, on_bytes=None) -> list[str]:
     """Problems found streaming every data file against the index; [] when every tensor verifies."""
-    if index is None:
-        index = read_index(storage.read_bytes(fs, index_filename(prefix)))
-    by_shard: dict[int, list] = {}
-    for key, entry in index.data_entries():
-        by_shard.setdefault(entry.shard_id, []).append((key, entry))
-    problems = []
-    for shard in sorted(by_shard):
-        path = data_filename(prefix, shard, index.header.num_shards)
-        entries = sorted(by_shard[shard], key=lambda kv: kv[1].offset)
-        spans = [(e.offset, e.size, checksummer(e.dtype, e.shape, e.size, count_nonfinite=False)) for _, e in entries]
-        try:
-            with storage.open_source(fs, path) as source:
-                if entries and source.size < max(e.offset + e.size for _, e in entries):
-                    problems.append(f"{storage.display(fs, path)} is {source.size} bytes, shorter than its index says")
-                    continue
-                scan_spans(source, spans, on_bytes=on_bytes)
-        except FileNotFoundError:
-            problems.append(f"{storage.display(fs, path)} is missing")
-            continue
-        except FormatError as exc:
-            problems.append(f"shard {shard}: {exc}")
-            continue
-        for (key, entry), (_, _, summer) in zip(entries, spans):
-            actual = crc_mask(summer.crc)
-            if actual != entry.crc32c or not summer.done:
-                where = f"shard {shard}, bytes {entry.offset}-{entry.offset + entry.size}"
-                problems.append(f"tensor {_readable(key)!r} ({where}): checksum does not match "
-                                f"(index {entry.crc32c:#010x}, data {actual:#010x})")
-    return problems
+    plan = plan_verification(fs, prefix, index)
+    return verification_problems(plan, [verify_range(fs, plan, shard, start, end, on_bytes)
+                                        for shard, start, end in plan.ranges()])
 
 
 def _readable(key: bytes) -> str:
@@ -70,20 +158,36 @@ class Rehearsal:
     outcome: RebuildOutcome | None = None
 
 
-def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None, on_bytes=None) -> Rehearsal:
-    """Rebuild a healthy checkpoint's index while ignoring it, and compare byte for byte."""
+def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources=None
+                   ) -> "tuple[bytes, RebuildPlan | Rehearsal]":
+    """The existing index, and the plan to rebuild it while ignoring it (or the refusal, already a verdict)."""
     own = storage.read_bytes(fs, index_filename(prefix))
     try:
         ctx = open_orphan(fs, prefix, listing, registry_layouts, ignore_own_index=True)
     except NotRebuildable as exc:
-        return Rehearsal("refused", str(exc))
-    outcome = rebuild(ctx, sources, on_bytes=on_bytes)
+        return own, Rehearsal("refused", str(exc))
+    plan = prepare(ctx, sources)
+    if isinstance(plan, RebuildOutcome):
+        return own, Rehearsal("refused", plan.reason, plan)
+    return own, plan
+
+
+def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
+    """Compare the rebuilt index with the existing one byte for byte."""
     if outcome.index_bytes is None:
         return Rehearsal("refused", outcome.reason, outcome)
     if outcome.index_bytes == own:
         return Rehearsal("byte-identical", f"rebuilt from {outcome.source}: identical to the existing index "
                                            f"({len(own)} bytes)", outcome)
     return Rehearsal("differs", _first_difference(own, outcome.index_bytes, outcome.source), outcome)
+
+
+def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None, on_bytes=None) -> Rehearsal:
+    """Rebuild a healthy checkpoint's index while ignoring it, and compare byte for byte."""
+    own, plan = plan_rehearsal(fs, prefix, listing, registry_layouts, sources)
+    if isinstance(plan, Rehearsal):
+        return plan
+    return judge_rehearsal(own, finalize(plan, checksum_whole(fs, plan, on_bytes)))
 
 
 def _first_difference(own: bytes, rebuilt: bytes, source: str) -> str:

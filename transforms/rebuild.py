@@ -1,19 +1,30 @@
 """Rebuild orphans across workers: small ones whole on one worker, big data files split into byte
-ranges whose CRCs are computed on many workers and joined again by prefix."""
+ranges whose CRCs are computed on many workers and joined again by prefix (transforms/ranges.py)."""
 
 import time
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.audit import AuditSettings, failure_record, needs_splitting, plan_orphan, rebuild_in_one, record_outcome
-from recovery.rebuild import checksum_range, finalize, split_ranges
+from recovery.audit import AuditSettings, needs_splitting, plan_orphan, rebuild_in_one, record_outcome
+from recovery.classify import OrphanTask
+from recovery.rebuild import RebuildPlan, checksum_range, finalize, portable, split_ranges
 from recovery.records import Record
 
+from .errors import failures_become_records
 from .metrics import counter, distribution
+from .ranges import PLANS, RANGES, ByteRange, Joined, SpreadRanges
+from .registry import RegistryLayouts
 
-PLANS, RANGES = "plans", "ranges"
+
+class SplitRebuild(NamedTuple):
+    """What finalizing a split orphan needs besides its ranges' CRCs, shipped once per orphan."""
+
+    task: OrphanTask
+    plan: RebuildPlan
+    planning_seconds: float
 
 
 def _record_timing(record: Record) -> Record:
@@ -22,75 +33,53 @@ def _record_timing(record: Record) -> Record:
     return record
 
 
-class PlanRebuild(beam.DoFn):
-    """OrphanTask -> Record when done here; PLANS: (prefix, (task, plan)), RANGES: (prefix, (task, plan, range))."""
+class PlanRebuild(RegistryLayouts):
+    """OrphanTask -> Record when done here; PLANS: (prefix, SplitRebuild); RANGES: ByteRange."""
 
     def __init__(self, settings: AuditSettings):
+        super().__init__(settings)
         self.settings = settings
 
-    def process(self, task):
+    @failures_become_records("rebuild")
+    def process(self, task: OrphanTask):
         started = time.monotonic()
-        try:
-            fs, _ = storage.url_to_fs(task.root)
-            plan = plan_orphan(fs, task, self.settings)
-            if isinstance(plan, Record):
-                plan.seconds = round(time.monotonic() - started, 3)
-                yield _record_timing(plan)
-                return
-            if not needs_splitting(plan, self.settings):
-                yield _record_timing(rebuild_in_one(fs, task, plan, self.settings, started))
-                return
-            ranges = split_ranges(plan, self.settings.split_bytes)
-        except Exception as exc:  # noqa: BLE001 - becomes this orphan's record
-            yield failure_record(task, "rebuild", exc)
+        fs, _ = storage.url_to_fs(task.root)
+        plan = plan_orphan(fs, task, self.settings, self.registry)
+        if isinstance(plan, Record):
+            plan.seconds = round(time.monotonic() - started, 3)
+            yield _record_timing(plan)
+            return
+        if not needs_splitting(plan, self.settings):
+            yield _record_timing(rebuild_in_one(fs, task, plan, self.settings, started))
             return
         counter("split_orphans").inc()
-        yield pvalue.TaggedOutput(PLANS, (task.display_prefix, (task, plan, time.monotonic() - started)))
-        for byte_range in ranges:
-            yield pvalue.TaggedOutput(RANGES, (task.display_prefix, (task, plan, byte_range)))
+        split = SplitRebuild(task, portable(plan), time.monotonic() - started)
+        yield pvalue.TaggedOutput(PLANS, (task.display_prefix, split))
+        for shard, start, end in split_ranges(plan, self.settings.split_bytes):
+            yield pvalue.TaggedOutput(RANGES, ByteRange(task.display_prefix, shard, start, end))
 
 
-class ChecksumRange(beam.DoFn):
-    """(prefix, (task, plan, (shard, start, end))) -> (prefix, (RangeChecksums | error text
-    | StorageUnavailable, seconds))."""
-
-    def process(self, element):
-        prefix, (task, plan, (shard, start, end)) = element
-        started = time.monotonic()
-        try:
-            fs, _ = storage.url_to_fs(task.root)
-            result = checksum_range(fs, plan, shard, start, end)
-        except Exception as exc:  # noqa: BLE001 - reported when the ranges are joined
-            result = f"checksumming shard {shard} bytes {start}-{end} failed: {type(exc).__name__}: {exc}"
-            if storage.is_transient(exc):
-                result = storage.StorageUnavailable(result)   # joined as `error`, not a verdict
-        counter("ranges_checksummed").inc()
-        yield prefix, (result, time.monotonic() - started)
+def checksum(split: SplitRebuild, byte_range: ByteRange):
+    fs, _ = storage.url_to_fs(split.task.root)
+    return checksum_range(fs, split.plan, byte_range.shard, byte_range.start, byte_range.end)
 
 
 class FinalizeRebuild(beam.DoFn):
-    """(prefix, {plans: [(task, plan, seconds)], ranges: [(RangeChecksums, seconds)]}) -> Record."""
+    """Joined(prefix, SplitRebuild, [RangeResult of RangeChecksums]) -> Record."""
 
     def __init__(self, settings: AuditSettings):
         self.settings = settings
 
-    def process(self, element):
-        _, joined = element
-        (task, plan, planning_seconds), = joined[PLANS]
-        try:
-            unavailable = [r for r, _ in joined[RANGES] if isinstance(r, storage.StorageUnavailable)]
-            if unavailable:
-                raise unavailable[0]
-            failed = [r for r, _ in joined[RANGES] if isinstance(r, str)]
-            if failed:
-                raise RuntimeError(failed[0])
-            outcome = finalize(plan, [r for r, _ in joined[RANGES]])
-            seconds = planning_seconds + sum(s for _, s in joined[RANGES])
-            fs, _ = storage.url_to_fs(task.root)
-            record = record_outcome(fs, task, plan, outcome, self.settings, seconds)
-        except Exception as exc:  # noqa: BLE001
-            record = failure_record(task, "rebuild", exc)
-        yield _record_timing(record)
+    @failures_become_records("rebuild", subject=lambda self, joined: (joined.plan.task, "", ""))
+    def process(self, joined: Joined):
+        task, plan, planning_seconds = joined.plan
+        failure = joined.failure()
+        if failure:
+            raise failure.as_exception()
+        outcome = finalize(plan, joined.values())
+        fs, _ = storage.url_to_fs(task.root)
+        yield _record_timing(record_outcome(fs, task, plan, outcome, self.settings,
+                                            planning_seconds + joined.seconds()))
 
 
 class RebuildOrphans(beam.PTransform):
@@ -105,10 +94,7 @@ class RebuildOrphans(beam.PTransform):
                    | "Spread orphans" >> beam.Reshuffle()
                    | "Plan or rebuild" >> beam.ParDo(PlanRebuild(self.settings)).with_outputs(PLANS, RANGES,
                                                                                               main="records"))
-        checksummed = (planned[RANGES]
-                       | "Spread ranges" >> beam.Reshuffle()
-                       | "Checksum ranges" >> beam.ParDo(ChecksumRange()))
-        joined = ({PLANS: planned[PLANS], RANGES: checksummed}
-                  | "Join ranges by prefix" >> beam.CoGroupByKey()
+        joined = ({PLANS: planned[PLANS], RANGES: planned[RANGES]}
+                  | "Checksum ranges" >> SpreadRanges(checksum, "checksumming", "ranges_checksummed")
                   | "Finalize split rebuilds" >> beam.ParDo(FinalizeRebuild(self.settings)))
         return (planned.records, joined) | "Rebuild records" >> beam.Flatten()
