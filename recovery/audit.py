@@ -47,7 +47,7 @@ class AuditSettings:
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings) -> "RebuildPlan | Record":
     """Choose and fit a layout (cheap reads only), or the record saying why nothing fits."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, settings.registry_layouts, ignore_own_index=task.stage_only)
+        ctx = open_orphan(fs, task.prefix, task.listing, settings.registry_layouts)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)

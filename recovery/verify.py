@@ -74,7 +74,7 @@ def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None,
     """Rebuild a healthy checkpoint's index while ignoring it, and compare byte for byte."""
     own = storage.read_bytes(fs, index_filename(prefix))
     try:
-        ctx = open_orphan(fs, prefix, listing, registry_layouts, ignore_own_index=True)
+        ctx = open_orphan(fs, prefix, listing, registry_layouts)
     except NotRebuildable as exc:
         return Rehearsal("refused", str(exc))
     outcome = rebuild(ctx, sources, on_bytes=on_bytes)

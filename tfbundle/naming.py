@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 INDEX_SUFFIX = ".index"
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5,})-of-(?P<num_shards>\d{5,})$")
-_TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
 _PART_RE = re.compile(r"^(?P<base>.+)(?:_temp(?:_[0-9a-f]{32})?/part|\.part)-(?P<part>\d{5,})-of-(?P<parts>\d{5,})$")
 
 
@@ -29,11 +28,6 @@ def parse_data_filename(path: str) -> DataFileName | None:
     if not match:
         return None
     return DataFileName(match["prefix"], int(match["shard"]), int(match["num_shards"]))
-
-
-def is_tempstate(path: str) -> bool:
-    """`*.tempstate<N>`: a BundleWriter file that never got renamed into place."""
-    return bool(_TEMPSTATE_RE.search(path))
 
 
 def part_of(prefix: str) -> tuple[str, int, int] | None:

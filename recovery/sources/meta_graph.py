@@ -15,9 +15,10 @@ import re
 from tfbundle import FormatError, TensorSlice
 
 from .. import storage
+from ..context import OrphanContext
 from ..layout import Layout, Refusal, TensorSpec
 from ..protos import SAVER_V2, MetaGraph, is_fully_defined, read_meta_graph
-from . import OrphanContext
+from .protocol import Source
 
 META_SUFFIX = ".meta"
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable")
@@ -31,7 +32,7 @@ class Unsizable(Exception):
     """The graph does not say what one saved tensor is: the message names it."""
 
 
-def meta_graph_layouts(ctx: OrphanContext) -> list:
+def _meta_graph_layouts(ctx: OrphanContext) -> list:
     if ctx.object_graph is not None:
         return []   # TF2 data names its own keys; a .meta cannot improve on them
     refusals = []
@@ -53,6 +54,20 @@ def meta_graph_layouts(ctx: OrphanContext) -> list:
             return [found]
         refusals.append(found)
     return refusals
+
+
+class MetaGraphSource(Source):
+    name = "TF1 graph"
+    own_declaration = True
+
+    def layouts(self, ctx: OrphanContext) -> list:
+        return _meta_graph_layouts(ctx)
+
+    def declares_shapes(self, layout: Layout) -> bool:
+        return layout.origin is None   # another step's .meta: the same run's, presumably, not this one's
+
+
+meta_graph_layouts = MetaGraphSource()
 
 
 def candidate_meta_paths(ctx: OrphanContext) -> list[str]:
