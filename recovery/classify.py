@@ -10,7 +10,16 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, checksummer, crc_mask, data_filename, naming, read_index
+from tfbundle import (
+    OBJECT_GRAPH_KEY,
+    FormatError,
+    checksummer,
+    crc_mask,
+    data_filename,
+    index_filename,
+    naming,
+    read_index,
+)
 
 from . import storage
 from .discovery import DirectoryContents, Leftover, PrefixFiles, parse_state_file, resolve_state_name
@@ -569,7 +578,7 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
 
 def _look_elsewhere(fs, prefix: str) -> PrefixFiles | None:
     """A state file may name a checkpoint in another directory (absolute paths): ask the backend."""
-    index = prefix + ".index"
+    index = index_filename(prefix)
     if storage.fresh_exists(fs, index):
         return PrefixFiles(prefix, index_size=storage.info(fs, index)["size"])
     data = storage.glob(fs, prefix + ".data-*")

@@ -1,7 +1,7 @@
 """Putting a rebuilt index somewhere: staged under the report directory, or in place.
 
 In place means create-only: never overwrite an `.index`, re-check right before writing, and read
-back afterwards (DESIGN §5). A concurrent writer that got there first is not an error; its bytes
+back afterwards (README, "Safety"). A concurrent writer that got there first is not an error; its bytes
 are compared with ours.
 """
 
@@ -35,7 +35,7 @@ def staged_path(report_dir: str, display_prefix: str) -> str:
     else:
         scheme, rest = "relative", display_prefix
     return posixpath.join(report_dir.rstrip("/"), "rebuilt", encode_segment(scheme),
-                          encode_object_path(rest) + ".index")
+                          index_filename(encode_object_path(rest)))
 
 
 def encode_segment(segment: str) -> str:
