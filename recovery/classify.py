@@ -22,6 +22,7 @@ from tfbundle import (
 )
 
 from . import storage
+from .counters import COUNTER_KEYS
 from .discovery import DirectoryContents, Leftover, PrefixFiles, parse_state_file, resolve_state_name
 from .records import (
     CHECKPOINT,
@@ -36,13 +37,14 @@ from .records import (
     Record,
     inspect_command,
 )
+from .sizes import shard_sizes
 
 # The cheap check every healthy-looking index gets: the CRCs of a few small tensors (step counters,
 # the object graph, the smallest other tensors) against the data, in one batch of ranged reads.
 SPOT_CHECK_TENSORS = 3
 SPOT_CHECK_BYTES = 1 << 20
-COUNTER_SUFFIXES = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE",
-                    "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE", "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
+COUNTER_SUFFIXES = (*COUNTER_KEYS, "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE",
+                    "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
                     "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")
 
 
@@ -420,23 +422,15 @@ def judge_sizes(fs, found: PrefixFiles, index, root: str, directory: str) -> Rec
     """Healthy when every shard the index names is listed at exactly the size its entries reach."""
     display = storage.display(fs, found.prefix)
     num_shards = index.header.num_shards or 1
-    expected = dict.fromkeys(range(num_shards), 0)
-    for _, entry in index.data_entries():
-        expected[entry.shard_id] = max(expected.get(entry.shard_id, 0), entry.offset + entry.size)
     listed = dict(found.data)
-    missing, short, long = [], [], []
-    for shard, needed in sorted(expected.items()):
-        path = data_filename(found.prefix, shard, num_shards)
-        if path not in listed:
-            missing.append(shard)
-        elif listed[path] < needed:
-            short.append(f"shard {shard} has {listed[path]} of {needed} bytes")
-        elif listed[path] > needed:
-            long.append(f"shard {shard} has {listed[path] - needed} bytes more than its index accounts for")
+    shards = shard_sizes(index, lambda shard: listed.get(data_filename(found.prefix, shard, num_shards)))
+    missing = [s.shard for s in shards if s.missing]
+    short = [f"shard {s.shard} has {s.size} of {s.needed} bytes" for s in shards if s.short]
+    long = [f"shard {s.shard} has {s.size - s.needed} bytes more than its index accounts for" for s in shards if s.long]
     record = Record(display, HEALTHY, "", root, CHECKPOINT, directory,
                     index_path=storage.display(fs, found.index_path), data_files=len(found.data),
                     data_bytes=found.data_bytes)
-    strays = sorted(p for p in listed if p not in {data_filename(found.prefix, s, num_shards) for s in expected})
+    strays = sorted(p for p in listed if p not in {data_filename(found.prefix, s.shard, num_shards) for s in shards})
     if missing or short:
         record.status = INCOMPLETE
         parts = []

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfbundle import FormatError, locate_object_graph, parse_data_filename
+from tfbundle import FormatError, locate_object_graph, parse_data_filename, shard_coverage
 
 from . import storage
 
@@ -61,11 +61,10 @@ def data_files_of(prefix: str, listing: list[dict]) -> list[DataFile]:
 def check_complete(prefix_display: str, files: list[DataFile]) -> None:
     if not files:
         raise NotRebuildable(f"no data files for {prefix_display}")
-    counts = {f.num_shards for f in files}
-    if len(counts) > 1:
-        raise NotRebuildable(f"data files of {prefix_display} disagree on the shard count: {sorted(counts)}")
-    expected = counts.pop()
-    missing = sorted(set(range(expected)) - {f.shard for f in files})
+    coverage = shard_coverage(files)
+    if len(coverage.counts) > 1:
+        raise NotRebuildable(f"data files of {prefix_display} disagree on the shard count: {list(coverage.counts)}")
+    expected, missing = coverage.counts[0], coverage.missing
     if missing:
         raise NotRebuildable(f"{len(missing)} of {expected} data shards are missing "
                              f"(shard {', '.join(map(str, missing[:8]))}): an index cannot describe data that is gone")

@@ -13,9 +13,9 @@ from . import storage
 from .caches import SharedCache
 from .context import OrphanContext, step_of
 from .healthy import indexed_siblings, locate_tensor
+from .layout import SAVE_COUNTER_KEY
 
-COUNTER_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
-SAVE_COUNTER = COUNTER_KEYS[0]
+COUNTER_KEYS = (SAVE_COUNTER_KEY, "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
 RUN_SIBLINGS_READ = 2
 
 
@@ -56,7 +56,7 @@ def check_counter(ctx: OrphanContext, plan) -> str | None:
         return (f"{shown} but the name says {step}: a TF1 Saver names model.ckpt-N after the global_step it saves, so "
                 f"this data is not the checkpoint its name claims (damaged, zeroed or mixed up){also}")
     values = dict(counters)
-    if values.get(SAVE_COUNTER) == 0:
+    if values.get(SAVE_COUNTER_KEY) == 0:
         if obeying:
             return (f"save_counter is 0 but the name says {step}, while {obeying[0]} of the same run holds its own "
                     "step: asynchronous saves store 0 in every checkpoint of a run, so this data is not the "

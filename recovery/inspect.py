@@ -19,6 +19,7 @@ from tfbundle import (
     is_slice_key,
     parse_data_filename,
     read_index,
+    shard_coverage,
 )
 
 from . import storage
@@ -27,6 +28,7 @@ from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_st
 from .layout import Layout
 from .protos import read_meta_graph
 from .records import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE
+from .sizes import shard_sizes
 from .sources.meta_graph import candidate_meta_paths, layout_from_meta_graph
 
 LFS_POINTER = b"version https://git-lfs"
@@ -243,22 +245,18 @@ def _healthy(fs, prefix: str, index_path: str, data_files: list):
 
 def _size_problems(fs, index, num_shards: int, data_files: list) -> list[str]:
     """Data files the index needs that are missing, short, or longer than the index accounts for."""
-    ends = [0] * num_shards
-    for _, entry in index.data_entries():
-        if entry.shard_id < num_shards:
-            ends[entry.shard_id] = max(ends[entry.shard_id], entry.offset + entry.size)
     present = {d.shard: d for d in data_files if d.num_shards == num_shards}
     problems = []
-    for shard, end in enumerate(ends):
-        found = present.get(shard)
-        if found is None:
-            problems.append(f"data shard {shard} of {num_shards} is missing")
-        elif found.size < end:
-            problems.append(f"{storage.display(fs, found.path)} has {found.size} bytes; the index needs {end} "
-                            "(truncated copy?)")
-        elif found.size > end:
-            problems.append(f"{storage.display(fs, found.path)} has {found.size - end} bytes after the last tensor "
-                            "the index knows (index and data from different saves?)")
+    for found in shard_sizes(index, lambda shard: present[shard].size if shard in present else None):
+        if found.missing:
+            problems.append(f"data shard {found.shard} of {num_shards} is missing")
+            continue
+        shown = storage.display(fs, present[found.shard].path)
+        if found.short:
+            problems.append(f"{shown} has {found.size} bytes; the index needs {found.needed} (truncated copy?)")
+        elif found.long:
+            problems.append(f"{shown} has {found.size - found.needed} bytes after the last tensor the index knows "
+                            "(index and data from different saves?)")
     return problems
 
 
@@ -289,12 +287,10 @@ def _orphan(fs, prefix: str, data_files: list, listing: list):
 
 
 def _shard_problems(data_files: list) -> list[str]:
-    counts = {d.num_shards for d in data_files}
-    if len(counts) > 1:
-        return [f"data files disagree on the shard count: {sorted(counts)}"]
-    expected = counts.pop()
-    missing = sorted(set(range(expected)) - {d.shard for d in data_files})
-    return [f"data shard {s} of {expected} is missing" for s in missing]
+    coverage = shard_coverage(data_files)
+    if len(coverage.counts) > 1:
+        return [f"data files disagree on the shard count: {list(coverage.counts)}"]
+    return [f"data shard {s} of {coverage.counts[0]} is missing" for s in coverage.missing]
 
 
 def _add_meta_graph_keys(fs, prefix: str, data_files: list, listing: list, orphan: Orphan) -> None:

@@ -139,7 +139,8 @@ class Refusal:
 
 # Keys that depend on how a root was saved rather than on the model: `Checkpoint.save()` adds
 # save_counter, `write()` does not. A source may lack or carry them without being wrong.
-API_DEPENDENT_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE",)
+SAVE_COUNTER_KEY = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"   # an int64 scalar
+API_DEPENDENT_KEYS = (SAVE_COUNTER_KEY,)
 
 
 def expand_attribute_key(attr_key: str, available, attribute_keys=frozenset()) -> list[str]:

@@ -30,6 +30,29 @@ def parse_data_filename(path: str) -> DataFileName | None:
     return DataFileName(match["prefix"], int(match["shard"]), int(match["num_shards"]))
 
 
+@dataclass(frozen=True)
+class ShardCoverage:
+    """Which shards the data files of one prefix cover."""
+
+    counts: tuple      # the distinct shard counts their names declare, sorted
+    missing: tuple     # shard numbers absent under that count; empty unless exactly one count
+    beyond: tuple = ()  # shard numbers at or past that count (`data-00003-of-00002`)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.counts) == 1 and not self.missing and not self.beyond
+
+
+def shard_coverage(files) -> ShardCoverage:
+    """Coverage of data files (anything with `.shard` and `.num_shards`, e.g. parsed names) of one prefix."""
+    counts = tuple(sorted({f.num_shards for f in files}))
+    if len(counts) != 1:
+        return ShardCoverage(counts, ())
+    present = {f.shard for f in files}
+    return ShardCoverage(counts, tuple(s for s in range(counts[0]) if s not in present),
+                         tuple(sorted(s for s in present if s >= counts[0])))
+
+
 def part_of(prefix: str) -> tuple[str, int, int] | None:
     """For a merge-input prefix (`P_temp/part-00000-of-00002`, `P.part-…` on S3) return (P, part, parts)."""
     match = _PART_RE.match(prefix)

@@ -11,11 +11,10 @@ For a SavedModel's variables, fingerprint.pb still checks whatever the registry 
 from tfbundle import OBJECT_GRAPH_KEY, dtype
 
 from ..context import OrphanContext
-from ..layout import API_DEPENDENT_KEYS, Layout, Refusal, describe_key_mismatch, keys_mismatch, layout_from_specs
+from ..layout import SAVE_COUNTER_KEY, Layout, Refusal, describe_key_mismatch, keys_mismatch, layout_from_specs
 from .protocol import Source
 
 SOURCE = "registry"
-SAVE_COUNTER_KEY = API_DEPENDENT_KEYS[0]
 DT_INT64 = dtype("int64").number
 
 
