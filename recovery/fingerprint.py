@@ -1,5 +1,5 @@
 """The exact check a SavedModel offers: `fingerprint.pb`'s checkpoint_hash is Fingerprint64
-(farmhash64) of the variables.index TensorFlow wrote (format doc §7).
+(farmhash64) of the variables.index TensorFlow wrote.
 
 Whatever source gives the layout of a SavedModel's `variables/variables`, the layout carries this
 hash as `expected_fingerprint` and the engine compares the rebuilt index with it before accepting.

@@ -1,7 +1,7 @@
 """Source 4: a TF1 `.meta` graph beside the orphan says what its Saver wrote, in order.
 
 A TF1 checkpoint has no object graph, so the keys must come from the graph. The Saver's SaveV2
-op names every tensor it writes, in data order (sorted by name, format doc §4.3), with the slice
+op names every tensor it writes, in data order (sorted by name), with the slice
 spec of each partitioned piece and each dtype; the variable ops it reads give the shapes. With
 `sharded=True` there is one SaveV2 per device, each feeding the shard its ShardedFilename names.
 A `.meta` without a saver_def falls back to what a default `Saver()` saves: the `variables`

@@ -2,7 +2,7 @@
 
 The checkpoint's object graph gives the keys in data order but no shapes; `saved_model.pb` records
 the dtype and shape of every variable (SavedVariable), and node i of its SavedObjectGraph is node
-i of the checkpoint's TrackableObjectGraph (both come from the same traversal; format doc §7).
+i of the checkpoint's TrackableObjectGraph (both come from the same traversal).
 `fingerprint.pb` then checks a rebuilt index exactly (recovery/fingerprint.py), whatever source
 gave its layout.
 """
