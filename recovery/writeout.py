@@ -11,6 +11,7 @@ from urllib.parse import quote
 from tfbundle import index_filename
 
 from . import storage
+from .listing import STAGED_DIR
 
 
 class IndexAppeared(Exception):
@@ -34,7 +35,7 @@ def staged_path(report_dir: str, display_prefix: str) -> str:
         scheme, rest = "local", display_prefix[1:]
     else:
         scheme, rest = "relative", display_prefix
-    return posixpath.join(report_dir.rstrip("/"), "rebuilt", encode_segment(scheme),
+    return posixpath.join(report_dir.rstrip("/"), STAGED_DIR, encode_segment(scheme),
                           index_filename(encode_object_path(rest)))
 
 
