@@ -29,7 +29,7 @@ from .layout import Layout
 from .protos import read_meta_graph
 from .records import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE
 from .sizes import shard_sizes
-from .sources.meta_graph import candidate_meta_paths, layout_from_meta_graph
+from .sources.meta_graph import META_SUFFIX, candidate_meta_paths, layout_from_meta_graph
 
 LFS_POINTER = b"version https://git-lfs"
 FIRST_BYTES = 16
@@ -326,9 +326,9 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
     if path.endswith(INDEX_SUFFIX):
         prefix = storage.display(fs, path[: -len(INDEX_SUFFIX)])
         return Diagnosis(target, f"you passed the index file; the prefix is {prefix}", shown, _hex(head), prefix)
-    if path.endswith(".meta"):
-        prefix = storage.display(fs, path[: -len(".meta")])
-        if not _is_prefix(fs, path[: -len(".meta")]):
+    if path.endswith(META_SUFFIX):
+        prefix = storage.display(fs, path[: -len(META_SUFFIX)])
+        if not _is_prefix(fs, path[: -len(META_SUFFIX)]):
             return Diagnosis(target, f"you passed a TF1 graph (.meta) file, and its prefix {prefix} has no index and "
                                      "no data files beside it", shown, _hex(head))
         return Diagnosis(target, f"you passed the TF1 graph (.meta) file; the prefix is {prefix}", shown, _hex(head),

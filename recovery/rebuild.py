@@ -85,9 +85,11 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
             allow_zeros: bool = False) -> "RebuildPlan | RebuildOutcome":
     """Fit every source that applies and cross-check them; the first that fits gives the layout.
 
-    An exact source (a part index) ends the search. Otherwise every layout that fits must agree on
-    keys, dtypes, shapes and order with the others, or nothing is rebuilt: the data holds sizes,
-    not shapes, so two fitting sources that disagree cannot be told apart by it.
+    `sources`: the `recovery.sources.Source`s to ask, in order; by default SOURCES (or, under
+    --template/--arch, the chosen one and the checkpoint's own declarations). An exact source (a
+    part index) ends the search. Otherwise every layout that fits must agree on keys, dtypes,
+    shapes and order with the others, or nothing is rebuilt: the data holds sizes, not shapes, so
+    two fitting sources that disagree cannot be told apart by it.
     """
     refusals, fits = [], []
     ctx.fitted_sources = []
