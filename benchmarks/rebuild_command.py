@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from tfbundle import index_filename
+
 from .rebuild_large import BASELINE, GIB, TF_READ, WRITE
 
 TF_IMPORT = "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow"
@@ -68,7 +70,7 @@ def one_size(size_bytes: int, repeats: int, workdir: str | None) -> dict:
         prefix = out.stdout.strip().splitlines()[-1]
         data = prefix + ".data-00000-of-00001"
         original = os.path.join(root, "original.index")
-        os.replace(prefix + ".index", original)
+        os.replace(index_filename(prefix), original)
         # A sibling of the same run: only its index is read, so a copy stands in for it.
         shutil.copy(original, os.path.join(root, "ckpt-0.index"))
         judged = os.path.join(root, "judged")     # TensorFlow's own read needs an index beside the data

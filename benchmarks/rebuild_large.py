@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 
+from tfbundle import index_filename
 from tfbundle.scan import DEFAULT_CHUNK
 
 GIB = 1 << 30
@@ -96,7 +97,7 @@ def main(size_bytes: int = 2 * GIB + (64 << 20), repeats: int = 5, workdir: str 
                              text=True)
         prefix = out.stdout.strip().splitlines()[-1]
         data = prefix + ".data-00000-of-00001"
-        index = prefix + ".index"
+        index = index_filename(prefix)
         original = os.path.join(root, "original.index")
         shutil.copy(index, original)
         # A sibling of the same run: only its index is read, so a copy stands in for it.

@@ -25,6 +25,7 @@ from recovery.listing import (
     hidden_checkpoint_files,
     same_filesystem_path,
 )
+from recovery.records import REBUILT
 from recovery.registry import write_resolved
 from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
 
@@ -232,7 +233,7 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
             print(f"  {status:<13} {prefix}\n                {reason}")
         if total > SHOWN_PROBLEMS:
             print(f"  ... {total - SHOWN_PROBLEMS} more in failures.csv")
-    rebuilt_staged = counts.get("rebuilt", 0) - summary.get("written_in_place", 0)
+    rebuilt_staged = counts.get(REBUILT, 0) - summary.get("written_in_place", 0)
     if rebuilt_staged:
         print(f"staged {rebuilt_staged} rebuilt index(es); promote them all with `sh "
               f"{summary['report_dir'].rstrip('/')}/{PROMOTE}` (create-only), or re-run with --in-place")

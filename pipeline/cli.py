@@ -1,7 +1,8 @@
 """`ckpt-rescue` (also `python -m pipeline`): one subcommand per module, each with add_arguments/run.
 
-Exit codes (DESIGN §6): 0 nothing needs a person, 1 something needs a person, 2 usage or configuration,
-3 could not check (storage kept failing after retries: run again; 1 wins when both apply).
+Exit codes (recovery/records.py, docs/running.md): 0 nothing needs a person, 1 something needs a person,
+2 usage or configuration, 3 could not check (storage kept failing after retries: run again; 1 wins when
+both apply).
 """
 
 import argparse
@@ -9,7 +10,9 @@ import importlib
 import logging
 import sys
 
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3
+from recovery.records import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, EXIT_OK, EXIT_USAGE
+
+__all__ = ["EXIT_ATTENTION", "EXIT_COULD_NOT_CHECK", "EXIT_OK", "EXIT_USAGE", "UsageError", "main"]
 
 # subcommand -> (module under pipeline/, one-line help)
 COMMANDS = {

@@ -11,8 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfbundle import index_filename
+
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
-from .tensorflow_env import TensorFlowMissing, require_tensorflow
+from .tensorflow_env import TensorFlowMissing, import_tensorflow, require_tensorflow
 
 # The demo's own registry: the builder of the model whose orphan nothing else can rebuild.
 DEMO_ARCHITECTURES = {"keras_app": "samples.models:keras_app"}
@@ -72,6 +74,7 @@ def write_demo_tree(tree: Path) -> list[Planted]:
     Only families that TensorFlow alone writes (Keras 3 comes with it; tf_keras is not needed)."""
     from samples.families import write_family
 
+    import_tensorflow()   # quietly, before the samples import it (they leave its start-up notices alone)
     planted = []
     adam = write_family("keras3_adam", tree / "runs" / "adam")
     planted += [Planted(_rel(tree, p), "healthy", "healthy") for p in adam.siblings]
@@ -90,7 +93,7 @@ def write_demo_tree(tree: Path) -> list[Planted]:
     planted += [Planted(_rel(tree, p), "healthy", "healthy") for p in merged.siblings]
     temp = Path(merged.prefix + "_temp")
     temp.mkdir()
-    shutil.copy(merged.prefix + ".index", temp / "part-00000-of-00001.index")   # a crash during the merge
+    shutil.copy(index_filename(merged.prefix), temp / "part-00000-of-00001.index")   # a crash during the merge
     planted.append(_orphan(tree, merged.prefix, "crash during the merge: index lost, part index left", "part index"))
 
     exported = write_family("savedmodel", tree / "exports")
@@ -117,7 +120,7 @@ def write_demo_tree(tree: Path) -> list[Planted]:
 
 
 def _orphan(tree: Path, prefix: str, damage: str, source: str) -> Planted:
-    os.remove(prefix + ".index")
+    os.remove(index_filename(prefix))
     return Planted(_rel(tree, prefix), damage, "rebuilt", source)
 
 

@@ -8,11 +8,12 @@ checkpoint prefix, 3 could not check (the store kept failing).
 
 import sys
 
-from recovery.inspect import inspect_path, render, to_json
+from recovery.inspect import inspect_path
 from recovery.storage import is_transient
 
 from . import preflight
 from .cli import UsageError
+from .inspect_text import render, to_json
 
 
 def add_arguments(parser):

@@ -10,7 +10,7 @@ import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.inspect import Diagnosis, locate_target, render
+from recovery.inspect import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
@@ -18,6 +18,7 @@ from tfbundle import FormatError, index_filename, read_index
 
 from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
+from .inspect_text import render
 from .progress import Progress
 from .registry_args import add_registry_arguments, no_registry_found, registry_layouts_from_args
 from .tf_judge import SKIPPED_NOTICE, tensorflow_available

@@ -11,12 +11,13 @@ import posixpath
 import shlex
 
 from recovery import storage
-from recovery.inspect import diagnose, render
+from recovery.inspect import diagnose
 from recovery.registry import LAYOUTS_DIR, NAME_RE, RegistryError, add_entry, capture_layout, parse_entries
 from tfbundle import FormatError
 
 from . import preflight
 from .cli import EXIT_OK, UsageError
+from .inspect_text import render
 from .registry_args import DEFAULT_REGISTRY
 
 

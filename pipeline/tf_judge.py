@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from tfbundle import (
     DT_STRING,
     DT_VARIANT,
+    INDEX_SUFFIX,
     data_filename,
     decode_slice_key,
     dtype,
@@ -165,7 +166,7 @@ class BackgroundJudge:
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def judge(self, data_paths: list[str], index_bytes: bytes) -> tuple[bool, str]:
-        with tempfile.NamedTemporaryFile(prefix="ckpt-rescue-judged-", suffix=".index") as index_file:
+        with tempfile.NamedTemporaryFile(prefix="ckpt-rescue-judged-", suffix=INDEX_SUFFIX) as index_file:
             index_file.write(index_bytes)
             index_file.flush()
             request = {"data_paths": [os.path.abspath(p) for p in data_paths], "index_path": index_file.name,

@@ -69,7 +69,7 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | 
 
     `registry`: name -> Layout, as registry.load_resolved(settings.registry) gives them."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, registry, ignore_own_index=task.stage_only)
+        ctx = open_orphan(fs, task.prefix, task.listing, registry)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)

@@ -10,9 +10,19 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, checksummer, crc_mask, data_filename, naming, read_index
+from tfbundle import (
+    OBJECT_GRAPH_KEY,
+    FormatError,
+    checksummer,
+    crc_mask,
+    data_filename,
+    index_filename,
+    naming,
+    read_index,
+)
 
 from . import storage
+from .counters import COUNTER_KEYS
 from .discovery import DirectoryContents, Leftover, PrefixFiles, parse_state_file, resolve_state_name
 from .records import (
     CHECKPOINT,
@@ -27,13 +37,14 @@ from .records import (
     Record,
     inspect_command,
 )
+from .sizes import shard_sizes
 
 # The cheap check every healthy-looking index gets: the CRCs of a few small tensors (step counters,
 # the object graph, the smallest other tensors) against the data, in one batch of ranged reads.
 SPOT_CHECK_TENSORS = 3
 SPOT_CHECK_BYTES = 1 << 20
-COUNTER_SUFFIXES = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE",
-                    "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE", "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
+COUNTER_SUFFIXES = (*COUNTER_KEYS, "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE",
+                    "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
                     "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")
 
 
@@ -411,23 +422,15 @@ def judge_sizes(fs, found: PrefixFiles, index, root: str, directory: str) -> Rec
     """Healthy when every shard the index names is listed at exactly the size its entries reach."""
     display = storage.display(fs, found.prefix)
     num_shards = index.header.num_shards or 1
-    expected = dict.fromkeys(range(num_shards), 0)
-    for _, entry in index.data_entries():
-        expected[entry.shard_id] = max(expected.get(entry.shard_id, 0), entry.offset + entry.size)
     listed = dict(found.data)
-    missing, short, long = [], [], []
-    for shard, needed in sorted(expected.items()):
-        path = data_filename(found.prefix, shard, num_shards)
-        if path not in listed:
-            missing.append(shard)
-        elif listed[path] < needed:
-            short.append(f"shard {shard} has {listed[path]} of {needed} bytes")
-        elif listed[path] > needed:
-            long.append(f"shard {shard} has {listed[path] - needed} bytes more than its index accounts for")
+    shards = shard_sizes(index, lambda shard: listed.get(data_filename(found.prefix, shard, num_shards)))
+    missing = [s.shard for s in shards if s.missing]
+    short = [f"shard {s.shard} has {s.size} of {s.needed} bytes" for s in shards if s.short]
+    long = [f"shard {s.shard} has {s.size - s.needed} bytes more than its index accounts for" for s in shards if s.long]
     record = Record(display, HEALTHY, "", root, CHECKPOINT, directory,
                     index_path=storage.display(fs, found.index_path), data_files=len(found.data),
                     data_bytes=found.data_bytes)
-    strays = sorted(p for p in listed if p not in {data_filename(found.prefix, s, num_shards) for s in expected})
+    strays = sorted(p for p in listed if p not in {data_filename(found.prefix, s.shard, num_shards) for s in shards})
     if missing or short:
         record.status = INCOMPLETE
         parts = []
@@ -569,7 +572,7 @@ def classify_state_file(fs, path: str, contents: DirectoryContents, root: str, d
 
 def _look_elsewhere(fs, prefix: str) -> PrefixFiles | None:
     """A state file may name a checkpoint in another directory (absolute paths): ask the backend."""
-    index = prefix + ".index"
+    index = index_filename(prefix)
     if storage.fresh_exists(fs, index):
         return PrefixFiles(prefix, index_size=storage.info(fs, index)["size"])
     data = storage.glob(fs, prefix + ".data-*")

@@ -1,11 +1,42 @@
 """Gather what a rebuild may look at for one prefix: its data files, directory and object graph."""
 
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
-from tfbundle import FormatError, locate_object_graph, parse_data_filename
+from tfbundle import FormatError, locate_object_graph, parse_data_filename, shard_coverage
 
 from . import storage
-from .sources import DataFile, OrphanContext
+
+
+@dataclass
+class DataFile:
+    path: str          # filesystem path, no scheme
+    shard: int
+    num_shards: int
+    size: int | None   # as listed; None: ask the file
+
+
+@dataclass
+class OrphanContext:
+    """What a source may look at: the orphan's files and its directory, as listed once."""
+
+    fs: Any
+    prefix: str                      # filesystem path of the checkpoint prefix, no scheme
+    display_prefix: str              # as the user would type it (with gs:// etc.)
+    data_files: list                 # DataFile, sorted by shard
+    directory_listing: list          # fsspec ls(detail=True) dicts of the prefix's directory
+    object_graph: Any = None         # tfbundle.ObjectGraph from the last shard; None for TF1 data
+    graph_tensor: Any = None         # tfbundle LocatedObjectGraph (offset, size, payload, masked_crc) of that graph
+    registry: Any = None             # name -> Layout (pipeline.builders.resolve_registry), or None
+    arch: str | None = None          # --arch: use only this registry entry
+    template: str | None = None      # --template PREFIX: use only this healthy checkpoint
+    notes: list = field(default_factory=list)             # what a source could not consult, for cannot_confirm
+    fitted_sources: list = field(default_factory=list)   # sources whose layout fit so far (set by the engine)
+
+    @property
+    def num_shards(self) -> int:
+        return self.data_files[0].num_shards if self.data_files else 0
 
 
 class NotRebuildable(Exception):
@@ -30,18 +61,17 @@ def data_files_of(prefix: str, listing: list[dict]) -> list[DataFile]:
 def check_complete(prefix_display: str, files: list[DataFile]) -> None:
     if not files:
         raise NotRebuildable(f"no data files for {prefix_display}")
-    counts = {f.num_shards for f in files}
-    if len(counts) > 1:
-        raise NotRebuildable(f"data files of {prefix_display} disagree on the shard count: {sorted(counts)}")
-    expected = counts.pop()
-    missing = sorted(set(range(expected)) - {f.shard for f in files})
+    coverage = shard_coverage(files)
+    if len(coverage.counts) > 1:
+        raise NotRebuildable(f"data files of {prefix_display} disagree on the shard count: {list(coverage.counts)}")
+    expected, missing = coverage.counts[0], coverage.missing
     if missing:
         raise NotRebuildable(f"{len(missing)} of {expected} data shards are missing "
                              f"(shard {', '.join(map(str, missing[:8]))}): an index cannot describe data that is gone")
 
 
 def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_layouts=None, arch=None,
-                template=None, ignore_own_index: bool = False) -> OrphanContext:
+                template=None) -> OrphanContext:
     """Context for rebuilding `prefix` (a filesystem path). Raises NotRebuildable with the reason."""
     directory = storage.prefix_directory(prefix)
     if listing is None:
@@ -54,7 +84,7 @@ def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_lay
     return OrphanContext(fs=fs, prefix=prefix, display_prefix=display, data_files=files,
                          directory_listing=listing, object_graph=graph, graph_tensor=found[1] if found else None,
                          registry=registry_layouts,
-                         arch=arch, template=template, ignore_own_index=ignore_own_index)
+                         arch=arch, template=template)
 
 
 def find_object_graph(fs, files: list[DataFile]):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import text_format
 
-from tfbundle import FormatError, naming, parse_data_filename
+from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
 
 from .protos.checkpoint_state_pb2 import CheckpointState
 
@@ -184,9 +184,7 @@ def _unrenamed(path: str, size: int) -> Leftover:
 def _is_complete(found: PrefixFiles) -> bool:
     if found.index_size is None or not found.data:
         return False
-    shards = {parse_data_filename(path) for path, _ in found.data}
-    counts = {s.num_shards for s in shards}
-    return len(counts) == 1 and {s.shard for s in shards} == set(range(counts.pop()))
+    return shard_coverage([parse_data_filename(path) for path, _ in found.data]).complete
 
 
 @dataclass

@@ -2,19 +2,16 @@
 diagnosis of the wrong path (a third of "corrupt checkpoint" reports are a data file, index, state
 file or git-lfs pointer passed as the prefix).
 
-Pure logic over fsspec; `pipeline/inspect_cmd.py` prints the result as text or JSON.
+Pure logic over fsspec that returns data; `pipeline/inspect_text.py` shows it as text or JSON.
 """
 
-import dataclasses
 import difflib
-import json
 import posixpath
-import shlex
 import tarfile
 from dataclasses import dataclass, field
 
 from tfbundle import (
-    OBJECT_GRAPH_KEY,
+    INDEX_SUFFIX,
     FormatError,
     decode_slice_key,
     dtype,
@@ -22,17 +19,18 @@ from tfbundle import (
     is_slice_key,
     parse_data_filename,
     read_index,
+    shard_coverage,
 )
 
 from . import storage
-from .context import data_files_of, find_object_graph
+from .context import OrphanContext, data_files_of, find_object_graph
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
 from .layout import Layout
 from .protos import read_meta_graph
-from .sources import OrphanContext
-from .sources.meta_graph import candidate_meta_paths, layout_from_meta_graph
+from .records import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE
+from .sizes import shard_sizes
+from .sources.meta_graph import META_SUFFIX, candidate_meta_paths, layout_from_meta_graph
 
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE = 0, 1, 2
 LFS_POINTER = b"version https://git-lfs"
 FIRST_BYTES = 16
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -194,7 +192,7 @@ def _nameless_prefix(fs, directory: str):
     """TF1 `saver.save(sess, "dir/")` writes `dir/.index` and `dir/.data-…`: then "dir/" IS the prefix."""
     prefix = directory.rstrip("/") + "/"
     listing = fs.ls(directory, detail=True)
-    index_exists = any(i["name"] == prefix + ".index" and i.get("type") != "directory" for i in listing)
+    index_exists = any(i["name"] == index_filename(prefix) and i.get("type") != "directory" for i in listing)
     data_files = data_files_of(prefix, listing)
     if index_exists or data_files:
         return prefix, listing, index_exists, data_files
@@ -247,22 +245,18 @@ def _healthy(fs, prefix: str, index_path: str, data_files: list):
 
 def _size_problems(fs, index, num_shards: int, data_files: list) -> list[str]:
     """Data files the index needs that are missing, short, or longer than the index accounts for."""
-    ends = [0] * num_shards
-    for _, entry in index.data_entries():
-        if entry.shard_id < num_shards:
-            ends[entry.shard_id] = max(ends[entry.shard_id], entry.offset + entry.size)
     present = {d.shard: d for d in data_files if d.num_shards == num_shards}
     problems = []
-    for shard, end in enumerate(ends):
-        found = present.get(shard)
-        if found is None:
-            problems.append(f"data shard {shard} of {num_shards} is missing")
-        elif found.size < end:
-            problems.append(f"{storage.display(fs, found.path)} has {found.size} bytes; the index needs {end} "
-                            "(truncated copy?)")
-        elif found.size > end:
-            problems.append(f"{storage.display(fs, found.path)} has {found.size - end} bytes after the last tensor "
-                            "the index knows (index and data from different saves?)")
+    for found in shard_sizes(index, lambda shard: present[shard].size if shard in present else None):
+        if found.missing:
+            problems.append(f"data shard {found.shard} of {num_shards} is missing")
+            continue
+        shown = storage.display(fs, present[found.shard].path)
+        if found.short:
+            problems.append(f"{shown} has {found.size} bytes; the index needs {found.needed} (truncated copy?)")
+        elif found.long:
+            problems.append(f"{shown} has {found.size - found.needed} bytes after the last tensor the index knows "
+                            "(index and data from different saves?)")
     return problems
 
 
@@ -293,12 +287,10 @@ def _orphan(fs, prefix: str, data_files: list, listing: list):
 
 
 def _shard_problems(data_files: list) -> list[str]:
-    counts = {d.num_shards for d in data_files}
-    if len(counts) > 1:
-        return [f"data files disagree on the shard count: {sorted(counts)}"]
-    expected = counts.pop()
-    missing = sorted(set(range(expected)) - {d.shard for d in data_files})
-    return [f"data shard {s} of {expected} is missing" for s in missing]
+    coverage = shard_coverage(data_files)
+    if len(coverage.counts) > 1:
+        return [f"data files disagree on the shard count: {list(coverage.counts)}"]
+    return [f"data shard {s} of {coverage.counts[0]} is missing" for s in coverage.missing]
 
 
 def _add_meta_graph_keys(fs, prefix: str, data_files: list, listing: list, orphan: Orphan) -> None:
@@ -331,12 +323,12 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
     if data_name is not None:
         prefix = storage.display(fs, data_name.prefix)
         return Diagnosis(target, f"you passed the data file; the prefix is {prefix}", shown, _hex(head), prefix)
-    if path.endswith(".index"):
-        prefix = storage.display(fs, path[: -len(".index")])
+    if path.endswith(INDEX_SUFFIX):
+        prefix = storage.display(fs, path[: -len(INDEX_SUFFIX)])
         return Diagnosis(target, f"you passed the index file; the prefix is {prefix}", shown, _hex(head), prefix)
-    if path.endswith(".meta"):
-        prefix = storage.display(fs, path[: -len(".meta")])
-        if not _is_prefix(fs, path[: -len(".meta")]):
+    if path.endswith(META_SUFFIX):
+        prefix = storage.display(fs, path[: -len(META_SUFFIX)])
+        if not _is_prefix(fs, path[: -len(META_SUFFIX)]):
             return Diagnosis(target, f"you passed a TF1 graph (.meta) file, and its prefix {prefix} has no index and "
                                      "no data files beside it", shown, _hex(head))
         return Diagnosis(target, f"you passed the TF1 graph (.meta) file; the prefix is {prefix}", shown, _hex(head),
@@ -380,7 +372,7 @@ def _archive(fs, path: str, target: str, head: bytes) -> Diagnosis:
         except (tarfile.TarError, OSError, EOFError):
             members = []
     prefixes = sorted({p.prefix for p in map(parse_data_filename, members) if p} |
-                      {m[: -len(".index")] for m in members if m.endswith(".index")})
+                      {m[: -len(INDEX_SUFFIX)] for m in members if m.endswith(INDEX_SUFFIX)})
     problem = "you passed an archive; extract it, then pass the checkpoint prefix inside"
     if prefixes:
         problem += f" (it holds {len(prefixes)}: {', '.join(prefixes[:5])})"
@@ -450,84 +442,3 @@ def _sniff(head: bytes) -> str:
     if not head:
         return "empty"
     return "unrecognised content"
-
-
-# --- output ---------------------------------------------------------------------------------------
-
-def to_json(result) -> str:
-    fields = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("kind", "exit_code")}
-    return json.dumps({"kind": result.kind, "exit_code": result.exit_code, **fields}, indent=1)
-
-
-def render(result, command: str | None = "inspect") -> str:
-    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run)."""
-    if result.kind == "diagnosis":
-        return "\n".join(_render_diagnosis(result, command)) + "\n"
-    return "\n".join(_RENDERERS[result.kind](result)) + "\n"
-
-
-def _render_healthy(r: Healthy) -> list[str]:
-    lines = [f"checkpoint {r.prefix}: healthy" + (" but with problems" if r.problems else ""),
-             f"index      {r.index_path} ({r.index_size} bytes, {r.index_blocks} block(s))",
-             f"header     {r.num_shards} shard(s), version {r.producer} (min consumer {r.min_consumer}), "
-             f"{r.endianness}-endian"]
-    lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
-    lines += [f"PROBLEM    {p}" for p in r.problems]
-    lines.append(f"{len(r.tensors)} tensor(s):")
-    rows = [("key", "dtype", "shape", "shard", "offset", "size", "crc32c")]
-    for t in r.tensors:
-        shape = "[" + ", ".join(map(str, t.shape)) + "]"
-        if t.slices:
-            rows.append((t.key, t.dtype, shape, "-", "-", str(t.size), f"partitioned, {len(t.slices)} slices"))
-            rows += [(f"  slice {s.extents}", "", "", str(s.shard), str(s.offset), str(s.size), f"{s.crc32c:08x}")
-                     for s in t.slices]
-        else:
-            rows.append((t.key, t.dtype, shape, str(t.shard), str(t.offset), str(t.size), f"{t.crc32c:08x}"))
-    return lines + _table(rows)
-
-
-def _render_orphan(r: Orphan) -> list[str]:
-    lines = [f"checkpoint {r.prefix}: ORPHAN (data files, no index)"]
-    lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
-    lines += [f"PROBLEM    {p}" for p in r.problems]
-    graph = r.object_graph
-    if graph is None:
-        lines.append("no object graph (TF1 Saver checkpoint, or not a TensorFlow data file)")
-        if r.meta_graph:
-            lines.append(f"the TF1 graph {r.meta_graph} says its Saver wrote {len(r.meta_keys)} tensor(s), "
-                         "in data order:")
-            lines += [f"  {key}" for key in r.meta_keys]
-    else:
-        lines.append(f"object graph at the end of {graph.data_file}: offset {graph.offset}, {graph.size} bytes, "
-                     f"{graph.nodes} node(s)")
-        lines.append(f"{len(graph.keys)} checkpoint key(s) in data order, then {OBJECT_GRAPH_KEY}:")
-        lines += [f"  {key}" for key in graph.keys]
-    lines.append(f"to rebuild the index: ckpt-rescue rebuild {r.prefix}")
-    return lines
-
-
-def _render_unreadable(r: Unreadable) -> list[str]:
-    return [f"checkpoint {r.prefix}: the index cannot be read",
-            f"index      {r.index_path}: {r.error}",
-            f"first bytes {r.first_bytes}"]
-
-
-def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str]:
-    lines = [f"{r.target}: {r.problem}"]
-    if r.file:
-        lines.append(f"file        {r.file}")
-    if r.first_bytes is not None:
-        lines.append(f"first bytes {r.first_bytes or '(empty file)'}")
-    lines += [f"  {c}" for c in r.candidates]
-    if r.suggestion and command:
-        lines.append(f"try: ckpt-rescue {command} {shlex.quote(r.suggestion)}")
-    return lines
-
-
-def _table(rows) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-
-
-_RENDERERS = {"healthy": _render_healthy, "orphan": _render_orphan, "unreadable-index": _render_unreadable,
-              "diagnosis": _render_diagnosis}

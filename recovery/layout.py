@@ -9,7 +9,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from tfbundle import BundleIndex, TensorSlice, decode_slice_key, dtype, is_slice_key
+from tfbundle import DT_STRING, OBJECT_GRAPH_KEY, BundleIndex, TensorSlice, decode_slice_key, dtype, is_slice_key
 
 MAX_STORED_GRAPH = 1 << 20   # object graphs up to this size are kept whole in a layout file, to show differences
 
@@ -139,7 +139,8 @@ class Refusal:
 
 # Keys that depend on how a root was saved rather than on the model: `Checkpoint.save()` adds
 # save_counter, `write()` does not. A source may lack or carry them without being wrong.
-API_DEPENDENT_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE",)
+SAVE_COUNTER_KEY = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"   # an int64 scalar
+API_DEPENDENT_KEYS = (SAVE_COUNTER_KEY,)
 
 
 def expand_attribute_key(attr_key: str, available, attribute_keys=frozenset()) -> list[str]:
@@ -161,8 +162,6 @@ def layout_from_specs(graph, specs: dict, source: str, kind: str) -> "Layout | R
     Data order is object-graph node order, then attribute order, then the object graph itself.
     Refuses, naming the keys, unless the source covers exactly the orphan's keys.
     """
-    from tfbundle import DT_STRING, OBJECT_GRAPH_KEY
-
     ordered, missing = [], []
     covered = set()
     attribute_keys = frozenset(graph.checkpoint_keys())
@@ -179,6 +178,19 @@ def layout_from_specs(graph, specs: dict, source: str, kind: str) -> "Layout | R
         return Refusal(source, describe_key_mismatch(source, missing, extra), missing, extra)
     ordered.append(TensorSpec(OBJECT_GRAPH_KEY, DT_STRING, ()))
     return Layout(ordered, 1, source, kind)
+
+
+def keys_mismatch(layout: Layout, graph) -> tuple[list, list]:
+    """(missing, extra) between a layout's keys and an object graph's attributes."""
+    have = set(layout.keys())   # a set: membership for each of thousands of attributes
+    missing, covered = [], {OBJECT_GRAPH_KEY}
+    attribute_keys = frozenset(graph.checkpoint_keys())
+    for attr in graph.checkpoint_keys():
+        keys = expand_attribute_key(attr, have, attribute_keys)
+        covered.update(keys)
+        if not keys:
+            missing.append(attr)
+    return missing, sorted(set(have) - covered)
 
 
 def describe_key_mismatch(source: str, missing: list, extra: list) -> str:

@@ -108,7 +108,7 @@ def _excluded(path: str, exclude: str | None) -> bool:
 def hidden_checkpoint_files(fs, report_path: str) -> list:
     """Checkpoint files inside a report directory that are not ours: an audit that leaves the report
     directory out of its listing would never see them. Staged indexes under `rebuilt/` are ours."""
-    from tfbundle import parse_data_filename
+    from tfbundle import INDEX_SUFFIX, parse_data_filename
 
     from .discovery import STATE_FILE
 
@@ -118,9 +118,9 @@ def hidden_checkpoint_files(fs, report_path: str) -> list:
     found = []
     for name in sorted(fs.find(report_path, withdirs=False)):
         leaf = posixpath.basename(name)
-        is_checkpoint_file = (name.endswith(".index") or parse_data_filename(name) is not None
+        is_checkpoint_file = (name.endswith(INDEX_SUFFIX) or parse_data_filename(name) is not None
                               or leaf == STATE_FILE)
-        if is_checkpoint_file and not (name.startswith(staged) and name.endswith(".index")):
+        if is_checkpoint_file and not (name.startswith(staged) and name.endswith(INDEX_SUFFIX)):
             found.append(name)
     return found
 

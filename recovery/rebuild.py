@@ -2,6 +2,8 @@
 
 Three phases so a pipeline can spread one huge orphan over several workers:
   prepare(ctx)                       -> RebuildPlan (cheap reads) or an unrecoverable RebuildOutcome
+                                        (fitting.py offers and fits layouts; agreement.py and
+                                        counters.py cross-check them)
   checksum_range(fs, plan, shard, start, end) -> RangeChecksums (the heavy streaming part)
   finalize(plan, [RangeChecksums])   -> RebuildOutcome with the index bytes, or a refusal
 `rebuild(ctx)` runs all three in one process.
@@ -9,46 +11,34 @@ Three phases so a pipeline can spread one huge orphan over several workers:
 
 import dataclasses
 import shlex
-import struct
 from dataclasses import dataclass, field
 
 from tfbundle import (
     DT_STRING,
     DT_VARIANT,
-    OBJECT_GRAPH_KEY,
     BundleEntry,
     BundleHeader,
     FormatError,
     crc_combine,
     crc_mask,
-    data_filename,
     dtype,
     encode_slice_key,
-    measure,
     read_index,
     scan_spans,
     write_index,
 )
-from tfbundle.object_graph import parse_object_graph
 from tfbundle.scan import DEFAULT_CHUNK
-from tfbundle.tensors import checksummer, count_variant_elements, probe_string_count
-from tfbundle.varint import decode_varint
+from tfbundle.tensors import checksummer
 
 from . import storage, zeros
-from .caches import SharedCache
-from .context import step_of
-from .evidence import MAX_MATCHED_KEYS, Evidence, compare_object_graphs, shape_ambiguity
+from .agreement import check_object_graph, cross_checked, first_disagreement
+from .context import OrphanContext
+from .counters import check_counter
+from .evidence import MAX_MATCHED_KEYS, Evidence
+from .fingerprint import fingerprint64
+from .fitting import candidate_layouts, fit
 from .layout import Layout, Refusal, TensorSpec, reference_key
-from .sources import OrphanContext
-
-REBUILT, UNRECOVERABLE = "rebuilt", "unrecoverable"
-
-
-@dataclass
-class PlacedTensor:
-    spec: TensorSpec
-    offset: int
-    size: int
+from .records import REBUILT, UNRECOVERABLE
 
 
 @dataclass
@@ -56,7 +46,7 @@ class RebuildPlan:
     prefix: str                      # filesystem path of the prefix
     display_prefix: str
     layout: Layout
-    placed: list                     # PlacedTensor in data order (shard, offset)
+    placed: list                     # fitting.PlacedTensor in data order (shard, offset)
     shard_paths: list
     shard_sizes: list
     checks: list = field(default_factory=list)        # checks passed while preparing, in words
@@ -92,390 +82,46 @@ class RebuildOutcome:
     evidence: Evidence | None = None  # what confirmed the layout and data, what cannot be confirmed
 
 
-def default_sources():
-    """Sources best first (DESIGN §3). Imported here so each source module stays independent."""
-    from .sources.part_index import part_index_layouts
-    from .sources.sibling import sibling_layouts
-
-    sources = [part_index_layouts, sibling_layouts]
-    for module_name, function_name in (("savedmodel", "savedmodel_layouts"), ("meta_graph", "meta_graph_layouts"),
-                                       ("registry_source", "registry_layouts")):
-        try:
-            module = __import__(f"recovery.sources.{module_name}", fromlist=[function_name])
-        except ImportError:
-            continue
-        sources.append(getattr(module, function_name))
-    return sources
-
-
-def candidate_layouts(ctx: OrphanContext, sources=None):
-    """Every layout and refusal the sources offer, best source first.
-
-    A source the user chose (--template, --arch) comes first; the sources that carry the model's
-    declared shapes still cross-check it.
-    """
-    if sources is None and (ctx.template or ctx.arch):
-        sources = _chosen_sources(ctx)
-    for source in sources if sources is not None else default_sources():
-        try:
-            yield from source(ctx)
-        except (FormatError, OSError, ValueError) as exc:
-            if storage.is_transient(exc):
-                raise   # the store did not answer: stop with `error`, never fall through to a weaker source
-            yield Refusal(getattr(source, "__name__", "source"), f"failed: {exc}")
-
-
-def fit(ctx: OrphanContext, layout: Layout) -> "RebuildPlan | Refusal":
-    """Place the layout's tensors on the orphan's bytes; refuse unless they tile every file exactly."""
-    _attach_savedmodel_fingerprint(ctx, layout)
-    notes = []
-    if layout.num_shards != ctx.num_shards:
-        return Refusal(layout.source, f"describes {layout.num_shards} data shard(s); this checkpoint has "
-                                      f"{ctx.num_shards}")
-    placed = []
-    for shard, (specs, data_file) in enumerate(zip(layout.by_shard(), ctx.data_files)):
-        offset = 0
-        with storage.open_source(ctx.fs, data_file.path, data_file.size) as source:
-            for spec in specs:
-                try:
-                    spec, size, note = _measure_here(source, offset, spec)
-                except FormatError as exc:
-                    return Refusal(layout.source, f"does not fit shard {shard}: at tensor {spec.describe()} "
-                                                  f"(byte {offset}): {exc}")
-                if note:
-                    notes.append(note)
-                placed.append(PlacedTensor(spec, offset, size))
-                offset += size
-        if offset != data_file.size:
-            more_or_less = "fewer" if offset < data_file.size else "more"
-            return Refusal(layout.source, f"accounts for {offset} bytes of shard {shard} but the file has "
-                                          f"{data_file.size} ({abs(data_file.size - offset)} bytes {more_or_less}): "
-                                          "the shapes or dtypes differ from what was saved")
-    checks = [f"{layout.source}: {len(placed)} tensors tile all {ctx.num_shards} data file(s) exactly "
-              f"({sum(d.size for d in ctx.data_files)} bytes)"] + notes
-    if ctx.object_graph is not None:
-        checks.append("keys equal the checkpoint's own object graph")
-    return RebuildPlan(ctx.prefix, ctx.display_prefix, layout, placed, [d.path for d in ctx.data_files],
-                       [d.size for d in ctx.data_files], checks)
-
-
-
-def _measure_here(source, offset: int, spec: TensorSpec) -> tuple:
-    """(spec, size, note) of the tensor at `offset`, with element counts a layout from another
-    checkpoint cannot know read from this one's bytes.
-
-    A rank-1 variant (a tf.data iterator's state) changes length between saves: its elements are
-    counted by their checksums. A rank-1 string tensor whose count does not verify here (a table's
-    keys) gets the first count whose length checksum does. The note says when the count changed.
-    """
-    rank_one = spec.slice is None and len(spec.shape) == 1
-    if rank_one and spec.dtype == DT_VARIANT:
-        count, size = count_variant_elements(source, offset)
-    elif rank_one and spec.dtype == DT_STRING:
-        try:
-            return spec, measure(source, offset, spec.dtype, spec.shape), ""
-        except FormatError:
-            count = probe_string_count(source, offset)
-            size = measure(source, offset, spec.dtype, (count,))
-    else:
-        return spec, measure(source, offset, spec.dtype, spec.stored_shape), ""
-    if count == spec.shape[0]:
-        return spec, size, ""
-    return (dataclasses.replace(spec, shape=(count,)), size,
-            f"{spec.key}: {count} element(s) in this checkpoint's bytes (the layout said {spec.shape[0]}); "
-            "verified by in-band checksums")
-
-
-def _attach_savedmodel_fingerprint(ctx: OrphanContext, layout: Layout) -> None:
-    """A SavedModel's variables get the exact fingerprint check whichever source gave the layout."""
-    if layout.expected_fingerprint is not None:
-        return
-    from .sources.savedmodel import attach_fingerprint, savedmodel_dir_of
-
-    export_dir = savedmodel_dir_of(ctx.prefix)
-    if export_dir is not None:
-        attach_fingerprint(ctx.fs, export_dir, layout)
-
-
-def _chosen_sources(ctx: OrphanContext) -> list:
-    """--template or --arch first, then the checkpoint's own SavedModel and .meta, as cross-checks.
-
-    Not the registry under --template, nor siblings under --arch: those are what the user chose
-    between when sources disagreed.
-    """
-    from .sources.sibling import sibling_layouts
-
-    own = [s for s in default_sources() if s.__name__ in ("savedmodel_layouts", "meta_graph_layouts")]
-    if ctx.template:
-        return [sibling_layouts] + own
-    return [s for s in default_sources() if s.__name__ == "registry_layouts"] + own
-
-
-# Sources whose shapes are the model's own declaration, not what one other checkpoint happened to hold.
-DECLARED_SHAPE_KINDS = ("savedmodel", "meta-graph", "registry")
-COUNTER_KEYS = ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
-SAVE_COUNTER = COUNTER_KEYS[0]
-RUN_SIBLINGS_READ = 2
-
-
-def check_counter(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
-    """Where the name carries a step and the data a counter, compare them: a refusal reason or None.
-
-    The same rule whatever source gave the layout (a sibling, --template, a registered layout):
-    - TF1 Savers name `model.ckpt-N` after the global_step they are given: a global_step that
-      contradicts the name refuses, unless the run's other checkpoints disagree with their names too
-      (a run that names by epoch).
-    - TF2 `CheckpointManager` names ckpt-N after save_counter unless given checkpoint_number=, so a
-      mismatch refuses only when another checkpoint of the same run obeys the naming.
-    - An asynchronous TF2 save stores save_counter = 0 whatever the step: accepted, with a note,
-      unless another checkpoint of the same run holds a counter equal to its step.
-    """
-    step = step_of(ctx.prefix)
-    if step is None:
-        return None
-    counters = _orphan_counters(ctx, plan)
-    if not counters:
-        plan.cannot_confirm.append(f"the step {step} in the name: the data holds no save_counter or global_step "
-                                   "to compare it with")
-        return None
-    for key, value in counters:
-        if value == step:
-            plan.checks.append(f"{_counter_name(key)} = {value}, the step in the name")
-            return None
-    shown = ", ".join(f"{_counter_name(k)} = {v}" for k, v in counters)
-    obeying, disobeying = _run_naming(ctx, [k for k, _ in counters])
-    unknown_step = f"the step: {shown} while the name says {step}; nothing else in the data says which step this is"
-    if ctx.object_graph is None:   # TF1 Saver data
-        if disobeying and not obeying:
-            plan.checks.append(f"note: {shown} while the name says {step}, as in {disobeying[0]} of the same run "
-                               "(a run that names its checkpoints by something else)")
-            plan.cannot_confirm.append(unknown_step)
-            return None
-        also = f"; {obeying[0]} of the same run holds its own step" if obeying else ""
-        return (f"{shown} but the name says {step}: a TF1 Saver names model.ckpt-N after the global_step it saves, so "
-                f"this data is not the checkpoint its name claims (damaged, zeroed or mixed up){also}")
-    values = dict(counters)
-    if values.get(SAVE_COUNTER) == 0:
-        if obeying:
-            return (f"save_counter is 0 but the name says {step}, while {obeying[0]} of the same run holds its own "
-                    "step: asynchronous saves store 0 in every checkpoint of a run, so this data is not the "
-                    "checkpoint its name claims")
-        plan.checks.append(f"note: save_counter = 0 while the name says {step}: asynchronous saves "
-                           "(CheckpointOptions(experimental_enable_async_checkpoint=True)) store 0 whatever the step")
-        plan.cannot_confirm.append(f"the step: save_counter is 0, as an asynchronous save stores it; nothing else in "
-                                   f"the data says this is step {step}")
-        return None
-    if obeying:
-        return (f"{shown} but the name says {step}, while {obeying[0]} of the same run holds its own step: this data "
-                "is not the checkpoint its name claims")
-    plan.checks.append(f"note: {shown} while the name says {step} (runs that pass checkpoint_number= name files by "
-                       "step)")
-    plan.cannot_confirm.append(unknown_step)
-    return None
-
-
-def _counter_name(key: str) -> str:
-    return key.split("/")[0]
-
-
-def _orphan_counters(ctx: OrphanContext, plan: RebuildPlan) -> list:
-    """(key, value) of every scalar step counter in the orphan's data, in COUNTER_KEYS order."""
-    found = []
-    for key in COUNTER_KEYS:
-        for placed in plan.placed:
-            spec = placed.spec
-            if spec.key == key and not spec.slice and spec.shape == ():
-                value = read_counter(ctx.fs, plan.shard_paths[spec.shard], placed.offset, spec.dtype)
-                if value is not None:
-                    found.append((key, value))
-    return found
-
-
-def _run_naming(ctx: OrphanContext, keys: list) -> tuple[list, list]:
-    """The nearest healthy checkpoints of the same run (same name stem, same directory): those whose
-    counter equals the step in their name, and those whose counter does not. Cached per process."""
-    own = ctx.prefix.rsplit("/", 1)[-1]
-    stem = own.rsplit("-", 1)[0]
-    step = step_of(ctx.prefix)
-    from .sources.sibling import indexed_siblings
-
-    others = []
-    for prefix, _ in indexed_siblings(ctx):
-        leaf = prefix.rsplit("/", 1)[-1]
-        other_step = step_of(prefix)
-        if other_step is not None and leaf.rsplit("-", 1)[0] == stem:
-            others.append((abs(other_step - step), -other_step, prefix))
-    obeying, disobeying = [], []
-    for _, _, prefix in sorted(others)[:RUN_SIBLINGS_READ]:
-        values = [v for v in (_origin_counter(ctx.fs, prefix, key) for key in keys) if v is not None]
-        if not values:
-            continue
-        label = prefix.rsplit("/", 1)[-1]
-        (obeying if step_of(prefix) in values else disobeying).append(label)
-    return obeying, disobeying
-
-
-def read_counter(fs, path: str, offset: int, dtype_number: int) -> int | None:
-    fmt = {"int64": "<q", "int32": "<i"}.get(dtype(dtype_number).name)
-    if fmt is None:
-        return None
-    with storage.open_source(fs, path) as source:
-        raw = source.read_at(offset, struct.calcsize(fmt))
-    return struct.unpack(fmt, raw)[0] if len(raw) == struct.calcsize(fmt) else None
-
-
-def _origin_counter(fs, prefix: str, key: str) -> int | None:
-    """The counter a healthy checkpoint holds under `key`. Read once per process per checkpoint."""
-    cache_key = (getattr(fs, "_fs_token", id(fs)), prefix, key)
-    return _counters.get_or_compute(cache_key, lambda: _read_origin_counter(fs, prefix, key))
-
-
-_counters = SharedCache(4096)   # shared by the SDK harness's threads
-
-
-def _read_origin_counter(fs, prefix: str, key: str) -> int | None:
-    from .sources.sibling import read_index_cached
-
-    try:
-        index = read_index_cached(fs, prefix + ".index")
-        entry = index.entries.get(key.encode())
-        if entry is None:
-            return None
-        path = data_filename(prefix, entry.shard_id, index.header.num_shards)
-        return read_counter(fs, path, entry.offset, entry.dtype)
-    except (FormatError, OSError):
-        return None
-
-
-def check_object_graph(ctx: OrphanContext, plan: RebuildPlan, layouts: list) -> str | None:
-    """The orphan's object graph against every graph a source knows: a refusal reason or None.
-
-    A rebuilt index would give a damaged graph a valid CRC, so a graph that differs from a
-    reference is refused, unless the difference is one TensorFlow makes itself (see
-    evidence.compare_object_graphs), which is then named.
-    """
-    graph = ctx.graph_tensor
-    if graph is None:
-        return _unreadable_graph(ctx, plan)
-    checked, identical = False, []
-    for layout in layouts:
-        reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
-        if reference is None:
-            continue
-        checked = True
-        size, crc = reference
-        if (size, crc) == (graph.size, graph.masked_crc):
-            identical.append(layout.source)
-            continue
-        payload = layout.reference_graph if layout.reference_graph is not None else _reference_graph(layout)
-        if payload is None:
-            return (f"the object graph ({graph.size} bytes, CRC {graph.masked_crc:#010x}) differs from the one "
-                    f"{layout.source} holds ({size} bytes, CRC {crc:#010x}): damaged data or another model; a rebuilt "
-                    "index would bless it with a fresh CRC")
-        difference = compare_object_graphs(payload, graph.payload)
-        if difference is None:
-            difference_where = "the same payload under a different CRC: the reference's own bytes are damaged"
-            return f"the object graph cannot be checked against {layout.source}: {difference_where}"
-        if not difference.legitimate:
-            return (f"the object graph differs from the one {layout.source} holds, at {difference.where}: damaged data "
-                    "or another model; a rebuilt index would bless it with a fresh CRC")
-        plan.checks.append(f"object graph equals the one {layout.source} holds except where TensorFlow itself makes "
-                           f"them differ: {difference.where}")
-        plan.cannot_confirm.append(f"the object graph's variable names ({difference.where}): no reference holds "
-                                   "these exact bytes")
-    if identical:
-        holds = "holds" if len(identical) == 1 else "hold"
-        plan.checks.append(f"object graph identical to the one {' and '.join(identical)} {holds} "
-                           f"({graph.size} bytes, CRC {graph.masked_crc:#010x})")
-    if not checked and plan.layout.expected_fingerprint is None:
-        plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
-    return None
-
-
-def _unreadable_graph(ctx: OrphanContext, plan: RebuildPlan) -> str | None:
-    """A TF2 layout ends the data with its object graph; where no graph could be read, why: or None (TF1).
-
-    Every TF2 save writes a parseable TrackableObjectGraph as its last tensor, so one that does not
-    parse at the place the layout puts it is damage (a flipped bit in a tag or a length), not a
-    difference any source could explain.
-    """
-    placed = next((p for p in plan.placed if p.spec.key == OBJECT_GRAPH_KEY and not p.spec.slice), None)
-    if placed is None:
-        return None
-    where = f"{placed.size} bytes at byte {placed.offset} of shard {placed.spec.shard}"
-    try:
-        with storage.open_source(ctx.fs, plan.shard_paths[placed.spec.shard]) as source:
-            raw = source.read_at(placed.offset, placed.size)
-        length, start = decode_varint(raw, 0)
-        payload = raw[start + 4:start + 4 + length]
-        if len(payload) != length:
-            raise FormatError(f"its length field says {length} bytes but {len(payload)} follow")
-        parse_object_graph(payload)
-    except FormatError as exc:
-        return (f"{plan.layout.source} puts the object graph at the end of the data ({where}), but those bytes do not "
-                f"read as one ({exc}): damaged data; a rebuilt index would bless it with a fresh CRC")
-    return (f"{plan.layout.source} puts the object graph at the end of the data ({where}) and it parses there, but "
-            "the search from the end of the file did not find it; refusing rather than guessing")
-
-
-def _reference_graph(layout: Layout) -> bytes | None:
-    """The object-graph payload of the healthy checkpoint a layout came from (one small read)."""
-    if not layout.origin:
-        return None
-    from .sources.sibling import read_index_cached
-
-    fs, prefix = layout.origin
-    try:
-        index = read_index_cached(fs, prefix + ".index")
-        entry = index.entries.get(OBJECT_GRAPH_KEY.encode())
-        if entry is None:
-            return None
-        path = data_filename(prefix, entry.shard_id, index.header.num_shards)
-        with storage.open_source(fs, path) as source:
-            raw = source.read_at(entry.offset, entry.size)
-        length, start = decode_varint(raw, 0)
-        payload = raw[start + 4:start + 4 + length]
-        return payload if len(payload) == length else None
-    except (FormatError, OSError):
-        return None
-
-
 def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
             allow_zeros: bool = False) -> "RebuildPlan | RebuildOutcome":
     """Fit every source that applies and cross-check them; the first that fits gives the layout.
 
-    A part index is exact for its own save and ends the search. Otherwise every layout that fits
-    must agree on keys, dtypes, shapes and order with the others, or nothing is rebuilt: the data
-    holds sizes, not shapes, so two fitting sources that disagree cannot be told apart by it.
+    `sources`: the `recovery.sources.Source`s to ask, in order; by default SOURCES (or, under
+    --template/--arch, the chosen one and the checkpoint's own declarations). An exact source (a
+    part index) ends the search. Otherwise every layout that fits must agree on keys, dtypes,
+    shapes and order with the others, or nothing is rebuilt: the data holds sizes, not shapes, so
+    two fitting sources that disagree cannot be told apart by it.
     """
-    refusals, fitted = [], []
+    refusals, fits = [], []
     ctx.fitted_sources = []
-    for candidate in candidate_layouts(ctx, sources):
+    for source, candidate in candidate_layouts(ctx, sources):
         if isinstance(candidate, Refusal):
             refusals.append(candidate)
             continue
-        plan = fit(ctx, candidate)
-        if isinstance(plan, Refusal):
-            refusals.append(plan)
+        fitted = fit(ctx, source, candidate)
+        if isinstance(fitted, Refusal):
+            refusals.append(fitted)
             continue
-        fitted.append(plan)
+        fits.append(fitted)
         ctx.fitted_sources.append(candidate.source)
-        if candidate.kind == "part-index":
+        if source.exact(candidate):
             break  # the index of these very bytes: nothing can improve on it
-    if not fitted:
+    if not fits:
         return unrecoverable(ctx.display_prefix, refusals)
-    plan = fitted[0]
+    best = fits[0]
+    plan = RebuildPlan(ctx.prefix, ctx.display_prefix, best.layout, best.placed, [d.path for d in ctx.data_files],
+                       [d.size for d in ctx.data_files], best.checks)
     partial = Evidence(confirmed=list(plan.checks), cannot_confirm=[])
-    disagreement = _first_disagreement(fitted)
+    disagreement = first_disagreement(fits, ctx.display_prefix or ctx.prefix)
     if disagreement:
         return unrecoverable(ctx.display_prefix, refusals, disagreement, partial)
-    _cross_checked(plan, fitted)
-    for reason in (check_object_graph(ctx, plan, [p.layout for p in fitted]), check_counter(ctx, plan)):
+    cross_checked(plan, fits)
+    for reason in (check_object_graph(ctx, plan, [f.layout for f in fits]), check_counter(ctx, plan)):
         if reason:
             refusals.append(Refusal(plan.layout.source, reason))
             partial = Evidence(confirmed=_confirmations(plan.checks), cannot_confirm=list(plan.cannot_confirm))
             return unrecoverable(ctx.display_prefix, refusals, f"{plan.layout.source} fits, but {reason}", partial)
-    for other in fitted:
+    for other in fits:
         for spec_key, (size, crc) in other.layout.reference_crcs.items():
             plan.references.setdefault(spec_key, []).append((size, crc, other.layout.source))
     for note in [*plan.layout.notes, *ctx.notes]:
@@ -487,64 +133,8 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     return plan
 
 
-def _first_disagreement(fitted: list) -> str:
-    """Why the fitted layouts cannot all be right, naming both sources and the first differing tensors; or ""."""
-    first = fitted[0]
-    for other in fitted[1:]:
-        different = _differing_keys(first, other)
-        if not different:
-            continue
-        prefix = shlex.quote(first.prefix if not first.display_prefix else first.display_prefix)
-        choices = [f"`ckpt-rescue rebuild {prefix} {c}`" for c in (_choice(first.layout), _choice(other.layout)) if c]
-        hint = f": if one is the model's, rebuild with {' or '.join(choices)}" if choices else ""
-        return (f"sources disagree: {first.layout.source} and {other.layout.source} both fit these bytes but describe "
-                f"{different}; the data holds sizes, not shapes, so it cannot tell which is right{hint}")
-    return ""
-
-
-def _choice(layout: Layout) -> str:
-    """The option that makes `layout` the chosen source (cross-checked then only against the
-    checkpoint's own SavedModel or .meta), or "" for those."""
-    if layout.kind in ("sibling", "template") and layout.origin:
-        fs, prefix = layout.origin
-        return f"--template {storage.display(fs, prefix)}"
-    if layout.kind == "registry" and "`" in layout.source:
-        return f"--registry FILE --arch {layout.source.split('`')[1]}"
-    return ""
-
-
-def _cross_checked(plan: RebuildPlan, fitted: list) -> None:
-    """Say which sources agree, and what the data cannot tell when no source declares the shapes."""
-    sources = list(dict.fromkeys(p.layout.source for p in fitted))
-    if len(sources) > 1:
-        plan.checks.append(f"{len(sources)} sources agree on every key, dtype, shape and offset: {', '.join(sources)}")
-    kinds = {p.layout.kind for p in fitted}
-    declared = [p.layout.source for p in fitted if p.layout.kind in DECLARED_SHAPE_KINDS
-                and not (p.layout.kind == "meta-graph" and p.layout.origin)]   # another step's .meta: not this one's
-    if declared:
-        plan.checks.append(f"shapes as the model declares them ({declared[0]})")
-    elif "part-index" not in kinds:
-        ambiguity = shape_ambiguity(plan.placed, " and ".join(sources))
-        if ambiguity:
-            plan.cannot_confirm.append(ambiguity)
-
-
 def _confirmations(checks: list) -> list:
     return [c for c in checks if not c.startswith("note:")]
-
-
-def _differing_keys(a: RebuildPlan, b: RebuildPlan) -> str:
-    """"" when both place the same tensors at the same offsets; else the first differences, both ways."""
-    def placement(p):
-        return (p.spec.key, p.spec.dtype, p.spec.shape, p.spec.slice, p.spec.shard, p.offset, p.size)
-
-    if [placement(p) for p in a.placed] == [placement(p) for p in b.placed]:
-        return ""
-    diffs = [(x, y) for x, y in zip(a.placed, b.placed) if placement(x) != placement(y)][:2]
-    if not diffs:
-        return f"{len(a.placed)} and {len(b.placed)} tensors"
-    return "; ".join(f"{x.spec.describe()} at byte {x.offset} vs {y.spec.describe()} at byte {y.offset}"
-                     for x, y in diffs)
 
 
 NO_SOURCE = ("no source of truth found: no part index, no healthy sibling, no SavedModel or .meta graph, and no "
@@ -723,9 +313,7 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
                               checks=checks, refusals=plan.refusals, bytes_scanned=_scanned(ranges),
                               evidence=_evidence(plan, checks, matched))
     if plan.layout.expected_fingerprint is not None:
-        import farmhash
-
-        actual, expected = farmhash.fingerprint64(index_bytes), plan.layout.expected_fingerprint
+        actual, expected = fingerprint64(index_bytes), plan.layout.expected_fingerprint
         if actual != expected:
             return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
                                   f"fingerprint.pb says the true index hashes to {expected:#018x} but the rebuilt "

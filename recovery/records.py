@@ -13,6 +13,11 @@ ERROR = "error"
 STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS, ERROR)
 NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE)
 
+# Exit codes of every command (docs/running.md): 0 nothing needs a person, 1 something needs a person,
+# 2 usage or configuration, 3 could not check (storage kept failing after retries: run again; 1 wins
+# when both apply).
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3
+
 # What a record is about: a checkpoint prefix, something an interrupted save left, a `checkpoint`
 # state file, or a part of the tree that could not be listed.
 CHECKPOINT, LEFTOVER, STATE_FILE, LISTING = "checkpoint", "leftover", "state-file", "listing"

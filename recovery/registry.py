@@ -1,4 +1,5 @@
-"""The architecture registry (`configs/architectures.yaml`, DESIGN §6): known models, as builders or layouts.
+"""The architecture registry (`configs/architectures.yaml`): known models, as builders or layouts.
+README.md, "Teach it a model: the registry", is its user's guide.
 
     architectures:
       NAME:
@@ -22,9 +23,8 @@ from tfbundle import OBJECT_GRAPH_KEY, data_filename, index_filename, read_index
 
 from . import storage
 from .caches import SharedCache
-from .context import find_object_graph
+from .context import DataFile, find_object_graph
 from .layout import Layout, layout_from_index
-from .sources import DataFile
 
 TOP_KEY = "architectures"
 ENTRY_KEYS = ("builder", "layout")
@@ -182,7 +182,8 @@ def _edit_text(text: str, name: str, key: str, value: str, replacing: bool) -> s
     lines = text.splitlines()
     top = [i for i, line in enumerate(lines) if re.match(rf"^{TOP_KEY}:\s*(#.*)?$", line)]
     if not text.strip():
-        lines, top = ["# Architecture registry: see DESIGN §6 (`ckpt-rescue register` adds entries).",
+        lines, top = ['# Architecture registry: see README.md, "Teach it a model: the registry" '
+                      "(`ckpt-rescue register` adds entries).",
                       f"{TOP_KEY}:"], [1]
     if len(top) != 1:
         return None

@@ -27,8 +27,23 @@ from collections import Counter
 
 import jinja2
 
+from tfbundle import index_filename
+
 from . import storage
-from .records import CHECKPOINT, ERROR, LEFTOVER, NEEDS_A_PERSON, REBUILT, STATE_FILE, STATUSES, Record
+from .records import (
+    CHECKPOINT,
+    ERROR,
+    EXIT_ATTENTION,
+    EXIT_COULD_NOT_CHECK,
+    EXIT_OK,
+    HEALTHY,
+    LEFTOVER,
+    NEEDS_A_PERSON,
+    REBUILT,
+    STATE_FILE,
+    STATUSES,
+    Record,
+)
 
 RECORDS, SUMMARY, FAILURES, HTML, PROMOTE = "records.jsonl", "summary.json", "failures.csv", "report.html", "promote.sh"
 PARTS = "parts"                 # REPORT_DIR/parts/<run_id>/: part files while the run writes; removed at the end
@@ -39,7 +54,6 @@ HTML_REBUILT = 200              # rebuilt checkpoints shown, largest first
 HTML_RUNS = 400                 # run directories shown, those that need a person first
 CHART_RUNS = 40                 # bars in the per-run chart
 FAILURES_HEADER = ["prefix", "status", "reason"]
-_EXTRA_STATUSES = ("stale", "in-progress", "error")   # statuses other parts of the tool may emit
 
 # --- The records.jsonl schema (docs/running.md repeats it; tests hold both to it) -------------------
 # (field, JSON type, meaning). Stability: every field here is stable: it keeps its name, type and
@@ -110,16 +124,13 @@ def tool_version() -> str:
         return "unknown"
 
 
-EXIT_COULD_NOT_CHECK = 3
-
-
 def exit_code_for(counts: dict) -> int:
-    """0 nothing needs a person; 1 something unrecoverable, corrupt, incomplete or stale (DESIGN §6);
+    """0 nothing needs a person; 1 something unrecoverable, corrupt, incomplete or stale (docs/running.md);
     else 3 when storage kept failing for some prefix (`error`: could not check, run again). 1 wins
     over 3: a finding needs a person whether or not other prefixes could be checked."""
     if any(counts.get(status) for status in NEEDS_A_PERSON):
-        return 1
-    return EXIT_COULD_NOT_CHECK if counts.get(ERROR) else 0
+        return EXIT_ATTENTION
+    return EXIT_COULD_NOT_CHECK if counts.get(ERROR) else EXIT_OK
 
 
 def exit_code(records) -> int:
@@ -128,8 +139,7 @@ def exit_code(records) -> int:
 
 def statuses_of(counts) -> list:
     """The known statuses in their order, then any other status seen."""
-    known = list(STATUSES) + [s for s in _EXTRA_STATUSES if s not in STATUSES]
-    return known + sorted(s for s in counts if s not in known)
+    return list(STATUSES) + sorted(s for s in counts if s not in STATUSES)
 
 
 # --- One record -----------------------------------------------------------------------------------
@@ -181,7 +191,7 @@ def _one_line(text: str) -> str:
 
 def promote_line(record) -> str:
     """A line of promote.sh for a staged index: `promote STAGED TARGET`, or `leave` when an index is there."""
-    target = record.prefix + ".index"
+    target = index_filename(record.prefix)
     if _one_line(target) != target or _one_line(record.index_path) != record.index_path:
         return "# skipped a name with a line break in it; promote it with its record's command\n"
     verb = "promote" if record.status == REBUILT else "leave"
@@ -382,7 +392,7 @@ def latest_resolution(state_name: str, target_records: list) -> dict:
     rebuilt in place resolves now; a staged rebuild resolves once promoted.
     """
     statuses = [(r["status"], r["staged"]) for r in target_records]
-    now = any(s == "healthy" or (s == REBUILT and not staged) for s, staged in statuses)
+    now = any(s == HEALTHY or (s == REBUILT and not staged) for s, staged in statuses)
     after = now or any(s == REBUILT and staged for s, staged in statuses)
     acc = run_new()
     acc.update(state_latest=state_name, resolves_now=now, resolves_after=after)

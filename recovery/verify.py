@@ -163,7 +163,7 @@ def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources
     """The existing index, and the plan to rebuild it while ignoring it (or the refusal, already a verdict)."""
     own = storage.read_bytes(fs, index_filename(prefix))
     try:
-        ctx = open_orphan(fs, prefix, listing, registry_layouts, ignore_own_index=True)
+        ctx = open_orphan(fs, prefix, listing, registry_layouts)
     except NotRebuildable as exc:
         return own, Rehearsal("refused", str(exc))
     plan = prepare(ctx, sources)

@@ -1,7 +1,7 @@
 """Putting a rebuilt index somewhere: staged under the report directory, or in place.
 
 In place means create-only: never overwrite an `.index`, re-check right before writing, and read
-back afterwards (DESIGN §5). A concurrent writer that got there first is not an error; its bytes
+back afterwards (README, "Safety"). A concurrent writer that got there first is not an error; its bytes
 are compared with ours.
 """
 
@@ -11,6 +11,7 @@ from urllib.parse import quote
 from tfbundle import index_filename
 
 from . import storage
+from .listing import STAGED_DIR
 
 
 class IndexAppeared(Exception):
@@ -34,8 +35,8 @@ def staged_path(report_dir: str, display_prefix: str) -> str:
         scheme, rest = "local", display_prefix[1:]
     else:
         scheme, rest = "relative", display_prefix
-    return posixpath.join(report_dir.rstrip("/"), "rebuilt", encode_segment(scheme),
-                          encode_object_path(rest) + ".index")
+    return posixpath.join(report_dir.rstrip("/"), STAGED_DIR, encode_segment(scheme),
+                          index_filename(encode_object_path(rest)))
 
 
 def encode_segment(segment: str) -> str:

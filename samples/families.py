@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from . import models  # noqa: E402
+from .models import _tf
 
 TF1_STEP = 200
 SHARD_SIZE_LIMIT = 2048   # bytes per shard for MaxShardSizePolicy: slices `table` across shards
@@ -23,12 +24,6 @@ class Family:
     savedmodel_dir: str | None = None   # for kind savedmodel: the export dir
     meta_path: str | None = None        # for tf1: the .meta graph written beside the checkpoint
     builder: str | None = None          # "samples.models:FUNC" that recreates the saved root
-
-
-def _tf():
-    from pipeline.tensorflow_env import import_tensorflow
-
-    return import_tensorflow()
 
 
 def _rng(seed: int):

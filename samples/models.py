@@ -11,9 +11,11 @@ SEED = 1234
 
 
 def _tf():
-    from pipeline.tensorflow_env import import_tensorflow
+    """TensorFlow. Samples run only where it is installed; callers that mind its start-up notices
+    (the demo, registry builders) have already imported it quietly (pipeline.tensorflow_env)."""
+    import tensorflow
 
-    return import_tensorflow()
+    return tensorflow
 
 
 def keras3_mlp():

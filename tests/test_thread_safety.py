@@ -9,10 +9,9 @@ import threading
 
 import pytest
 
-from recovery import storage
+from recovery import healthy, storage
 from recovery.caches import SharedCache
-from recovery.rebuild import _origin_counter, _read_origin_counter
-from recovery.sources import sibling
+from recovery.counters import _origin_counter, _read_origin_counter
 from tfbundle import read_index
 
 
@@ -53,17 +52,17 @@ def test_the_parsed_index_cache_stays_correct_under_threads(pristine_family, tmp
         shutil.copy(source + ".index", path)
         with open(path, "rb") as f:
             names[path] = read_index(f.read()).entries
-    assert len(names) > sibling._CACHE_SIZE
+    assert len(names) > healthy._CACHE_SIZE
     fs, _ = storage.url_to_fs(str(tmp_path))
     paths = sorted(names)
 
     def work(rng):
         path = rng.choice(paths)
-        got = sibling.read_index_cached(fs, path, os.path.getsize(path))
+        got = healthy.read_index_cached(fs, path, os.path.getsize(path))
         assert got.entries == names[path], path
 
     assert _hammer(8, 300, work) == []
-    assert len(sibling._parsed) <= sibling._CACHE_SIZE
+    assert len(healthy._parsed) <= healthy._CACHE_SIZE
 
 
 def test_the_naming_cache_gives_every_thread_the_single_threaded_answer(pristine_family, fast_switching):

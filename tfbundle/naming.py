@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 INDEX_SUFFIX = ".index"
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5,})-of-(?P<num_shards>\d{5,})$")
-_TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
 _PART_RE = re.compile(r"^(?P<base>.+)(?:_temp(?:_[0-9a-f]{32})?/part|\.part)-(?P<part>\d{5,})-of-(?P<parts>\d{5,})$")
 
 
@@ -31,9 +30,27 @@ def parse_data_filename(path: str) -> DataFileName | None:
     return DataFileName(match["prefix"], int(match["shard"]), int(match["num_shards"]))
 
 
-def is_tempstate(path: str) -> bool:
-    """`*.tempstate<N>`: a BundleWriter file that never got renamed into place."""
-    return bool(_TEMPSTATE_RE.search(path))
+@dataclass(frozen=True)
+class ShardCoverage:
+    """Which shards the data files of one prefix cover."""
+
+    counts: tuple      # the distinct shard counts their names declare, sorted
+    missing: tuple     # shard numbers absent under that count; empty unless exactly one count
+    beyond: tuple = ()  # shard numbers at or past that count (`data-00003-of-00002`)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.counts) == 1 and not self.missing and not self.beyond
+
+
+def shard_coverage(files) -> ShardCoverage:
+    """Coverage of data files (anything with `.shard` and `.num_shards`, e.g. parsed names) of one prefix."""
+    counts = tuple(sorted({f.num_shards for f in files}))
+    if len(counts) != 1:
+        return ShardCoverage(counts, ())
+    present = {f.shard for f in files}
+    return ShardCoverage(counts, tuple(s for s in range(counts[0]) if s not in present),
+                         tuple(sorted(s for s in present if s >= counts[0])))
 
 
 def part_of(prefix: str) -> tuple[str, int, int] | None:

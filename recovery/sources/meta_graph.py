@@ -1,7 +1,7 @@
 """Source 4: a TF1 `.meta` graph beside the orphan says what its Saver wrote, in order.
 
 A TF1 checkpoint has no object graph, so the keys must come from the graph. The Saver's SaveV2
-op names every tensor it writes, in data order (sorted by name, format doc §4.3), with the slice
+op names every tensor it writes, in data order (sorted by name), with the slice
 spec of each partitioned piece and each dtype; the variable ops it reads give the shapes. With
 `sharded=True` there is one SaveV2 per device, each feeding the shard its ShardedFilename names.
 A `.meta` without a saver_def falls back to what a default `Saver()` saves: the `variables`
@@ -15,9 +15,10 @@ import re
 from tfbundle import FormatError, TensorSlice
 
 from .. import storage
+from ..context import OrphanContext
 from ..layout import Layout, Refusal, TensorSpec
 from ..protos import SAVER_V2, MetaGraph, is_fully_defined, read_meta_graph
-from . import OrphanContext
+from .protocol import Source
 
 META_SUFFIX = ".meta"
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable")
@@ -31,7 +32,7 @@ class Unsizable(Exception):
     """The graph does not say what one saved tensor is: the message names it."""
 
 
-def meta_graph_layouts(ctx: OrphanContext) -> list:
+def _meta_graph_layouts(ctx: OrphanContext) -> list:
     if ctx.object_graph is not None:
         return []   # TF2 data names its own keys; a .meta cannot improve on them
     refusals = []
@@ -53,6 +54,20 @@ def meta_graph_layouts(ctx: OrphanContext) -> list:
             return [found]
         refusals.append(found)
     return refusals
+
+
+class MetaGraphSource(Source):
+    name = "TF1 graph"
+    own_declaration = True
+
+    def layouts(self, ctx: OrphanContext) -> list:
+        return _meta_graph_layouts(ctx)
+
+    def declares_shapes(self, layout: Layout) -> bool:
+        return layout.origin is None   # another step's .meta: the same run's, presumably, not this one's
+
+
+meta_graph_layouts = MetaGraphSource()
 
 
 def candidate_meta_paths(ctx: OrphanContext) -> list[str]:

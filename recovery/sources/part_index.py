@@ -5,11 +5,12 @@ old TF1) and then merge. A crash after the data renames leaves `P.data-*` with n
 the part indexes still describe those very bytes: they are the authoritative layout.
 """
 
-from tfbundle import FormatError, naming, read_index
+from tfbundle import INDEX_SUFFIX, FormatError, naming, read_index
 
 from .. import storage
+from ..context import OrphanContext
 from ..layout import Layout, Refusal, layout_from_index
-from . import OrphanContext
+from .protocol import Source
 
 SOURCE = "part index"
 
@@ -30,18 +31,18 @@ def _candidate_part_indexes(ctx: OrphanContext) -> dict[str, list[str]]:
 
 
 def _add_if_part(groups: dict, prefix: str, path: str) -> None:
-    if not path.endswith(".index"):
+    if not path.endswith(INDEX_SUFFIX):
         return
-    part = naming.part_of(path[: -len(".index")])
+    part = naming.part_of(path[: -len(INDEX_SUFFIX)])
     if part and part[0] == prefix:
         groups.setdefault(storage.parent(path), []).append(path)
 
 
-def part_index_layouts(ctx: OrphanContext) -> list:
+def _part_index_layouts(ctx: OrphanContext) -> list:
     results = []
     for location, paths in _candidate_part_indexes(ctx).items():
         label = f"{SOURCE} in {storage.display(ctx.fs, location)}"
-        parts = [naming.part_of(p[: -len(".index")]) for p in paths]
+        parts = [naming.part_of(p[: -len(INDEX_SUFFIX)]) for p in paths]
         expected = parts[0][2]
         if len(paths) != expected or any(p[2] != expected for p in parts):
             results.append(Refusal(label, f"found {len(paths)} of {expected} part indexes; a merge needs all"))
@@ -66,3 +67,16 @@ def part_index_layouts(ctx: OrphanContext) -> list:
         # The part indexes hold the CRCs of these very bytes: every tensor has an exact reference.
         results.append(Layout(tensors, expected, label, "part-index", reference_crcs=crcs))
     return results
+
+
+class PartIndexSource(Source):
+    name = SOURCE
+
+    def layouts(self, ctx: OrphanContext) -> list:
+        return _part_index_layouts(ctx)
+
+    def exact(self, layout: Layout) -> bool:
+        return True
+
+
+part_index_layouts = PartIndexSource()

@@ -10,17 +10,15 @@ For a SavedModel's variables, fingerprint.pb still checks whatever the registry 
 
 from tfbundle import OBJECT_GRAPH_KEY, dtype
 
-from ..layout import API_DEPENDENT_KEYS, Layout, Refusal, describe_key_mismatch, layout_from_specs
-from . import OrphanContext
-from .savedmodel import attach_fingerprint, savedmodel_dir_of
-from .sibling import keys_mismatch
+from ..context import OrphanContext
+from ..layout import SAVE_COUNTER_KEY, Layout, Refusal, describe_key_mismatch, keys_mismatch, layout_from_specs
+from .protocol import Source
 
 SOURCE = "registry"
-SAVE_COUNTER_KEY = API_DEPENDENT_KEYS[0]
 DT_INT64 = dtype("int64").number
 
 
-def registry_layouts(ctx: OrphanContext) -> list:
+def _registry_layouts(ctx: OrphanContext) -> list:
     if ctx.fitted_sources and not ctx.arch and not getattr(ctx.registry, "resolved", True):
         # Only a cross-check here, and resolving builders costs seconds of TensorFlow: skipped, and said.
         ctx.notes.append("the registry was not consulted (a layout already fit; pass --arch NAME to cross-check "
@@ -33,9 +31,6 @@ def registry_layouts(ctx: OrphanContext) -> list:
     names = [ctx.arch] if ctx.arch else list(registered)
     results = [match_registered(ctx, name, registered[name]) for name in names]
     matching = [r for r in results if isinstance(r, Layout)]
-    export_dir = savedmodel_dir_of(ctx.prefix)
-    for layout in matching if export_dir else ():
-        attach_fingerprint(ctx.fs, export_dir, layout)
     if matching or len(results) <= 1:
         return matching or results
     compared = [r for r in results if r.missing or r.extra]
@@ -49,6 +44,23 @@ def registry_layouts(ctx: OrphanContext) -> list:
     nearest = min(compared, key=lambda r: (len(r.missing), len(r.extra)))
     return [Refusal(SOURCE, f"none of the {len(results)} registered architectures matches this checkpoint; "
                             f"nearest: {nearest.reason}", nearest.missing, nearest.extra)]
+
+
+class RegistrySource(Source):
+    name = SOURCE
+    chosen_by = "arch"
+
+    def layouts(self, ctx: OrphanContext) -> list:
+        return _registry_layouts(ctx)
+
+    def declares_shapes(self, layout: Layout) -> bool:
+        return True
+
+    def choice(self, layout: Layout) -> str:
+        return f"--registry FILE --arch {layout.source.split('`')[1]}" if "`" in layout.source else ""
+
+
+registry_layouts = RegistrySource()
 
 
 def match_registered(ctx: OrphanContext, name: str, registered: Layout) -> "Layout | Refusal":

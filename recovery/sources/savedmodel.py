@@ -2,36 +2,29 @@
 
 The checkpoint's object graph gives the keys in data order but no shapes; `saved_model.pb` records
 the dtype and shape of every variable (SavedVariable), and node i of its SavedObjectGraph is node
-i of the checkpoint's TrackableObjectGraph (both come from the same traversal; format doc §7).
-`fingerprint.pb` then checks a rebuilt index exactly: its checkpoint_hash is Fingerprint64
-(farmhash64) of the variables.index TensorFlow wrote; layouts carry it as `expected_fingerprint`
-and the engine compares before accepting.
+i of the checkpoint's TrackableObjectGraph (both come from the same traversal).
+`fingerprint.pb` then checks a rebuilt index exactly (recovery/fingerprint.py), whatever source
+gave its layout.
 """
 
 import posixpath
 
-import farmhash
-
 from tfbundle import FormatError
 
 from .. import storage
+from ..context import OrphanContext
+from ..fingerprint import expected_checkpoint_hash as expected_checkpoint_hash  # re-exported for callers
+from ..fingerprint import fingerprint64 as fingerprint64
+from ..fingerprint import savedmodel_dir_of
 from ..layout import Layout, Refusal, layout_from_specs
-from ..protos import checkpoint_hash, is_fully_defined, saved_objects
-from . import OrphanContext
+from ..protos import is_fully_defined, saved_objects
+from .protocol import Source
 
 SAVED_MODEL_FILE = "saved_model.pb"
-FINGERPRINT_FILE = "fingerprint.pb"
 SOURCE = "saved_model.pb"
 
 
-def savedmodel_dir_of(prefix: str) -> str | None:
-    """The export directory when `prefix` is `<dir>/variables/variables`, else None."""
-    variables_dir, leaf = posixpath.split(prefix.rstrip("/"))
-    export_dir, parent = posixpath.split(variables_dir)
-    return export_dir if leaf == parent == "variables" else None
-
-
-def savedmodel_layouts(ctx: OrphanContext) -> list:
+def _savedmodel_layouts(ctx: OrphanContext) -> list:
     export_dir = savedmodel_dir_of(ctx.prefix)
     if export_dir is None:
         return []
@@ -48,10 +41,7 @@ def savedmodel_layouts(ctx: OrphanContext) -> list:
         objects = saved_objects(storage.read_bytes(ctx.fs, pb_path))
     except (FormatError, OSError) as exc:
         return [Refusal(label, f"unreadable: {exc}")]
-    found = layout_from_saved_objects(ctx.object_graph, objects, label)
-    if isinstance(found, Layout):
-        attach_fingerprint(ctx.fs, export_dir, found)
-    return [found]
+    return [layout_from_saved_objects(ctx.object_graph, objects, label)]
 
 
 def layout_from_saved_objects(graph, objects: list, label: str):
@@ -83,22 +73,15 @@ def layout_from_saved_objects(graph, objects: list, label: str):
     return layout_from_specs(graph, specs, label, "savedmodel")
 
 
-def fingerprint64(data: bytes) -> int:
-    """TensorFlow's Fingerprint64 (farmhash64), as fingerprint.pb applies it to variables.index."""
-    return farmhash.fingerprint64(data)
+class SavedModelSource(Source):
+    name = SOURCE
+    own_declaration = True
+
+    def layouts(self, ctx: OrphanContext) -> list:
+        return _savedmodel_layouts(ctx)
+
+    def declares_shapes(self, layout: Layout) -> bool:
+        return True
 
 
-def expected_checkpoint_hash(fs, savedmodel_dir: str) -> int | None:
-    """checkpoint_hash from `<dir>/fingerprint.pb`; None when there is no fingerprint or it has no hash."""
-    try:
-        return checkpoint_hash(storage.read_bytes(fs, posixpath.join(savedmodel_dir, FINGERPRINT_FILE)))
-    except FileNotFoundError:
-        return None
-
-
-def attach_fingerprint(fs, savedmodel_dir: str, layout: Layout) -> None:
-    """Let the engine check the rebuilt variables.index exactly, whatever source the layout came from."""
-    try:
-        layout.expected_fingerprint = expected_checkpoint_hash(fs, savedmodel_dir)
-    except (FormatError, OSError) as exc:
-        layout.notes.append(f"{FINGERPRINT_FILE} is unreadable ({exc}): no exact check of the rebuilt index")
+savedmodel_layouts = SavedModelSource()

@@ -1,0 +1,52 @@
+"""The healthy checkpoints beside an orphan: which there are, their indexes parsed once per process,
+and the bytes of one tensor they hold.
+
+The sibling source takes layouts from them; the cross-checks read their object graphs and step
+counters. Both list and read them here, so they see the same checkpoints.
+"""
+
+from tfbundle import INDEX_SUFFIX, data_filename, index_filename, read_index
+
+from . import storage
+from .caches import SharedCache
+from .context import OrphanContext
+
+_CACHE_SIZE = 8            # parsed indexes can be tens of MB; orphans of a directory share a few
+_parsed = SharedCache(_CACHE_SIZE)   # (filesystem token, path, size) -> BundleIndex, per worker process
+
+
+def read_index_cached(fs, path: str, size: int | None = None):
+    """A healthy index, parsed once per process: a directory of orphans shares its few siblings.
+
+    Keyed by the size the listing reported, so an index rewritten under the same name and a new
+    size is read again; the engine still fits every layout to the orphan's own bytes.
+    """
+    key = (getattr(fs, "_fs_token", id(fs)), path, size)
+    return _parsed.get_or_compute(key, lambda: read_index(storage.read_bytes(fs, path)))
+
+
+def indexed_siblings(ctx: OrphanContext) -> list[tuple[str, int]]:
+    """(prefix, index size) of every other checkpoint in the orphan's directory that has an index."""
+    found = []
+    for item in ctx.directory_listing:
+        name = item["name"]
+        if item.get("type") == "directory" or not name.endswith(INDEX_SUFFIX):
+            continue
+        prefix = name[: -len(INDEX_SUFFIX)]
+        if prefix != ctx.prefix:
+            found.append((prefix, item.get("size")))
+    return found
+
+
+def locate_tensor(fs, prefix: str, key: str):
+    """(data file path, index entry) of `key` in a healthy checkpoint, or None where it has no such key.
+
+    Raises FormatError or OSError when the checkpoint's index cannot be read.
+    """
+    index = read_index_cached(fs, index_filename(prefix))
+    entry = index.entries.get(key.encode())
+    if entry is None:
+        return None
+    return data_filename(prefix, entry.shard_id, index.header.num_shards), entry
+
+

@@ -1,0 +1,33 @@
+"""Does each data file have the size its index needs? The one judgement behind the audit's
+healthy / incomplete / corrupt verdicts (recovery/classify.py) and inspect's problems."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ShardSize:
+    shard: int
+    size: int | None     # as listed; None: no such data file
+    needed: int          # where the index's last tensor in this shard ends
+
+    @property
+    def missing(self) -> bool:
+        return self.size is None
+
+    @property
+    def short(self) -> bool:
+        return self.size is not None and self.size < self.needed
+
+    @property
+    def long(self) -> bool:
+        return self.size is not None and self.size > self.needed
+
+
+def shard_sizes(index, size_of) -> list[ShardSize]:
+    """Every shard the index names (all its header counts, and any an entry points past them), in
+    order, with `size_of(shard)` (the listed size, or None) and the size its entries need."""
+    num_shards = index.header.num_shards or 1
+    needed = dict.fromkeys(range(num_shards), 0)
+    for _, entry in index.data_entries():
+        needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
+    return [ShardSize(shard, size_of(shard), end) for shard, end in sorted(needed.items())]
