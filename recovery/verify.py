@@ -19,8 +19,9 @@ from tfbundle.tensors import checksummer
 
 from . import storage
 from .context import NotRebuildable, open_orphan
+from .fitting import PlacedTensor
 from .layout import TensorSpec
-from .rebuild import PlacedTensor, RebuildOutcome, RebuildPlan, checksum_whole, finalize, prepare
+from .rebuild import RebuildOutcome, RebuildPlan, checksum_whole, finalize, prepare
 
 
 @dataclass
