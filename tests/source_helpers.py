@@ -6,8 +6,11 @@ import os
 import numpy as np
 
 from recovery import storage
+from recovery.classify import classify_directory
 from recovery.context import open_orphan
+from recovery.discovery import checkpoint_directory, group_directory
 from recovery.layout import Layout, layout_from_index
+from recovery.listing import everything_under
 from recovery.rebuild import REBUILT, rebuild
 from tfbundle import OBJECT_GRAPH_KEY, index_filename, read_index
 
@@ -69,3 +72,23 @@ def assert_rebuilt_identically(ctx, sources, original_index: bytes, expected_val
     for key, value in expected_values.items():
         np.testing.assert_array_equal(values[key], value, err_msg=key)
     return outcome
+
+
+def classify_local(directory: str) -> dict:
+    """prefix (display) -> Record or OrphanTask for one directory, as the pipeline would see it."""
+    fs, path = storage.url_to_fs(directory)
+    files = [f for f in everything_under(fs, path) if checkpoint_directory(f[0]) == path]
+    results = classify_directory(fs, group_directory(path, files), directory)
+    return {getattr(r, "display_prefix", None) or r.prefix: r for r in results}
+
+
+def tf_restores_all(prefix: str) -> bool:
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except (tf.errors.OpError, ValueError, IndexError):   # a short read surfaces as IndexError
+        return False
+    return True

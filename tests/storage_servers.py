@@ -394,3 +394,26 @@ def faulty_s3(_s3_proxy, monkeypatch):
     monkeypatch.undo()
     gcsfs.GCSFileSystem.clear_instance_cache()
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def race_creates(fs, path: str, writers: int) -> list:
+    """Start `writers` create-only uploads of different bytes to one path at the same instant."""
+    from recovery import storage
+
+    start = threading.Barrier(writers)
+    outcomes = []
+
+    def writer(payload: bytes):
+        start.wait()
+        try:
+            storage.write_new(fs, path, payload)
+            outcomes.append(("won", payload))
+        except FileExistsError:
+            outcomes.append(("refused", payload))
+
+    threads = [threading.Thread(target=writer, args=(f"writer {i}".encode(),)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import repo_paths
 from audit_trees import plant_tree
 from source_helpers import tree_digest
 
@@ -16,7 +17,7 @@ from recovery.report import read_records
 from tfbundle import data_filename, is_slice_key, read_index
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(repo_paths.REPO)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ writer that loses a race cannot clobber the winner, whatever s3fs version is ins
 """
 
 import pytest
-from test_writeout_gcs import _race
+from storage_servers import race_creates
 
 from recovery import storage
 from recovery.writeout import IndexAppeared, write_in_place
@@ -62,7 +62,7 @@ def test_racing_writers_leave_exactly_one_winner(s3):
     fs, bucket = s3
     for round_number in range(5):
         path = f"{bucket}/race/ckpt-{round_number}.index"
-        outcomes = _race(fs, path, 4)
+        outcomes = race_creates(fs, path, 4)
         winners = [payload for verdict, payload in outcomes if verdict == "won"]
         assert len(winners) == 1, outcomes
         assert fs.cat_file(path) == winners[0]

@@ -12,6 +12,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repo_paths import REPO
 
 from recovery.classify import OrphanTask
 from recovery.protos import read_meta_graph, saved_model_pb2, saved_objects
@@ -22,7 +23,7 @@ from tfbundle.source import ByteSource
 from tfbundle.table import build_table, read_table
 from tfbundle.varint import encode_varint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 GENERATED = sorted(glob.glob(os.path.join(ROOT, "tfbundle", "protos", "*_pb2.py")) +
                    glob.glob(os.path.join(ROOT, "recovery", "protos", "*_pb2.py")))
 PROTO_FILES = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "*", "protos", "*.proto")))
@@ -223,7 +224,7 @@ def test_a_wrong_wire_type_in_the_header_is_a_format_error(pristine_family):
 @pytest.mark.tf
 def test_each_prefix_keeps_its_own_record_beside_an_index_with_a_wrong_wire_type(family_copy):
     """Issue 7.7: the damaged index makes its prefix a stage-only orphan; its healthy siblings stay healthy."""
-    from test_classify import classify_local, tf_restores_all
+    from source_helpers import classify_local, tf_restores_all
 
     from recovery.records import HEALTHY
 

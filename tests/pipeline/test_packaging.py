@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "configs" / "nightly" / "flex-template" / "Dockerfile"
 SOURCES = ["pyproject.toml", "README.md", "pipeline", "recovery", "tfbundle", "transforms", "samples"]
 TENSORFLOW_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu",

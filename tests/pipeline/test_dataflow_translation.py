@@ -10,9 +10,9 @@ test leaves out (and says so); the translation, the staged pipeline and the opti
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 from storage_servers import gcs_server  # noqa: F401 - fixture
 
 from pipeline.cli import build_parser
@@ -21,7 +21,6 @@ from recovery.audit import AuditSettings
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 FLEX_DIR = REPO / "configs" / "nightly" / "flex-template"
 IMAGE = "europe-docker.pkg.dev/ml-platform-123/ckpt-rescue/worker:0.1.0"
 STAGING_BUCKET = "ckpt-rescue-staging"

@@ -17,11 +17,11 @@ import venv
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 from source_helpers import orphan
 
 from tfbundle import index_filename
 
-REPO = Path(__file__).resolve().parent.parent
 TENSORFLOW_PACKAGES = ("tensorflow", "tf_keras", "tf-keras", "keras", "tensorboard", "tf_nightly")
 
 

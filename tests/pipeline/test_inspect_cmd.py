@@ -8,13 +8,14 @@ import sys
 import tarfile
 
 import pytest
+from repo_paths import REPO
 
 from pipeline.cli import main
 from samples import FAMILY_NAMES
 
 pytestmark = pytest.mark.tf
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = str(REPO)
 
 
 def run_inspect(capsys, *args) -> tuple[int, str, str]:

@@ -17,6 +17,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from audit_trees import plant_tree
+from repo_paths import REPO
 from source_helpers import orphan, tree_digest
 
 from pipeline.cli import main as cli_main
@@ -38,7 +39,7 @@ from transforms.report import WriteReports
 
 HOSTILE = '/r/a/<img src=x onerror="document.title=1">ckpt-1'
 SCRIPT_DIR = "<script>document.title='owned'<"       # with the next path part: <script>...</script>ckpt-3
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "running.md")
+DOCS = os.path.join(REPO, "docs", "running.md")
 
 
 def sample_records() -> list[Record]:

@@ -10,13 +10,14 @@ import subprocess
 import sys
 
 import pytest
+from repo_paths import REPO
 from source_helpers import orphan
 from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
 
 from pipeline.cli import main
 from recovery.report import read_records
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = str(REPO)
 NOT_FOUND = ("no checkpoint with prefix", "no such directory")
 
 

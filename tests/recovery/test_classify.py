@@ -4,34 +4,12 @@ import os
 import shutil
 
 import pytest
+from source_helpers import classify_local, tf_restores_all
 
-from recovery import storage
-from recovery.classify import OrphanTask, classify_directory
-from recovery.discovery import checkpoint_directory, group_directory
-from recovery.listing import everything_under
+from recovery.classify import OrphanTask
 from recovery.records import CORRUPT, HEALTHY, INCOMPLETE, LEFTOVER, STATE_FILE
 
 pytestmark = pytest.mark.tf
-
-
-def classify_local(directory: str) -> dict:
-    """prefix (display) -> Record or OrphanTask for one directory, as the pipeline would see it."""
-    fs, path = storage.url_to_fs(directory)
-    files = [f for f in everything_under(fs, path) if checkpoint_directory(f[0]) == path]
-    results = classify_directory(fs, group_directory(path, files), directory)
-    return {getattr(r, "display_prefix", None) or r.prefix: r for r in results}
-
-
-def tf_restores_all(prefix: str) -> bool:
-    import tensorflow as tf
-
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        for key in reader.get_variable_to_shape_map():
-            reader.get_tensor(key)
-    except (tf.errors.OpError, ValueError, IndexError):   # a short read surfaces as IndexError
-        return False
-    return True
 
 
 def test_healthy_sharded_checkpoints(pristine_family):

@@ -14,11 +14,12 @@ import threading
 import time
 
 import pytest
+from repo_paths import REPO
 from storage_servers import fake_gcs_fs, gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
 
 from pipeline.cli import main
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = str(REPO)
 ANSWER_WITHIN = 10.0   # seconds, the promise in docs/running.md
 CLOUD_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT",
              "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",

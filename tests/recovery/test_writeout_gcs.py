@@ -4,11 +4,10 @@ The safety rule: never overwrite an `.index`. Locally that is a hard link; on GC
 with a does-not-exist precondition, so even a writer that loses a race cannot clobber the winner.
 """
 
-import threading
 import uuid
 
 import pytest
-from storage_servers import fake_gcs_fs  # noqa: F401
+from storage_servers import fake_gcs_fs, race_creates  # noqa: F401
 
 from recovery import storage
 from recovery.writeout import IndexAppeared, write_in_place
@@ -41,32 +40,11 @@ def test_write_in_place_creates_reads_back_and_then_refuses(fake_gcs_fs, bucket)
     assert fake_gcs_fs.cat(prefix + ".index") == b"index bytes"
 
 
-def _race(fs, path: str, writers: int) -> list:
-    """Start `writers` create-only uploads of different bytes to one path at the same instant."""
-    start = threading.Barrier(writers)
-    outcomes = []
-
-    def writer(payload: bytes):
-        start.wait()
-        try:
-            storage.write_new(fs, path, payload)
-            outcomes.append(("won", payload))
-        except FileExistsError:
-            outcomes.append(("refused", payload))
-
-    threads = [threading.Thread(target=writer, args=(f"writer {i}".encode(),)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def test_racing_writers_leave_exactly_one_winner(fake_gcs_fs, bucket):  # noqa: F811
     """Writers that all passed the existence check upload at once: one wins, the rest are refused."""
     for round_number in range(5):
         path = f"{bucket}/race/ckpt-{round_number}.index"
-        outcomes = _race(fake_gcs_fs, path, 4)
+        outcomes = race_creates(fake_gcs_fs, path, 4)
         winners = [payload for verdict, payload in outcomes if verdict == "won"]
         assert len(winners) == 1, outcomes
         assert fake_gcs_fs.cat(path) == winners[0]
