@@ -1,6 +1,5 @@
 """Gather what a rebuild may look at for one prefix: its data files, directory and object graph."""
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,10 +102,3 @@ def find_object_graph(fs, files: list[DataFile]):
     return None
 
 
-_STEP_RE = re.compile(r"-(\d+)$")
-
-
-def step_of(prefix: str) -> int | None:
-    """The number a checkpoint name carries: 57 for `ckpt-57`, 2000 for `model.ckpt-2000`."""
-    match = _STEP_RE.search(prefix.rsplit("/", 1)[-1])
-    return int(match.group(1)) if match else None

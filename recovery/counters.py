@@ -7,11 +7,11 @@ checkpoints of the same run show how that run names its saves.
 
 import struct
 
-from tfbundle import FormatError, dtype
+from tfbundle import FormatError, dtype, step_of
 
 from . import storage
 from .caches import SharedCache
-from .context import OrphanContext, step_of
+from .context import OrphanContext
 from .healthy import indexed_siblings, locate_tensor
 from .layout import SAVE_COUNTER_KEY
 

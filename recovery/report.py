@@ -27,7 +27,7 @@ from collections import Counter
 
 import jinja2
 
-from tfbundle import index_filename
+from tfbundle import index_filename, step_of
 
 from . import storage
 from .records import (
@@ -323,7 +323,6 @@ def _iso(epoch: float) -> str:
 
 # --- Per run directory: counts, the latest step, whether latest_checkpoint() resolves -------------
 
-_STEP_RE = re.compile(r"-(\d+)$")
 
 
 def run_key(record) -> tuple:
@@ -345,9 +344,9 @@ def run_add(acc: dict, record) -> dict:
         acc["checkpoints"] += 1
         if record.status == REBUILT:
             acc["rebuilt_data_bytes"] += record.data_bytes
-        step = _STEP_RE.search(record.prefix)
-        if step:
-            latest = (int(step[1]), record.prefix, record.status, bool(record.staged))
+        step = step_of(record.prefix)
+        if step is not None:
+            latest = (step, record.prefix, record.status, bool(record.staged))
             acc["latest"] = max(acc["latest"], latest) if acc["latest"] else latest
         mtime = _get(record, "mtime")
         if mtime is not None:

@@ -11,7 +11,15 @@ from .dtypes import DT_STRING, DT_VARIANT, DType, dtype
 from .errors import FormatError
 from .index import HEADER_KEY, BundleIndex, read_index, write_index
 from .messages import BundleEntry, BundleHeader, TensorSlice
-from .naming import INDEX_SUFFIX, data_filename, index_filename, parse_data_filename, shard_coverage
+from .naming import (
+    INDEX_SUFFIX,
+    data_filename,
+    index_filename,
+    parse_data_filename,
+    shard_coverage,
+    split_step,
+    step_of,
+)
 from .object_graph import OBJECT_GRAPH_KEY, ObjectGraph, locate_object_graph, parse_object_graph
 from .scan import scan_spans
 from .slices import decode_slice_key, encode_slice_key, is_slice_key
@@ -24,5 +32,5 @@ __all__ = [
     "crc_combine", "crc_mask", "crc_unmask", "data_filename", "decode_slice_key", "dtype",
     "encode_slice_key", "index_filename", "is_slice_key", "locate_object_graph", "measure",
     "num_elements", "numeric_size", "parse_data_filename", "parse_object_graph", "read_index",
-    "scan_spans", "shard_coverage", "write_index",
+    "scan_spans", "shard_coverage", "split_step", "step_of", "write_index",
 ]

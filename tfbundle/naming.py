@@ -8,6 +8,22 @@ _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5,})-of-(?P<num_shard
 _PART_RE = re.compile(r"^(?P<base>.+)(?:_temp(?:_[0-9a-f]{32})?/part|\.part)-(?P<part>\d{5,})-of-(?P<parts>\d{5,})$")
 
 
+_STEP_RE = re.compile(r"^(?P<stem>.+)-(?P<step>\d+)$")
+
+
+def split_step(prefix: str) -> tuple[str, int] | None:
+    """(stem, step) of a checkpoint name that ends in `-N`, as Saver and CheckpointManager number
+    them: ("model.ckpt", 2000) for `runs/a/model.ckpt-2000`; None for an unnumbered name."""
+    match = _STEP_RE.match(prefix.rsplit("/", 1)[-1])
+    return (match["stem"], int(match["step"])) if match else None
+
+
+def step_of(prefix: str) -> int | None:
+    """The number a checkpoint name carries: 57 for `ckpt-57`, None for `model`."""
+    split = split_step(prefix)
+    return split[1] if split else None
+
+
 def data_filename(prefix: str, shard: int, num_shards: int) -> str:
     return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
 

@@ -10,9 +10,8 @@ step of the same run serves as well.
 """
 
 import posixpath
-import re
 
-from tfbundle import FormatError, TensorSlice
+from tfbundle import FormatError, TensorSlice, split_step
 
 from .. import storage
 from ..context import OrphanContext
@@ -24,7 +23,6 @@ META_SUFFIX = ".meta"
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable")
 # Ops between a Saver's SaveV2 and the variable it saves: reads and identities.
 PASS_THROUGH_OPS = ("Identity", "ReadVariableOp")
-_STEP_RE = re.compile(r"^(?P<stem>.+)-(?P<step>\d+)$")
 MAX_METAS_READ = 4   # one run writes one graph: if the nearest few do not serve, the rest will not either
 
 
@@ -77,18 +75,18 @@ def candidate_meta_paths(ctx: OrphanContext) -> list[str]:
     if own in names:
         return [own]
     directory, base = posixpath.split(ctx.prefix)
-    match = _STEP_RE.match(base)
-    if not match:
+    numbered = split_step(base)
+    if numbered is None:
         return []
-    step = int(match["step"])
+    stem, step = numbered
     others = []
     for name in names:
         other_dir, other_base = posixpath.split(name)
         if other_dir != directory or not other_base.endswith(META_SUFFIX):
             continue
-        other = _STEP_RE.match(other_base[: -len(META_SUFFIX)])
-        if other and other["stem"] == match["stem"]:
-            other_step = int(other["step"])
+        other = split_step(other_base[: -len(META_SUFFIX)])
+        if other and other[0] == stem:
+            other_step = other[1]
             others.append(((abs(other_step - step), -other_step), name))  # on a tie, the later step
     return [name for _, name in sorted(others)]
 

@@ -4,10 +4,10 @@ Same model, same layout; only the bytes differ. Siblings nearest in step come fi
 those whose keys match the orphan's object graph are offered.
 """
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, index_filename
+from tfbundle import OBJECT_GRAPH_KEY, FormatError, index_filename, step_of
 
 from .. import storage
-from ..context import OrphanContext, step_of
+from ..context import OrphanContext
 from ..healthy import indexed_siblings, read_index_cached
 from ..layout import Layout, Refusal, describe_key_mismatch, keys_mismatch, layout_from_index
 from .protocol import Source
