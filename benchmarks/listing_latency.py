@@ -106,7 +106,7 @@ def start_server(data_dir: Path, log_path: Path):
                                "memory", "-data", str(data_dir), "-public-host", f"127.0.0.1:{port}",
                                "-log-level", "error"], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 3600       # it loads -data one object at a time: ~40 min for 100k here
     while True:
         try:
             urllib.request.urlopen(f"{url}/storage/v1/b/{BUCKET}/o?maxResults=1", timeout=5).read()
