@@ -10,6 +10,7 @@ plus one per page of objects, and a root of thousands of runs is listed in SPLIT
 than one listing per run.
 """
 
+import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from recovery import storage
 from recovery.audit import failure_record
 from recovery.discovery import checkpoint_directory
 from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
+from recovery.records import LISTING
 
 from .metrics import counter
 
@@ -73,13 +75,15 @@ for _element_type in (Listed, DirectoryKey, DirectoryFiles, Expand, SiblingGroup
 
 def failure_as_record(element, step: str, exc: BaseException, root: str, path: str = ""):
     """The one place these transforms turn an exception into a record (name: `path` as the user would
-    type it, else the root). Kept here until the shared transforms/errors.py exists."""
+    type it, else the root; a part of the tree that could not be listed is of kind `listing`). Kept
+    here until the shared transforms/errors.py exists."""
     shown_root = _display_root(root)
     try:
         name = storage.display(storage.url_to_fs(root)[0], path) if path else shown_root
     except Exception:  # noqa: BLE001 - even an unparseable root gets its record
         name = path or root
-    return failure_record(element, step, exc, name=name, root=shown_root)
+    record = failure_record(element, step, exc, name=name, root=shown_root)
+    return dataclasses.replace(record, kind=LISTING) if step == "listing" else record
 
 
 def _display_root(root: str) -> str:

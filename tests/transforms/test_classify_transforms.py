@@ -44,7 +44,7 @@ def test_an_orphan_goes_to_rebuild_and_its_healthy_siblings_are_records(family_c
     family = family_copy("keras3_adam")
     orphan(family.prefix)
     classify(listed(os.path.dirname(family.prefix)), False,
-             records=[(sibling, HEALTHY) for sibling in family.siblings], orphans=[(family.prefix, False, "")],
+             records=[(sibling, HEALTHY) for sibling in family.siblings], orphans=[(family.prefix, False, "no index")],
              to_check=[])
 
 

@@ -17,7 +17,7 @@ from storage_servers import upload_tree
 from recovery import storage
 from recovery.discovery import checkpoint_directory
 from recovery.listing import everything_under
-from recovery.records import ERROR, UNRECOVERABLE
+from recovery.records import ERROR, LISTING, UNRECOVERABLE
 from transforms.listing import (
     DEEPER,
     GROUPS,
@@ -77,8 +77,8 @@ def run_listing(root: str, report_dir: str, expected: dict, failed: dict | None 
     assert_that(grouped | beam.Map(lambda e: (isinstance(e, DirectoryFiles) and e.root, e.directory,
                                              sorted((f.path, f.size) for f in e.files))),
                 equal_to([(root, directory, files) for directory, files in expected.items()]), label="files")
-    assert_that(failures | beam.Map(lambda r: (r.prefix, r.status, "could not check" in r.reason)),
-                equal_to([(prefix, status, status == ERROR) for prefix, status in (failed or {}).items()]),
+    assert_that(failures | beam.Map(lambda r: (r.prefix, r.status, r.kind, "could not check" in r.reason)),
+                equal_to([(prefix, status, LISTING, status == ERROR) for prefix, status in (failed or {}).items()]),
                 label="failures")
     result = pipeline.run()
     result.wait_until_finish()
@@ -168,3 +168,22 @@ def test_list_group_lists_its_members_only_and_a_failure_is_a_record_per_member(
                     equal_to([(f"{huge_child}/all/{m}", 2 * SAVES) for m in members[:5]]))
         assert_that(listed[RECORDS] | beam.Map(lambda r: r.prefix), equal_to([f"b/all/{m}" for m in members[:2]]),
                     label="one record per member")
+
+
+@pytest.mark.slow
+def test_the_audit_says_a_listing_that_keeps_failing_is_an_error_and_exits_3(faulty_s3, monkeypatch, tmp_path):
+    """Runs that hold no checkpoint (event files only): nothing needs a person, so exit 3 is the listing's."""
+    from pipeline.cli import main as cli_main
+    from recovery.report import read_records, read_summary
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    for run in range(RUNS):
+        write(str(tmp_path / "tree"), f"all/run-{run:03d}/events.out.tfevents.1")
+    root = f"{_bucket('s3')}/tree"
+    upload_tree(str(tmp_path / "tree"), root)
+    faulty_s3.fail(500, times=None, method="GET", path=r"prefix=tree/all/run-01")
+    report = str(tmp_path / "report")
+    code = cli_main(["audit", root, "--min-age", "0", "--report-dir", report, "--direct_running_mode=in_memory"])
+    listing = {r.prefix: r.status for r in read_records(report) if r.kind == LISTING}
+    assert listing == {f"{root}/all/run-{run:03d}": ERROR for run in range(10, 20)}
+    assert code == 3 and read_summary(report)["exit_code"] == 3
