@@ -41,11 +41,16 @@ def check_root(url: str) -> None:
 
 
 def top_level(fs, root: str, exclude: str | None = None):
-    """(files, child directories) directly under `root`: files as (path, size, mtime)."""
+    """(files, child directories) directly under `root`: files as (path, size, mtime). A child with
+    an empty name (objects named `root//...`) is `root/`."""
     files, children = [], []
     for entry in fs.ls(root, detail=True):
         name = entry["name"].rstrip("/")
-        if name == root.rstrip("/") or _excluded(name, exclude):
+        if name == root.rstrip("/"):
+            if entry.get("type") == "directory":     # the prefix `root//`: object stores allow an empty name
+                children.append(name + "/")
+            continue
+        if _excluded(name, exclude):
             continue
         if entry.get("type") == "directory":
             children.append(name)

@@ -11,6 +11,7 @@ than one listing per run.
 """
 
 import dataclasses
+import posixpath
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -124,10 +125,11 @@ def split(element: Expand, directory: str, children: list, last: bool) -> list:
     children are fewer than it, else (or on the last level) the children cut into groups."""
     if not children:
         return []
+    parent = directory.rstrip("/") + "/"
+    names = [child[len(parent):] if child.startswith(parent) else posixpath.basename(child) for child in children]
     share = element.share // len(children)
-    if share > 1 and not last:
+    if share > 1 and not last and all(names):      # an empty name cannot be listed by delimiter: a group lists it
         return [Expand(element.root, child, share) for child in children]
-    names = [child.rstrip("/").rsplit("/", 1)[-1] for child in children]
     return [SiblingGroup(element.root, directory, prefix, members)
             for prefix, members in sibling_groups(names, element.share)]
 
