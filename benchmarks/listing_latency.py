@@ -17,7 +17,8 @@ are refused.
 
 The tree is 30k objects by default, not the 100k of issue 8: fake-gcs-server's memory backend
 creates each object in time proportional to the bucket's size under one lock (its issue #2357), so
-loading 30k takes about 5 minutes here and 100k (`main(runs=1000)`) more than an hour.
+loading 30k takes about 5 minutes here; 100k (`main(runs=1000)`) ran 45 minutes on 2026-12-05 and
+the server exited before it served a request.
 
 `python -m benchmarks listing` (part of `make bench`); about 7 minutes at 100 ms.
 """
