@@ -1,11 +1,11 @@
-"""`python -m benchmarks [rebuild-command|rebuild|audit|report ...]`: run benchmarks, print markdown."""
+"""`python -m benchmarks [rebuild-command|rebuild|audit|report|listing ...]`: run benchmarks, print markdown."""
 
 import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    which = argv or ["rebuild-command", "rebuild", "audit", "report"]
+    which = argv or ["rebuild-command", "rebuild", "audit", "report", "listing"]
     for name in which:
         if name == "rebuild-command":
             from . import rebuild_command as bench
@@ -19,8 +19,11 @@ def main(argv: list[str]) -> int:
                 continue
         elif name == "report":
             from . import report_render as bench
+        elif name == "listing":
+            from . import listing_latency as bench
         else:
-            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit, report", file=sys.stderr)
+            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit, report, listing",
+                  file=sys.stderr)
             return 2
         result = bench.main()
         print(bench.render(result))

@@ -1,6 +1,9 @@
-"""List a root the way a big bucket needs: its top level once, then one recursive listing per child,
-so children can be listed by different workers. Sizes and modification times come with the listing
-(no per-file stat), and listings are never cached (see recovery.storage).
+"""List a root the way a big bucket needs: a few directory levels one delimiter listing at a time,
+then what lies below in recursive listings of groups of sibling directories, so that different
+workers list different parts of even a root whose one child holds everything. On an object store a
+group is one flat listing of a name prefix (one request per page of objects); elsewhere each
+directory of the group is listed on its own. Sizes and modification times come with the listing (no
+per-file stat), and listings are never cached (see recovery.storage).
 
 Files are (path, size, mtime) with mtime in epoch seconds, or None where the store gives none.
 Earlier ckpt-rescue report directories inside a root are recognised by their files, and the indexes
@@ -8,6 +11,7 @@ they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
 """
 
 import datetime
+import itertools
 import posixpath
 
 from . import storage
@@ -37,11 +41,16 @@ def check_root(url: str) -> None:
 
 
 def top_level(fs, root: str, exclude: str | None = None):
-    """(files, child directories) directly under `root`: files as (path, size, mtime)."""
+    """(files, child directories) directly under `root`: files as (path, size, mtime). A child with
+    an empty name (objects named `root//...`) is `root/`."""
     files, children = [], []
     for entry in fs.ls(root, detail=True):
         name = entry["name"].rstrip("/")
-        if name == root.rstrip("/") or _excluded(name, exclude):
+        if name == root.rstrip("/"):
+            if entry.get("type") == "directory":     # the prefix `root//`: object stores allow an empty name
+                children.append(name + "/")
+            continue
+        if _excluded(name, exclude):
             continue
         if entry.get("type") == "directory":
             children.append(name)
@@ -55,10 +64,58 @@ def top_level(fs, root: str, exclude: str | None = None):
 
 def everything_under(fs, directory: str, exclude: str | None = None) -> list:
     """Every file below `directory` as (path, size, mtime), from one paginated recursive listing."""
-    found = fs.find(directory, detail=True, withdirs=False)
-    files = [(name, int(info.get("size") or 0), entry_mtime(info)) for name, info in found.items()
-             if info.get("type") != "directory" and not _excluded(name, exclude)]
+    return without_earlier_reports(_found(fs.find(directory, detail=True, withdirs=False), exclude))
+
+
+def _found(found: dict, exclude: str | None) -> list:
+    return [(name, int(info.get("size") or 0), entry_mtime(info)) for name, info in found.items()
+            if info.get("type") != "directory" and not _excluded(name, exclude)]
+
+
+# Stores whose recursive listing takes a name prefix (gcsfs, s3fs): a group of siblings is one listing.
+_PREFIX_LISTING = {"gs", "gcs", "s3", "s3a"}
+
+
+def everything_under_group(fs, parent: str, prefix: str, members: tuple, exclude: str | None = None) -> list:
+    """Every file below the directories `members` of `parent`, which are exactly the ones whose names
+    start with `prefix` (see sibling_groups). Files directly in `parent` are its own listing's."""
+    parent = parent.rstrip("/")
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if not _PREFIX_LISTING & set(protocols):
+        return [item for member in members for item in everything_under(fs, f"{parent}/{member}", exclude)]
+    wanted = set(members)
+    found = fs.find(parent, prefix=prefix, detail=True, withdirs=False)
+    files = [item for item in _found(found, exclude)
+             if item[0].startswith(parent + "/") and item[0][len(parent) + 1:].split("/", 1)[0] in wanted
+             and "/" in item[0][len(parent) + 1:]]
     return without_earlier_reports(files)
+
+
+def sibling_groups(names, limit: int) -> list[tuple[str, tuple]]:
+    """Sibling directory names cut into about `limit` groups (more by at most one cut), each being
+    exactly the names that start with its prefix, so that one prefix listing covers it and nothing
+    else. The largest group is cut first. A group of one name has the prefix `name/`, which also
+    tells `run-1` from `run-10` beside it."""
+    groups = [("", tuple(sorted(set(names))))] if names else []
+    while groups and len(groups) < limit:
+        largest = max(groups, key=lambda group: len(group[1]))
+        if len(largest[1]) < 2:
+            break
+        at = groups.index(largest)
+        groups[at:at + 1] = _cut(*largest)
+    return [(members[0] + "/" if len(members) == 1 else prefix, members) for prefix, members in groups]
+
+
+def _cut(prefix: str, members: tuple) -> list:
+    """Split a group of two or more names by the first character after the prefix where they differ."""
+    while True:
+        parts = [(prefix, (prefix,))] if members[0] == prefix else []
+        longer = members[len(parts):]
+        by_next = itertools.groupby(longer, key=lambda name: name[len(prefix)])
+        parts += [(prefix + char, tuple(same)) for char, same in by_next]
+        if len(parts) > 1:
+            return parts
+        prefix = parts[0][0]
 
 
 def without_earlier_reports(files: list) -> list:

@@ -6,18 +6,18 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.audit import failure_record
 from recovery.classify import OrphanTask, classify_directory
 from recovery.discovery import group_directory
 from recovery.records import CHECKPOINT, HEALTHY
 
+from .listing import DirectoryFiles, failure_as_record
 from .metrics import counter
 
 ORPHANS, TO_CHECK = "orphans", "to_check"
 
 
 class ClassifyDirectory(beam.DoFn):
-    """((root, directory), files) -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking)."""
+    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking)."""
 
     def __init__(self, check_healthy: bool, min_age: float = 0.0, in_place: bool = False, verify_data: bool = False):
         self.check_healthy = check_healthy
@@ -25,17 +25,14 @@ class ClassifyDirectory(beam.DoFn):
         self.in_place = in_place
         self.verify_data = verify_data
 
-    def process(self, element):
-        (root, directory), files = element
+    def process(self, element: DirectoryFiles):
         try:
-            fs, root_path = storage.url_to_fs(root)
-            root_display = storage.display(fs, root_path)
-            results = classify_directory(fs, group_directory(directory, list(files)), root_display,
-                                         self.min_age, time.time(), self.in_place, self.verify_data)
+            fs, root_path = storage.url_to_fs(element.root)
+            results = classify_directory(fs, group_directory(element.directory, list(element.files)),
+                                         storage.display(fs, root_path), self.min_age, time.time(),
+                                         self.in_place, self.verify_data)
         except Exception as exc:  # noqa: BLE001 - one unreadable directory must not stop the run
-            fs, root_path = storage.url_to_fs(root)
-            yield failure_record(element, "classification", exc, name=storage.display(fs, directory),
-                                 root=storage.display(fs, root_path))
+            yield failure_as_record(element, "classification", exc, element.root, element.directory)
             return
         for result in results:
             if isinstance(result, OrphanTask):

@@ -1,4 +1,19 @@
-"""List roots: the top level of each root once, then each child recursively on whichever worker gets it."""
+"""List roots in parallel at object-store latency: the first EXPAND_LEVELS directory levels one
+delimiter listing each, every directory on whichever worker gets it, then everything below in
+recursive listings of groups of sibling directories (recovery.listing.sibling_groups).
+
+A directory's subdirectories share its budget of listing elements (SPLIT_INTO per root): while they
+are fewer than the budget each is expanded with its share, so a root whose one child holds a whole
+bucket is still split under that child; once they are as many, they are cut into that many groups,
+each one flat listing of a name prefix on GCS and S3. Requests stay near one per directory expanded
+plus one per page of objects, and a root of thousands of runs is listed in SPLIT_INTO groups rather
+than one listing per run.
+"""
+
+import dataclasses
+import posixpath
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -6,51 +21,70 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.audit import failure_record
 from recovery.discovery import checkpoint_directory
-from recovery.listing import everything_under, same_filesystem_path, top_level
+from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
+from recovery.records import LISTING
 
 from .metrics import counter
 
-CHILDREN, RECORDS = "children", "records"
+SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
+EXPAND_LEVELS = 3        # directory levels listed one at a time (the root's included)
+DEEPER, GROUPS, RECORDS = "deeper", "groups", "records"
 
 
-class ListTopLevel(beam.DoFn):
-    """root URL -> ((root, directory), [(path, size, mtime), ...]) for its own files; CHILDREN: (root, child)."""
+class Listed(NamedTuple):
+    """One file as the listing gave it: mtime in epoch seconds, None where the store gives none."""
 
-    def __init__(self, report_dir: str):
-        self.report_dir = report_dir
-
-    def process(self, root):
-        try:
-            fs, path = storage.url_to_fs(root)
-            files, children = top_level(fs, path, same_filesystem_path(root, self.report_dir))
-        except Exception as exc:  # noqa: BLE001 - a root that fails mid-run is a finding, not a crash
-            shown = _display_root(root)
-            yield pvalue.TaggedOutput(RECORDS, failure_record(root, "listing", exc, name=shown, root=shown))
-            return
-        counter("files_listed").inc(len(files))
-        yield from by_directory(root, files)
-        for child in children:
-            yield pvalue.TaggedOutput(CHILDREN, (root, child))
+    path: str
+    size: int
+    mtime: float | None
 
 
-class ListRecursively(beam.DoFn):
-    """(root, child directory) -> ((root, directory), [(path, size, mtime), ...]) for every file below it."""
+class DirectoryKey(NamedTuple):
+    root: str
+    directory: str
 
-    def __init__(self, report_dir: str):
-        self.report_dir = report_dir
 
-    def process(self, element):
-        root, child = element
-        try:
-            fs, _ = storage.url_to_fs(root)
-            found = everything_under(fs, child, same_filesystem_path(root, self.report_dir))
-        except Exception as exc:  # noqa: BLE001
-            name = storage.display(storage.url_to_fs(root)[0], child)
-            yield pvalue.TaggedOutput(RECORDS, failure_record(element, "listing", exc, name=name,
-                                                              root=_display_root(root)))
-            return
-        counter("files_listed").inc(len(found))
-        yield from by_directory(root, found)
+class DirectoryFiles(NamedTuple):
+    """The files of one checkpoint directory (merge temp directories included) found under a root."""
+
+    root: str
+    directory: str
+    files: Sequence[Listed]
+
+
+class Expand(NamedTuple):
+    """A directory to list one level of, with the number of listing elements its subtree may become.
+    An empty directory stands for the root itself."""
+
+    root: str
+    directory: str
+    share: int
+
+
+class SiblingGroup(NamedTuple):
+    """Sibling directories of `parent` to list recursively: exactly those whose names start with `prefix`."""
+
+    root: str
+    parent: str
+    prefix: str
+    members: Sequence[str]
+
+
+for _element_type in (Listed, DirectoryKey, DirectoryFiles, Expand, SiblingGroup):
+    beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic, schema'd
+
+
+def failure_as_record(element, step: str, exc: BaseException, root: str, path: str = ""):
+    """The one place these transforms turn an exception into a record (name: `path` as the user would
+    type it, else the root; a part of the tree that could not be listed is of kind `listing`). Kept
+    here until the shared transforms/errors.py exists."""
+    shown_root = _display_root(root)
+    try:
+        name = storage.display(storage.url_to_fs(root)[0], path) if path else shown_root
+    except Exception:  # noqa: BLE001 - even an unparseable root gets its record
+        name = path or root
+    record = failure_record(element, step, exc, name=name, root=shown_root)
+    return dataclasses.replace(record, kind=LISTING) if step == "listing" else record
 
 
 def _display_root(root: str) -> str:
@@ -62,38 +96,114 @@ def _display_root(root: str) -> str:
         return root
 
 
+class ListDirectory(beam.DoFn):
+    """Expand -> DirectoryFiles of its own files; DEEPER: Expand of subdirectories; GROUPS: SiblingGroup.
+    On the last level every subdirectory goes to a group."""
+
+    def __init__(self, report_dir: str, last: bool):
+        self.report_dir = report_dir
+        self.last = last
+
+    def process(self, element: Expand):
+        directory = element.directory
+        try:
+            fs, root_path = storage.url_to_fs(element.root)
+            directory = directory or root_path
+            files, children = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
+        except Exception as exc:  # noqa: BLE001 - a directory that fails mid-run is a finding, not a crash
+            yield pvalue.TaggedOutput(RECORDS, failure_as_record(element, "listing", exc, element.root, directory))
+            return
+        counter("directories_expanded").inc()
+        counter("files_listed").inc(len(files))
+        yield from by_directory(element.root, files)
+        for below in split(element, directory, children, self.last):
+            yield pvalue.TaggedOutput(DEEPER if isinstance(below, Expand) else GROUPS, below)
+
+
+def split(element: Expand, directory: str, children: list, last: bool) -> list:
+    """What to list below `directory`: each child expanded with its share of the budget while the
+    children are fewer than it, else (or on the last level) the children cut into groups."""
+    if not children:
+        return []
+    parent = directory.rstrip("/") + "/"
+    names = [child[len(parent):] if child.startswith(parent) else posixpath.basename(child) for child in children]
+    share = element.share // len(children)
+    if share > 1 and not last and all(names):      # an empty name cannot be listed by delimiter: a group lists it
+        return [Expand(element.root, child, share) for child in children]
+    return [SiblingGroup(element.root, directory, prefix, members)
+            for prefix, members in sibling_groups(names, element.share)]
+
+
+class ListGroup(beam.DoFn):
+    """SiblingGroup -> DirectoryFiles for every file below its members; a failure is one record per member."""
+
+    def __init__(self, report_dir: str):
+        self.report_dir = report_dir
+
+    def process(self, group: SiblingGroup):
+        try:
+            fs, _ = storage.url_to_fs(group.root)
+            found = everything_under_group(fs, group.parent, group.prefix, tuple(group.members),
+                                           same_filesystem_path(group.root, self.report_dir))
+        except Exception as exc:  # noqa: BLE001
+            for member in group.members:
+                yield pvalue.TaggedOutput(RECORDS, failure_as_record(
+                    group, "listing", exc, group.root, f"{group.parent.rstrip('/')}/{member}"))
+            return
+        counter("listing_groups").inc()
+        counter("files_listed").inc(len(found))
+        yield from by_directory(group.root, found)
+
+
 def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
     grouped: dict = {}
-    for item in files:   # (path, size, mtime)
-        grouped.setdefault((root, checkpoint_directory(item[0])), []).append(tuple(item))
-    return list(grouped.items())
+    for path, size, mtime in files:
+        grouped.setdefault(checkpoint_directory(path), []).append(Listed(path, size, mtime))
+    return [DirectoryFiles(root, directory, found) for directory, found in grouped.items()]
 
 
-def _join_parts(element):
-    """A directory's files may come from several listers: concatenate their groups."""
+def _keyed(part: DirectoryFiles):
+    return DirectoryKey(part.root, part.directory), list(part.files)
+
+
+def _joined(element) -> DirectoryFiles:
+    """A directory's files may come from several listers (a merge temp directory is listed apart from
+    its parent): one element with all of them, in path order."""
     key, parts = element
-    return key, [item for part in parts for item in part]
+    return DirectoryFiles(key.root, key.directory, sorted(f for part in parts for f in part))
 
 
 class ListFiles(beam.PTransform):
-    """roots -> ((root, directory), [(path, size, mtime), ...]), plus listing failures as records."""
+    """root URLs -> DirectoryFiles, one per checkpoint directory; plus listing failures as records."""
 
     def __init__(self, report_dir: str):
         super().__init__()
         self.report_dir = report_dir
 
     def expand(self, roots):
-        top = roots | "List top level" >> beam.ParDo(ListTopLevel(self.report_dir)).with_outputs(
-            CHILDREN, RECORDS, main="files")
-        below = (top[CHILDREN]
-                 | "Spread children" >> beam.Reshuffle()
-                 | "List each child" >> beam.ParDo(ListRecursively(self.report_dir)).with_outputs(
-                     RECORDS, main="files"))
-        grouped = ((top.files, below.files)
+        pending = roots | "Start" >> beam.Map(lambda root: Expand(root, "", SPLIT_INTO)).with_output_types(Expand)
+        files, groups, failures = [], [], []
+        for level in range(EXPAND_LEVELS):
+            if level:
+                pending = pending | f"Spread level {level}" >> beam.Reshuffle()
+            listed = pending | f"List level {level}" >> beam.ParDo(
+                ListDirectory(self.report_dir, last=level == EXPAND_LEVELS - 1)).with_outputs(
+                    DEEPER, GROUPS, RECORDS, main="files")
+            files.append(listed.files)
+            groups.append(listed[GROUPS])
+            failures.append(listed[RECORDS])
+            pending = listed[DEEPER]
+        below = (tuple(groups)
+                 | "All groups" >> beam.Flatten()
+                 | "Spread groups" >> beam.Reshuffle()
+                 | "List groups" >> beam.ParDo(ListGroup(self.report_dir)).with_outputs(RECORDS, main="files"))
+        grouped = ((*files, below.files)
                    | "All files" >> beam.Flatten()
+                   | "Key by directory" >> beam.Map(_keyed).with_output_types(
+                       tuple[DirectoryKey, Sequence[Listed]])
                    | "Group by directory" >> beam.GroupByKey()
-                   | "Join parts" >> beam.Map(_join_parts))
-        failures = (top[RECORDS], below[RECORDS]) | "Listing failures" >> beam.Flatten()
+                   | "Join parts" >> beam.Map(_joined).with_output_types(DirectoryFiles))
+        failures = (*failures, below[RECORDS]) | "Listing failures" >> beam.Flatten()
         return grouped, failures

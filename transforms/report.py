@@ -11,6 +11,7 @@ their credentials and endpoints elsewhere and do not know memory:// (docs/beam-n
 
 import logging
 import time
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -23,6 +24,28 @@ from .metrics import counter
 
 PROGRESS_EVERY_SECONDS = 30
 _LOG = logging.getLogger("ckpt_rescue.audit")
+
+
+class Part(NamedTuple):
+    """One part file written: which output it belongs to (recovery.report.RECORDS, ...) and its path."""
+
+    output: str
+    path: str
+
+
+class RunKey(NamedTuple):
+    """A run as the report groups records: the root and the checkpoint directory (recovery.report.run_key)."""
+
+    root: str
+    directory: str
+
+
+for _element_type in (Part, RunKey):
+    beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic keys
+
+
+def _by_run(key: tuple, value) -> tuple:
+    return RunKey(*key), value
 
 
 class Tally(beam.DoFn):
@@ -47,7 +70,7 @@ class Tally(beam.DoFn):
 
 class WriteParts(beam.DoFn):
     """Record -> lines of records.jsonl, failures.csv and promote.sh, written as sorted part files of
-    at most PART_LINES lines; yields (output, part path) for each part written."""
+    at most PART_LINES lines; yields a Part for each part written."""
 
     def __init__(self, parts_dir: str):
         self.parts_dir = parts_dir
@@ -72,9 +95,9 @@ class WriteParts(beam.DoFn):
             if self._lines[output]:
                 yield WindowedValue(self._flush(output), MIN_TIMESTAMP, [GlobalWindow()])
 
-    def _flush(self, output):
+    def _flush(self, output) -> Part:
         lines, self._lines[output] = self._lines[output], []
-        return output, report.write_part(self._fs, self._path, output, lines)
+        return Part(output, report.write_part(self._fs, self._path, output, lines))
 
 
 class _Fold(beam.CombineFn):
@@ -109,19 +132,21 @@ class WriteReports(beam.PTransform):
         self.meta = meta
 
     def expand(self, records):
-        parts = records | "Write parts" >> beam.ParDo(WriteParts(report.parts_dir(self.report_dir,
-                                                                                   self.meta.get("run_id", ""))))
+        parts = records | "Write parts" >> beam.ParDo(WriteParts(report.parts_dir(
+            self.report_dir, self.meta.get("run_id", "")))).with_output_types(Part)
         totals = records | "Count" >> beam.CombineGlobally(
             _Fold(report.totals_new, report.totals_add, report.totals_merge))
 
+        by_run = tuple[RunKey, Any]
         joined = (records
                   | "Join keys" >> beam.FlatMap(report.join_items)
                   | "Join latest" >> beam.GroupByKey()
-                  | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]])))
+                  | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]]))
+                  | "Key latest by run" >> beam.MapTuple(_by_run).with_output_types(by_run))
         # Combine the records per run before anything joins them: a Flatten of whole records with
         # the join's output would make the local runner buffer every record between stages.
         per_run = (records
-                   | "Key by run" >> beam.Map(lambda r: (report.run_key(r), r))
+                   | "Key by run" >> beam.Map(lambda r: _by_run(report.run_key(r), r)).with_output_types(by_run)
                    | "Per run" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
         runs = ((per_run, joined)
                 | "Run inputs" >> beam.Flatten()
