@@ -10,7 +10,8 @@ from recovery.classify import OrphanTask, classify_directory
 from recovery.discovery import group_directory
 from recovery.records import CHECKPOINT, HEALTHY
 
-from .listing import DirectoryFiles, failure_as_record
+from .errors import failures_become_records
+from .listing import DirectoryFiles
 from .metrics import counter
 
 ORPHANS, TO_CHECK = "orphans", "to_check"
@@ -25,15 +26,12 @@ class ClassifyDirectory(beam.DoFn):
         self.in_place = in_place
         self.verify_data = verify_data
 
+    @failures_become_records("classification", where=lambda self, element: (element.root, element.directory))
     def process(self, element: DirectoryFiles):
-        try:
-            fs, root_path = storage.url_to_fs(element.root)
-            results = classify_directory(fs, group_directory(element.directory, list(element.files)),
-                                         storage.display(fs, root_path), self.min_age, time.time(),
-                                         self.in_place, self.verify_data)
-        except Exception as exc:  # noqa: BLE001 - one unreadable directory must not stop the run
-            yield failure_as_record(element, "classification", exc, element.root, element.directory)
-            return
+        fs, root_path = storage.url_to_fs(element.root)
+        results = classify_directory(fs, group_directory(element.directory, list(element.files)),
+                                     storage.display(fs, root_path), self.min_age, time.time(),
+                                     self.in_place, self.verify_data)
         for result in results:
             if isinstance(result, OrphanTask):
                 counter("orphans_found").inc()

@@ -10,7 +10,6 @@ plus one per page of objects, and a root of thousands of runs is listed in SPLIT
 than one listing per run.
 """
 
-import dataclasses
 import posixpath
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -19,11 +18,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.audit import failure_record
 from recovery.discovery import checkpoint_directory
 from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
-from recovery.records import LISTING
 
+from .errors import failure_as_record, failures_become_records
 from .metrics import counter
 
 SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
@@ -74,28 +72,6 @@ for _element_type in (Listed, DirectoryKey, DirectoryFiles, Expand, SiblingGroup
     beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic, schema'd
 
 
-def failure_as_record(element, step: str, exc: BaseException, root: str, path: str = ""):
-    """The one place these transforms turn an exception into a record (name: `path` as the user would
-    type it, else the root; a part of the tree that could not be listed is of kind `listing`). Kept
-    here until the shared transforms/errors.py exists."""
-    shown_root = _display_root(root)
-    try:
-        name = storage.display(storage.url_to_fs(root)[0], path) if path else shown_root
-    except Exception:  # noqa: BLE001 - even an unparseable root gets its record
-        name = path or root
-    record = failure_record(element, step, exc, name=name, root=shown_root)
-    return dataclasses.replace(record, kind=LISTING) if step == "listing" else record
-
-
-def _display_root(root: str) -> str:
-    """The root as records name it (the summary groups by this), or as given if even that fails."""
-    try:
-        fs, path = storage.url_to_fs(root)
-        return storage.display(fs, path)
-    except Exception:  # noqa: BLE001
-        return root
-
-
 class ListDirectory(beam.DoFn):
     """Expand -> DirectoryFiles of its own files; DEEPER: Expand of subdirectories; GROUPS: SiblingGroup.
     On the last level every subdirectory goes to a group."""
@@ -104,15 +80,11 @@ class ListDirectory(beam.DoFn):
         self.report_dir = report_dir
         self.last = last
 
+    @failures_become_records("listing", where=lambda self, element: (element.root, element.directory), tag=RECORDS)
     def process(self, element: Expand):
-        directory = element.directory
-        try:
-            fs, root_path = storage.url_to_fs(element.root)
-            directory = directory or root_path
-            files, children = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
-        except Exception as exc:  # noqa: BLE001 - a directory that fails mid-run is a finding, not a crash
-            yield pvalue.TaggedOutput(RECORDS, failure_as_record(element, "listing", exc, element.root, directory))
-            return
+        fs, root_path = storage.url_to_fs(element.root)
+        directory = element.directory or root_path
+        files, children = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
         counter("directories_expanded").inc()
         counter("files_listed").inc(len(files))
         yield from by_directory(element.root, files)

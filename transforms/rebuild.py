@@ -70,7 +70,7 @@ class FinalizeRebuild(beam.DoFn):
     def __init__(self, settings: AuditSettings):
         self.settings = settings
 
-    @failures_become_records("rebuild", subject=lambda self, joined: (joined.plan.task, "", ""))
+    @failures_become_records("rebuild", subject=lambda self, joined: joined.plan.task)
     def process(self, joined: Joined):
         task, plan, planning_seconds = joined.plan
         failure = joined.failure()

@@ -69,7 +69,7 @@ def read_range(split: SplitCheck, byte_range: ByteRange):
 class FinishCheck(beam.DoFn):
     """Joined(prefix, SplitCheck, [RangeResult]) -> Record."""
 
-    @failures_become_records("verification", subject=lambda self, joined: (joined.plan.check.record, "", ""))
+    @failures_become_records("verification", subject=lambda self, joined: joined.plan.check.record)
     def process(self, joined: Joined):
         check, planning_seconds = joined.plan
         failure = joined.failure()
