@@ -36,7 +36,8 @@ def _status(pid: int) -> dict:
                 if k in ("VmHWM", "VmRSS")}
 
 
-def _descendants(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """(child, parent) for every process under `pid`."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -44,7 +45,7 @@ def _descendants(pid: int) -> list[int]:
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as f:
                     children = [int(child) for child in f.read().split()]
-                found += children
+                found += [(child, current) for child in children]
                 todo += children
         except OSError:
             continue
@@ -67,12 +68,18 @@ def measure(argv: list[str], env: dict | None = None, cwd: str | None = None, in
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         children, tree_peak, launcher = {}, 0, 0
+        argv_line = " ".join(argv)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
             total = 0
-            for child in [process.pid, *_descendants(process.pid)]:
+            lines = {process.pid: argv_line}
+            for child, parent in [(process.pid, None), *_descendants(process.pid)]:
+                if parent is not None:
+                    lines[child] = _command_line(child)
+                    if lines[child] == lines.get(parent):
+                        continue    # forked, not yet exec'd: its pages are its parent's, counted there
                 try:
                     now = _status(child)
                 except (OSError, ValueError):
@@ -81,8 +88,8 @@ def measure(argv: list[str], env: dict | None = None, cwd: str | None = None, in
                 if child == process.pid:
                     launcher = max(launcher, now.get("VmHWM", 0))
                 else:
-                    peak, line = children.get(child, (0, ""))
-                    children[child] = (max(peak, now.get("VmHWM", 0)), line or _command_line(child))
+                    peak, _ = children.get(child, (0, ""))
+                    children[child] = (max(peak, now.get("VmHWM", 0)), lines[child])
             tree_peak = max(tree_peak, total)
             time.sleep(interval)
         wall = time.perf_counter() - started
