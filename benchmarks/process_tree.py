@@ -88,8 +88,8 @@ def measure(argv: list[str], env: dict | None = None, cwd: str | None = None, in
                 if child == process.pid:
                     launcher = max(launcher, now.get("VmHWM", 0))
                 else:
-                    peak, _ = children.get(child, (0, ""))
-                    children[child] = (max(peak, now.get("VmHWM", 0)), lines[child])
+                    peak, line = children.get(child, (0, ""))   # the line read while it ran, not as a zombie
+                    children[child] = (max(peak, now.get("VmHWM", 0)), line or lines[child])
             tree_peak = max(tree_peak, total)
             time.sleep(interval)
         wall = time.perf_counter() - started
