@@ -36,9 +36,11 @@ SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-# Local trees up to this size run in this process unless the user chose the engine: on 2 cores, two
-# worker processes take ~4 s to start, while one process audits ~2,000 prefixes (two files each) in that time.
-SMALL_TREE_FILES = 5000
+# Local trees up to this size run in this process unless the user chose the engine. Worker processes take
+# ~3 s to start; on 2 cores (BENCHMARKS.md, 2026-12-05) one process audited 10,000 prefixes (20,100 files) in
+# 0.72x the wall time of two workers, and even 100,000 in 0.98x, but a machine with more cores gains from
+# workers sooner, so the limit sits just above 10,000 prefixes.
+SMALL_TREE_FILES = 25_000
 SMALL_TREE_BYTES = 4 << 30
 
 
