@@ -222,6 +222,8 @@ def _summarize(measured: dict, trees: dict, heavy, repeats: int, large_repeats: 
                                  for size in sizes},
         "memory_growth": {
             "prefixes": f"{small} -> {large}",
+            # the command may choose one process for the small tree and workers for the large one
+            "same_engine": measured[f"pipeline/{small}"].get("engine") == measured[f"pipeline/{large}"].get("engine"),
             "pipeline_launcher": _ratio(measured[f"pipeline/{large}"]["launcher_mb"],
                                         measured[f"pipeline/{small}"]["launcher_mb"]),
             "pipeline_worst_worker": _ratio(peak_workers(f"pipeline/{large}"), peak_workers(f"pipeline/{small}")),
@@ -282,7 +284,9 @@ def render(report: dict) -> str:
         "",
         f"pipeline / loop: {ratios} (target at {sizes[-1]}: wall <= {PIPELINE_TARGET}x)",
         f"peak RSS growth {g['prefixes']} prefixes: pipeline launcher {g['pipeline_launcher']}x, worst worker "
-        f"{g['pipeline_worst_worker']}x, loop {g['loop']}x (target for the pipeline <= 1.3x)",
+        f"{g['pipeline_worst_worker']}x, loop {g['loop']}x (target for the pipeline <= 1.3x"
+        + ("" if g["same_engine"] else "; the two sizes ran different engines, so compare them with "
+                                      "explicit --direct_running_mode/--direct_num_workers") + ")",
         "",
         f"Rebuild-heavy tree: {h['prefixes']} prefixes in {h['directories']} directories, {h['orphans']} orphans.",
         "",
