@@ -38,6 +38,12 @@ SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# Local trees up to this size run in this process unless the user chose the engine. Worker processes take
+# ~3 s to start; on 2 cores (BENCHMARKS.md, 2026-12-05) one process audited 10,000 prefixes (20,100 files) in
+# 0.72x the wall time of two workers, and even 100,000 in 0.98x, but a machine with more cores gains from
+# workers sooner, so the limit sits just above 10,000 prefixes.
+SMALL_TREE_FILES = 25_000
+SMALL_TREE_BYTES = 4 << 30
 
 
 def byte_size(text: str) -> int:
@@ -82,6 +88,12 @@ def add_arguments(parser):
                         metavar="MINUTES",
                         help="files younger than this are reported in progress, never rebuilt "
                              f"(default {DEFAULT_MIN_AGE_MINUTES:g}; 0 judges everything)")
+    parser.add_argument("--small-tree-files", "--small_tree_files", dest="small_tree_files", type=int,
+                        default=SMALL_TREE_FILES, metavar="N",
+                        help="local roots holding at most N files (and 4 GiB) are audited in this process, since "
+                             "worker processes take seconds to start; larger trees and buckets get a worker per core "
+                             f"(default {SMALL_TREE_FILES}; ignored when --runner, --direct_running_mode, "
+                             "--direct_num_workers or --profile is given)")
     parser.add_argument("--profile", metavar="NAME", help="runner profile shipped in the package "
                         f"({', '.join(beam_flags.profile_names()) or 'none found'}) or a YAML path")
     parser.add_argument("--detach", action="store_true",
@@ -104,8 +116,7 @@ def run(args) -> int:
     preflight.check_output_dir("--report-dir", args.report_dir)
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
-    in_memory = any(url.startswith("memory://") for url in roots + [args.report_dir])
-    flags = beam_flags.audit_flags(args.beam_args, args.profile, in_memory)
+    flags, why = _engine(args, roots)
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -124,7 +135,7 @@ def run(args) -> int:
                              allow_zeros=args.allow_zeros, min_age=args.min_age * 60)
     from . import audit
 
-    print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}", file=sys.stderr)
+    print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}: {why}", file=sys.stderr)
     pipeline_options = beam_flags.pipeline_options(flags)
     if args.detach:
         import apache_beam as beam
@@ -147,6 +158,26 @@ def run(args) -> int:
     _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit.metrics(result))
     _warn_empty_roots(summary)
     return summary["exit_code"]
+
+
+def _engine(args, roots: list[str]) -> tuple[list[str], str]:
+    """(Beam flags, why this engine): the user's choice, else one process for memory:// and small local
+    trees (found by a walk that stops at the limit), else a worker process per core."""
+    if any(url.startswith("memory://") for url in roots + [args.report_dir]):
+        return beam_flags.audit_flags(args.beam_args, args.profile, in_memory_storage=True), \
+            "memory:// lives in this process"
+    if beam_flags.engine_chosen(args.beam_args, args.profile):
+        return beam_flags.audit_flags(args.beam_args, args.profile), "as chosen"
+    size = preflight.local_tree_size(roots, args.small_tree_files, SMALL_TREE_BYTES)
+    small = size is not None and not size.over
+    flags = beam_flags.audit_flags(args.beam_args, args.profile, small_tree=small)
+    limits = f"{args.small_tree_files} files or {SMALL_TREE_BYTES >> 30} GiB"
+    if size is None:
+        return flags, "roots in cloud storage, so a worker process per core"
+    if small:
+        return flags, (f"a small local tree ({size.files} files, {size.bytes / 1e6:.1f} MB; up to {limits} run in one "
+                       "process, which starts faster than workers; see --small-tree-files)")
+    return flags, f"more than {limits} under the roots, so a worker process per core"
 
 
 def _warn_empty_roots(summary: dict) -> None:
@@ -215,6 +246,8 @@ def _command_line(args, roots) -> str:
         parts += ["--split-bytes", str(args.split_bytes)]
     if args.min_age != DEFAULT_MIN_AGE_MINUTES:
         parts += ["--min-age", f"{args.min_age:g}"]
+    if args.small_tree_files != SMALL_TREE_FILES:
+        parts += ["--small-tree-files", str(args.small_tree_files)]
     if args.profile:
         parts += ["--profile", args.profile]
     return shlex.join(parts + list(args.beam_args))

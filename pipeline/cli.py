@@ -6,6 +6,7 @@ both apply).
 """
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -101,7 +102,14 @@ def configure_logging(verbose: bool, debug: bool) -> None:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:        # the program itself (not a caller in the same process): it exits next
+        try:
+            return main(sys.argv[1:])
+        finally:
+            # Beam leaves ~200k objects; the collection at interpreter exit took 0.5-1.4 s of an audit's
+            # wall time. Frozen objects are skipped by it (exit handlers still run).
+            gc.freeze()
+    argv = list(argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)

@@ -79,16 +79,31 @@ def check_known(flags: list[str]) -> None:
         raise UsageError(f"unknown option(s): {', '.join(hints)}")
 
 
-def audit_flags(beam_args: list[str], profile: str | None, in_memory_storage: bool = False) -> list[str]:
-    """The Beam flags to run with: profile, then the user's flags, then local defaults where unset."""
+ENGINE_FLAGS = ("runner", "direct_running_mode", "direct_num_workers")
+
+
+def engine_chosen(beam_args: list[str], profile: str | None) -> bool:
+    """Did the user pick the runner, its mode or its workers (directly or through a profile)?"""
+    return bool(profile) or any(_flag_value(beam_args, name) is not None for name in ENGINE_FLAGS)
+
+
+def audit_flags(beam_args: list[str], profile: str | None, in_memory_storage: bool = False,
+                small_tree: bool = False) -> list[str]:
+    """The Beam flags to run with: profile, then the user's flags, then local defaults where unset.
+
+    Locally the default is one worker process per core; memory:// and, unless the user chose the
+    runner, its mode or its workers, a small tree run in this process instead (`in_memory`):
+    workers take seconds to start, more than a small tree takes to audit.
+    """
     flags = (load_profile(profile) if profile else []) + list(beam_args)
     runner = _flag_value(flags, "runner")
     if runner is None or runner in LOCAL_RUNNERS:
+        one_process = in_memory_storage or (small_tree and not engine_chosen(beam_args, profile))
         flags.append("--runner=FnApiRunner")
         mode = _flag_value(flags, "direct_running_mode")
         if mode is None:
             # memory:// lives in one process: workers in other processes would see an empty filesystem
-            mode = "in_memory" if in_memory_storage else "multi_processing"
+            mode = "in_memory" if one_process else "multi_processing"
             flags.append(f"--direct_running_mode={mode}")
         if _flag_value(flags, "direct_num_workers") is None:
             flags.append(f"--direct_num_workers={1 if mode == 'in_memory' else os.cpu_count() or 1}")

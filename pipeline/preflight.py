@@ -6,6 +6,7 @@ missing, and then fail with a traceback. Here each gs:// or s3:// path gets one 
 missing and how to provide it. Local and memory:// paths are checked by the commands themselves.
 """
 
+import dataclasses
 import importlib.util
 import os
 import socket
@@ -137,6 +138,49 @@ def check_output_file(label: str, url: str) -> None:
     if not os.path.isdir(directory):
         raise UsageError(f"{label} {url}: no such directory {directory} (it is not created for you)")
     check_output_dir(label, directory)
+
+
+@dataclasses.dataclass
+class TreeSize:
+    """What a bounded walk of local roots saw: `over` when it stopped at a limit before the end."""
+
+    files: int
+    bytes: int
+    over: bool
+
+
+def local_tree_size(roots: list, max_files: int, max_bytes: int) -> TreeSize | None:
+    """Files and bytes under local roots, walking no further than the first limit passed; None for a
+    remote root (its listing costs requests, and a bucket is seldom small).
+
+    The audit runs small trees in one process: starting worker processes costs seconds."""
+    paths = []
+    for root in roots:
+        if "://" in root and not root.startswith("file://"):
+            return None
+        paths.append(root[len("file://"):] if root.startswith("file://") else root)
+    seen = TreeSize(0, 0, False)
+    todo = list(paths)
+    while todo:
+        try:
+            entries = os.scandir(todo.pop())
+        except OSError:
+            continue                     # unreadable: the listing itself will say so
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                        continue
+                    size = entry.stat().st_size
+                except OSError:
+                    size = 0             # a dangling link: still a file for the listing
+                seen.files += 1
+                seen.bytes += size
+                if seen.files > max_files or seen.bytes > max_bytes:
+                    seen.over = True
+                    return seen
+    return seen
 
 
 def _scheme(url: str) -> str:

@@ -9,6 +9,7 @@ from source_helpers import orphan
 
 from pipeline.cli import main as cli_main
 from pipeline.options import audit_flags, load_profile
+from pipeline.preflight import local_tree_size
 from recovery import storage
 from recovery.report import read_records, read_summary
 
@@ -117,5 +118,51 @@ def test_profiles_expand_the_environment_and_local_runs_skip_prism(monkeypatch):
     assert "--direct_running_mode=in_memory" in audit_flags([], None, in_memory_storage=True)
     assert audit_flags(["--runner=DirectRunner", "--direct_num_workers=3"], None)[-2:] == [
         "--runner=FnApiRunner", "--direct_running_mode=multi_processing"]
+    assert "--direct_running_mode=in_memory" in audit_flags([], None, small_tree=True)
+    assert "--direct_num_workers=1" in audit_flags([], None, small_tree=True)
+    for chosen in (["--direct_num_workers=2"], ["--runner=DirectRunner"], ["--direct_running_mode=multi_processing"]):
+        assert "--direct_running_mode=multi_processing" in audit_flags(chosen, None, small_tree=True), chosen
+    assert "--direct_running_mode=multi_processing" in audit_flags([], None, small_tree=False)
     portable = audit_flags([], "portable")
     assert "--runner=PortableRunner" in portable and not any("direct_" in f for f in portable)
+
+
+@pytest.mark.tf
+def test_a_small_tree_runs_in_this_process_and_a_larger_one_in_workers_with_the_same_records(
+        pristine_family, tmp_path, capsys):
+    """Worker processes take seconds to start: a small local tree is audited in the launcher. The threshold is
+    a flag, so the same tiny tree stands in for a large one; both engines must conclude the same."""
+    family = pristine_family("keras3_adam")
+    tree = tmp_path / "tree"
+    shutil.copytree(os.path.dirname(family.prefix), tree / "run")
+    prefix = str(tree / "run" / os.path.basename(family.prefix))
+    original = orphan(prefix)
+    files = sum(len(names) for _, _, names in os.walk(tree))
+    runs = {}
+    for name, extra in (("small", []), ("large", ["--small-tree-files", str(files - 1)])):
+        report = str(tmp_path / name)
+        code = cli_main(["audit", str(tree), "--report-dir", report, "--min-age", "0", *extra])
+        said = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("auditing"))
+        records = read_records(report)
+        runs[name] = (code, said, {(r.prefix, r.kind, r.status, r.source) for r in records},
+                      {r.prefix: storage.read_bytes(*storage.url_to_fs(r.index_path)) for r in records if r.staged})
+    small, large = runs["small"], runs["large"]
+    assert "(FnApiRunner, in_memory, 1 worker(s))" in small[1] and f"a small local tree ({files} files" in small[1]
+    assert "(FnApiRunner, multi_processing" in large[1] and f"more than {files - 1} files" in large[1]
+    assert small[0] == large[0] == 1     # the run's `checkpoint` file names the orphan: a person must look
+    assert small[2] == large[2] and (prefix, "checkpoint", "rebuilt") in {r[:3] for r in small[2]}
+    assert small[3] == large[3] == {prefix: original}
+
+
+def test_the_tree_count_stops_at_the_limit_and_leaves_buckets_alone(tmp_path):
+    for directory in ("a", "a/b", "c"):
+        (tmp_path / directory).mkdir()
+    for i, directory in enumerate(("a", "a", "a/b", "c", "c")):
+        (tmp_path / directory / f"f{i}").write_bytes(b"x" * 10)
+    whole = local_tree_size([str(tmp_path)], max_files=5, max_bytes=1000)
+    assert (whole.files, whole.bytes, whole.over) == (5, 50, False)
+    assert local_tree_size([f"file://{tmp_path}/a", str(tmp_path / "c")], 5, 1000).files == 5
+    stopped = local_tree_size([str(tmp_path)], max_files=2, max_bytes=1000)
+    assert stopped.over and stopped.files == 3
+    assert local_tree_size([str(tmp_path)], max_files=100, max_bytes=25).over
+    assert local_tree_size([str(tmp_path), "gs://bucket/runs"], 5, 1000) is None

@@ -293,12 +293,13 @@ def test_beam_harness_logs_stay_out_unless_debug(pristine_family, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), root / "run")
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    code, out, err, _ = cli(["audit", str(root), "--min-age", "0",
+    workers = "--direct_running_mode=multi_processing"   # a tree this small would run in the launcher
+    code, out, err, _ = cli(["audit", str(root), "--min-age", "0", workers,
                              "--report-dir", str(tmp_path / "r1"), "-v"], env=env, timeout=300)
     assert code == 0, err
     assert "healthy 4" in out   # three checkpoints and the state file
     assert "Worker:" not in err and "sdk_worker" not in err and "control server" not in err, err
-    code, _, err, _ = cli(["audit", str(root), "--min-age", "0",
+    code, _, err, _ = cli(["audit", str(root), "--min-age", "0", workers,
                            "--report-dir", str(tmp_path / "r2"), "--debug"], env=env,
                           timeout=300)
     assert code == 0
