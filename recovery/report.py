@@ -24,6 +24,7 @@ import re
 import shlex
 import uuid
 from collections import Counter
+from typing import NamedTuple
 
 import jinja2
 
@@ -677,15 +678,30 @@ def write_reports(report_dir: str, records, meta: dict, finished: float) -> dict
     return finish(report_dir, meta, finished, totals, parts, run_rows, len(runs), cause_rows, len(causes), rebuilt)
 
 
+class StateFileClaim(NamedTuple):
+    """A `checkpoint` state file's claim, joined by the prefix it names as latest: its run and how it
+    names it."""
+
+    root: str
+    directory: str
+    name: str
+
+
+class CheckpointState(NamedTuple):
+    """A checkpoint's side of that join: its verdict, and whether its index is only staged."""
+
+    status: str
+    staged: bool
+
+
 def join_items(record) -> list:
-    """(prefix, what) pairs that join a state file's latest name with that checkpoint's record:
-    (root, directory, name) from a state file, (status, staged) from a checkpoint. Small tuples: a
-    local runner buffers one per checkpoint."""
+    """(prefix, StateFileClaim | CheckpointState) pairs that join a state file's latest name with that
+    checkpoint's record. Small items: a local runner buffers one per checkpoint."""
     target = state_target(record)
     if target is not None:
-        return [(target, (*run_key(record), record.source))]
+        return [(target, StateFileClaim(*run_key(record), record.source))]
     if record.kind == CHECKPOINT:
-        return [(record.prefix, (record.status, bool(record.staged)))]
+        return [(record.prefix, CheckpointState(record.status, bool(record.staged)))]
     return []
 
 
@@ -694,9 +710,9 @@ def resolved_runs(joined) -> list:
     out = []
     for items in joined.values() if isinstance(joined, dict) else joined:
         items = list(items)      # a few per prefix: the checkpoint and the state files naming it
-        targets = [{"status": i[0], "staged": i[1]} for i in items if len(i) == 2]
-        for root, directory, name in (i for i in items if len(i) == 3):
-            out.append(((root, directory), latest_resolution(name, targets)))
+        targets = [{"status": i.status, "staged": i.staged} for i in items if isinstance(i, CheckpointState)]
+        for claim in (i for i in items if isinstance(i, StateFileClaim)):
+            out.append(((claim.root, claim.directory), latest_resolution(claim.name, targets)))
     return out
 
 

@@ -40,8 +40,8 @@ class RunKey(NamedTuple):
     directory: str
 
 
-for _element_type in (Part, RunKey):
-    beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic keys
+for _element_type in (Part, RunKey, report.StateFileClaim, report.CheckpointState):
+    beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic, compact
 
 
 def _by_run(key: tuple, value) -> tuple:
