@@ -1,7 +1,7 @@
 """The audit pipeline, assembled: list -> group by directory -> classify -> rebuild orphans (and
 check healthy checkpoints when asked) -> count -> write the reports.
 
-Every stage's failures are records, so all paths end in the same PCollection of records.
+Every stage's failures are records; the records of every stage are counted and reported alike.
 """
 
 import logging
@@ -17,19 +17,21 @@ from transforms.verify import CheckHealthy
 
 
 def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
-    """Add the audit to `pipeline`; returns the PCollection of records (before the report step)."""
+    """Add the audit to `pipeline`; returns the records by the stage that made them (before the report).
+
+    The records are counted and reported where they are made, not flattened into one PCollection
+    first: the local runner would hold all of them between stages (see WriteReports)."""
     check = settings.verify_data or settings.rehearse
     grouped, listing_failures = (pipeline
                                  | "Roots" >> beam.Create(roots)
                                  | "List" >> ListFiles(settings.report_dir))
     classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
     classified = grouped | "Classify" >> beam.ParDo(classify).with_outputs(ORPHANS, TO_CHECK, main="records")
-    found = [listing_failures, classified.records, classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)]
+    found = {"listing": listing_failures, "classify": classified.records,
+             "rebuild": classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)}
     if check:
-        found.append(classified[TO_CHECK] | "Check healthy" >> CheckHealthy(settings))
-    records = (tuple(found)
-               | "All records" >> beam.Flatten()
-               | "Tally" >> beam.ParDo(Tally()))
+        found["check"] = classified[TO_CHECK] | "Check healthy" >> CheckHealthy(settings)
+    records = {source: made | f"Tally ({source})" >> beam.ParDo(Tally()) for source, made in found.items()}
     _ = records | "Report" >> WriteReports(settings.report_dir, meta)
     return records
 

@@ -119,58 +119,88 @@ class _Fold(beam.CombineFn):
         return accumulator
 
 
-def _merge_one(acc, element):
-    return report.run_merge([acc, element])
+def _merge_one(merge):
+    """add_input for a CombineFn whose inputs are accumulators already: merge them one at a time."""
+    return lambda acc, element: merge([acc, element])
 
 
 class WriteReports(beam.PTransform):
-    """Records -> the report files in report_dir. Returns a PCollection with the summary."""
+    """Records -> the report files in report_dir. Returns a PCollection with the summary.
+
+    Takes one PCollection of records or a dict of them (the audit's: one per stage that makes records).
+    Each is written and folded where it is made, so only part paths and combiner accumulators cross
+    into the steps that join them: a Flatten of whole records would make the local runner hold every
+    record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
+    """
 
     def __init__(self, report_dir: str, meta: dict):
         super().__init__()
         self.report_dir = report_dir
         self.meta = meta
 
-    def expand(self, records):
-        parts = records | "Write parts" >> beam.ParDo(WriteParts(report.parts_dir(
-            self.report_dir, self.meta.get("run_id", "")))).with_output_types(Part)
-        totals = records | "Count" >> beam.CombineGlobally(
-            _Fold(report.totals_new, report.totals_add, report.totals_merge))
-
+    def expand(self, record_sets):
+        if isinstance(record_sets, beam.PCollection):
+            record_sets = {"records": record_sets}
+        parts_dir = report.parts_dir(self.report_dir, self.meta.get("run_id", ""))
         by_run = tuple[RunKey, Any]
-        joined = (records
-                  | "Join keys" >> beam.FlatMap(report.join_items)
+        pieces = {"parts": [], "totals": [], "per_run": [], "join": [], "causes": [], "rebuilt": []}
+        for name, records in record_sets.items():
+            pieces["parts"].append(records | f"Write parts ({name})" >> beam.ParDo(
+                WriteParts(parts_dir)).with_output_types(Part))
+            pieces["totals"].append(records | f"Count ({name})" >> beam.CombineGlobally(
+                _Fold(report.totals_new, report.totals_add, report.totals_merge)).without_defaults())
+            pieces["per_run"].append(
+                records
+                | f"Key by run ({name})" >> beam.Map(lambda r: _by_run(report.run_key(r), r)).with_output_types(by_run)
+                | f"Per run ({name})" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
+            pieces["join"].append(records | f"Join keys ({name})" >> beam.FlatMap(report.join_items))
+            pieces["causes"].append(
+                records
+                | f"Needs a person ({name})" >> beam.Filter(report.needs_a_person)
+                | f"Key by cause ({name})" >> beam.Map(lambda r: (report.cause_of(r), r))
+                | f"Per cause ({name})" >> beam.CombinePerKey(
+                    _Fold(report.cause_new, report.cause_add, report.cause_merge)))
+            pieces["rebuilt"].append(
+                records
+                | f"Rebuilt ({name})" >> beam.Filter(lambda r: r.status == report.REBUILT)
+                | f"Shown ({name})" >> beam.Map(report.shown)
+                | f"Largest rebuilt ({name})" >> beam.CombineGlobally(beam.combiners.TopCombineFn(
+                    report.HTML_REBUILT, key=report.rebuilt_rank)).without_defaults())
+
+        parts = tuple(pieces["parts"]) | "All parts" >> beam.Flatten()
+        totals = (tuple(pieces["totals"])
+                  | "All counts" >> beam.Flatten()
+                  | "Count" >> beam.CombineGlobally(
+                      _Fold(report.totals_new, _merge_one(report.totals_merge), report.totals_merge)))
+        joined = (tuple(pieces["join"])
+                  | "All join keys" >> beam.Flatten()
                   | "Join latest" >> beam.GroupByKey()
                   | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]]))
                   | "Key latest by run" >> beam.MapTuple(_by_run).with_output_types(by_run))
-        # Combine the records per run before anything joins them: a Flatten of whole records with
-        # the join's output would make the local runner buffer every record between stages.
-        per_run = (records
-                   | "Key by run" >> beam.Map(lambda r: _by_run(report.run_key(r), r)).with_output_types(by_run)
-                   | "Per run" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
-        runs = ((per_run, joined)
+        runs = ((*pieces["per_run"], joined)
                 | "Run inputs" >> beam.Flatten()
-                | "With latest_checkpoint()" >> beam.CombinePerKey(_Fold(report.run_new, _merge_one, report.run_merge))
+                | "With latest_checkpoint()" >> beam.CombinePerKey(
+                    _Fold(report.run_new, _merge_one(report.run_merge), report.run_merge))
                 | "Run rows" >> beam.MapTuple(report.run_row))
         top_runs = runs | "Runs shown" >> beam.combiners.Top.Of(report.HTML_RUNS, key=report.run_priority)
         run_count = runs | "Count runs" >> beam.combiners.Count.Globally()
 
-        causes = (records
-                  | "Needs a person" >> beam.Filter(report.needs_a_person)
-                  | "Key by cause" >> beam.Map(lambda r: (report.cause_of(r), r))
-                  | "Per cause" >> beam.CombinePerKey(_Fold(report.cause_new, report.cause_add, report.cause_merge))
+        causes = (tuple(pieces["causes"])
+                  | "All causes" >> beam.Flatten()
+                  | "Per cause" >> beam.CombinePerKey(
+                      _Fold(report.cause_new, _merge_one(report.cause_merge), report.cause_merge))
                   | "Cause rows" >> beam.MapTuple(report.cause_row))
         top_causes = causes | "Causes shown" >> beam.combiners.Top.Of(
             report.HTML_CAUSES, key=lambda c: (c["count"], c["cause"]))
         cause_count = causes | "Count causes" >> beam.combiners.Count.Globally()
 
-        rebuilt = (records
-                   | "Rebuilt" >> beam.Filter(lambda r: r.status == report.REBUILT)
-                   | "Shown" >> beam.Map(report.shown)
+        rebuilt = (tuple(pieces["rebuilt"])
+                   | "All rebuilt" >> beam.Flatten()
+                   | "Each rebuilt" >> beam.FlatMap(lambda shown: shown)
                    | "Largest rebuilt" >> beam.combiners.Top.Of(report.HTML_REBUILT, key=report.rebuilt_rank))
 
         si = beam.pvalue
-        return (records.pipeline
+        return (next(iter(record_sets.values())).pipeline
                 | "Once" >> beam.Create([None])
                 | "Write report files" >> beam.Map(
                     _finish, self.report_dir, self.meta,
