@@ -22,15 +22,21 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     The records are counted and reported where they are made, not flattened into one PCollection
     first: the local runner would hold all of them between stages (see WriteReports)."""
     check = settings.verify_data or settings.rehearse
-    grouped, listing_failures = (pipeline
-                                 | "Roots" >> beam.Create(roots)
-                                 | "List" >> ListFiles(settings.report_dir))
+    directories, listing_failures = (pipeline
+                                     | "Roots" >> beam.Create(roots)
+                                     | "List" >> ListFiles(settings.report_dir))
     classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
-    classified = grouped | "Classify" >> beam.ParDo(classify).with_outputs(ORPHANS, TO_CHECK, main="records")
-    found = {"listing": listing_failures, "classify": classified.records,
-             "rebuild": classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)}
+    found, orphans, to_check = {"listing": listing_failures}, [], []
+    for listed, each in directories.items():     # classified in the stage that listed them
+        classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
+            ORPHANS, TO_CHECK, main="records")
+        found[f"classify {listed}"] = classified.records
+        orphans.append(classified[ORPHANS])
+        to_check.append(classified[TO_CHECK])
+    found["rebuild"] = tuple(orphans) | "All orphans" >> beam.Flatten() | "Rebuild" >> RebuildOrphans(settings)
     if check:
-        found["check"] = classified[TO_CHECK] | "Check healthy" >> CheckHealthy(settings)
+        found["check"] = (tuple(to_check) | "All to check" >> beam.Flatten()
+                          | "Check healthy" >> CheckHealthy(settings))
     records = {source: made | f"Tally ({source})" >> beam.ParDo(Tally()) for source, made in found.items()}
     _ = records | "Report" >> WriteReports(settings.report_dir, meta)
     return records
