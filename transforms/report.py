@@ -119,6 +119,19 @@ class _Fold(beam.CombineFn):
         return accumulator
 
 
+class ReadClaimedStates(beam.DoFn):
+    """A records Part -> (prefix, CheckpointState) for its checkpoints that a state file names."""
+
+    def __init__(self, parts_dir: str):
+        self.parts_dir = parts_dir
+
+    def setup(self):
+        self._fs, _ = storage.url_to_fs(self.parts_dir)
+
+    def process(self, part: Part, claimed: list):
+        yield from report.claimed_states(self._fs, part.path, set(claimed))
+
+
 def _merge_one(merge):
     """add_input for a CombineFn whose inputs are accumulators already: merge them one at a time."""
     return lambda acc, element: merge([acc, element])
@@ -143,7 +156,7 @@ class WriteReports(beam.PTransform):
             record_sets = {"records": record_sets}
         parts_dir = report.parts_dir(self.report_dir, self.meta.get("run_id", ""))
         by_run = tuple[RunKey, Any]
-        pieces = {"parts": [], "totals": [], "per_run": [], "join": [], "causes": [], "rebuilt": []}
+        pieces = {"parts": [], "totals": [], "per_run": [], "claims": [], "causes": [], "rebuilt": []}
         for name, records in record_sets.items():
             pieces["parts"].append(records | f"Write parts ({name})" >> beam.ParDo(
                 WriteParts(parts_dir)).with_output_types(Part))
@@ -153,7 +166,7 @@ class WriteReports(beam.PTransform):
                 records
                 | f"Key by run ({name})" >> beam.Map(lambda r: _by_run(report.run_key(r), r)).with_output_types(by_run)
                 | f"Per run ({name})" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
-            pieces["join"].append(records | f"Join keys ({name})" >> beam.FlatMap(report.join_items))
+            pieces["claims"].append(records | f"State file claims ({name})" >> beam.FlatMap(report.state_claims))
             pieces["causes"].append(
                 records
                 | f"Needs a person ({name})" >> beam.Filter(report.needs_a_person)
@@ -172,8 +185,13 @@ class WriteReports(beam.PTransform):
                   | "All counts" >> beam.Flatten()
                   | "Count" >> beam.CombineGlobally(
                       _Fold(report.totals_new, _merge_one(report.totals_merge), report.totals_merge)))
-        joined = (tuple(pieces["join"])
-                  | "All join keys" >> beam.Flatten()
+        claims = tuple(pieces["claims"]) | "All claims" >> beam.Flatten()
+        claimed = claims | "Claimed prefixes" >> beam.Keys()
+        states = (parts
+                  | "Records parts" >> beam.Filter(lambda part: part.output == report.RECORDS)
+                  | "Claimed checkpoints" >> beam.ParDo(ReadClaimedStates(parts_dir), beam.pvalue.AsList(claimed)))
+        joined = ((claims, states)
+                  | "Join keys" >> beam.Flatten()
                   | "Join latest" >> beam.GroupByKey()
                   | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]]))
                   | "Key latest by run" >> beam.MapTuple(_by_run).with_output_types(by_run))
