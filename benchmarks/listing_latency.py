@@ -72,8 +72,9 @@ else:
     directories, failures = Metrics.counter("ckpt-rescue", "directories"), Metrics.counter("ckpt-rescue", "failures")
     flags = audit_flags([f"--direct_num_workers={mode}", "--direct_running_mode=multi_processing"], None)
     pipeline = beam.Pipeline(options=pipeline_options(flags))
-    grouped, failed = pipeline | beam.Create([root]) | ListFiles(root.rsplit("/", 1)[0] + "/reports")
-    _ = grouped | "Count directories" >> beam.Map(lambda d: directories.inc())
+    listed, failed = pipeline | beam.Create([root]) | ListFiles(root.rsplit("/", 1)[0] + "/reports")
+    for name, grouped in listed.items():
+        _ = grouped | f"Count directories ({name})" >> beam.Map(lambda d: directories.inc())
     _ = failed | "Count failures" >> beam.Map(lambda r: failures.inc())
     result = pipeline.run()
     result.wait_until_finish()

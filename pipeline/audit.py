@@ -1,10 +1,12 @@
 """The audit pipeline, assembled: list -> group by directory -> classify -> rebuild orphans (and
 check healthy checkpoints when asked) -> count -> write the reports.
 
-Every stage's failures are records, so all paths end in the same PCollection of records.
+Every stage's failures are records; the records of every stage are counted and reported alike.
 """
 
+import ctypes
 import logging
+import os
 
 import apache_beam as beam
 
@@ -17,19 +19,27 @@ from transforms.verify import CheckHealthy
 
 
 def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
-    """Add the audit to `pipeline`; returns the PCollection of records (before the report step)."""
+    """Add the audit to `pipeline`; returns the records by the stage that made them (before the report).
+
+    The records are counted and reported where they are made, not flattened into one PCollection
+    first: the local runner would hold all of them between stages (see WriteReports)."""
     check = settings.verify_data or settings.rehearse
-    grouped, listing_failures = (pipeline
-                                 | "Roots" >> beam.Create(roots)
-                                 | "List" >> ListFiles(settings.report_dir))
+    directories, listing_failures = (pipeline
+                                     | "Roots" >> beam.Create(roots)
+                                     | "List" >> ListFiles(settings.report_dir))
     classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
-    classified = grouped | "Classify" >> beam.ParDo(classify).with_outputs(ORPHANS, TO_CHECK, main="records")
-    found = [listing_failures, classified.records, classified[ORPHANS] | "Rebuild" >> RebuildOrphans(settings)]
+    found, orphans, to_check = {"listing": listing_failures}, [], []
+    for listed, each in directories.items():     # classified in the stage that listed them
+        classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
+            ORPHANS, TO_CHECK, main="records")
+        found[f"classify {listed}"] = classified.records
+        orphans.append(classified[ORPHANS])
+        to_check.append(classified[TO_CHECK])
+    found["rebuild"] = tuple(orphans) | "All orphans" >> beam.Flatten() | "Rebuild" >> RebuildOrphans(settings)
     if check:
-        found.append(classified[TO_CHECK] | "Check healthy" >> CheckHealthy(settings))
-    records = (tuple(found)
-               | "All records" >> beam.Flatten()
-               | "Tally" >> beam.ParDo(Tally()))
+        found["check"] = (tuple(to_check) | "All to check" >> beam.Flatten()
+                          | "Check healthy" >> CheckHealthy(settings))
+    records = {source: made | f"Tally ({source})" >> beam.ParDo(Tally()) for source, made in found.items()}
     _ = records | "Report" >> WriteReports(settings.report_dir, meta)
     return records
 
@@ -41,8 +51,24 @@ class _WorkerStartupNoise(logging.Filter):
         return "semi_persistent_directory" not in record.getMessage()
 
 
+M_ARENA_MAX = -8          # glibc's mallopt() parameter
+MALLOC_ARENAS = "2"
+
+
+def fewer_malloc_arenas() -> None:
+    """glibc gives threads that allocate at once their own heap (up to 8 per core), and Beam's gRPC
+    and bundle threads leave freed buffers spread over them. Two heaps, in this process (for threads
+    started from now on) and in the worker processes it starts, measured 50-90 MB less per process at
+    100k prefixes (BENCHMARKS.md, 2026-12-05). A user's own MALLOC_ARENA_MAX wins."""
+    arenas = os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)     # glibc only
+    if mallopt is not None and arenas.isdigit():
+        mallopt(M_ARENA_MAX, int(arenas))
+
+
 def run(roots: list[str], settings: AuditSettings, meta: dict, options):
     """Build and run; returns the PipelineResult after the run finishes."""
+    fewer_malloc_arenas()
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WorkerStartupNoise())
     pipeline = beam.Pipeline(options=options)
     build(pipeline, roots, settings, meta)

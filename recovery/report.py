@@ -705,6 +705,25 @@ def join_items(record) -> list:
     return []
 
 
+def state_claims(record) -> list:
+    """join_items' claims alone: (prefix, StateFileClaim) for a state file that names a checkpoint."""
+    target = state_target(record)
+    return [] if target is None else [(target, StateFileClaim(*run_key(record), record.source))]
+
+
+def claimed_states(fs, part: str, claimed) -> list:
+    """join_items' other side, read back from a written records part: (prefix, CheckpointState) for its
+    checkpoint records whose prefix is in `claimed`. Only the few claimed prefixes travel to the join,
+    not one item per checkpoint."""
+    out = []
+    with fs.open(part, "rb") as f:
+        for line in f:
+            fields = json.loads(line)
+            if fields.get("kind") == CHECKPOINT and fields.get("prefix") in claimed:
+                out.append((fields["prefix"], CheckpointState(fields["status"], bool(fields.get("staged")))))
+    return out
+
+
 def resolved_runs(joined) -> list:
     """From prefix -> [join items]: (run key, aggregate carrying the latest_checkpoint() verdicts)."""
     out = []

@@ -26,7 +26,7 @@ from .metrics import counter
 
 SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
 EXPAND_LEVELS = 3        # directory levels listed one at a time (the root's included)
-DEEPER, GROUPS, RECORDS = "deeper", "groups", "records"
+DEEPER, GROUPS, RECORDS, WHOLE = "deeper", "groups", "records", "whole"
 
 
 class Listed(NamedTuple):
@@ -107,7 +107,11 @@ def split(element: Expand, directory: str, children: list, last: bool) -> list:
 
 
 class ListGroup(beam.DoFn):
-    """SiblingGroup -> DirectoryFiles for every file below its members; a failure is one record per member."""
+    """SiblingGroup -> DirectoryFiles for every file below its members; a failure is one record per member.
+
+    WHOLE: the directories below a member, whose files (their merge temp directories' included) are
+    all in this one listing, in path order. Main output: files that belong to the group's parent (the
+    merge temp directories among the members), which the parent's own listing must join."""
 
     def __init__(self, report_dir: str):
         self.report_dir = report_dir
@@ -124,7 +128,12 @@ class ListGroup(beam.DoFn):
             return
         counter("listing_groups").inc()
         counter("files_listed").inc(len(found))
-        yield from by_directory(group.root, found)
+        below_parent = group.parent.rstrip("/") + "/"
+        for directory in by_directory(group.root, found):
+            if directory.directory.startswith(below_parent):
+                yield pvalue.TaggedOutput(WHOLE, directory._replace(files=sorted(directory.files)))
+            else:
+                yield directory
 
 
 def by_directory(root: str, files) -> list:
@@ -148,7 +157,12 @@ def _joined(element) -> DirectoryFiles:
 
 
 class ListFiles(beam.PTransform):
-    """root URLs -> DirectoryFiles, one per checkpoint directory; plus listing failures as records."""
+    """root URLs -> ({"whole": DirectoryFiles, "joined": DirectoryFiles}, listing failures as records):
+    one DirectoryFiles per checkpoint directory, in one of the two.
+
+    Directories a group listing found whole go on from the stage that listed them; only the others
+    (the files of expanded directories, merge temp directories listed apart from their parent) are
+    joined by a GroupByKey, which a local runner holds in memory whole."""
 
     def __init__(self, report_dir: str):
         super().__init__()
@@ -170,12 +184,13 @@ class ListFiles(beam.PTransform):
         below = (tuple(groups)
                  | "All groups" >> beam.Flatten()
                  | "Spread groups" >> beam.Reshuffle()
-                 | "List groups" >> beam.ParDo(ListGroup(self.report_dir)).with_outputs(RECORDS, main="files"))
-        grouped = ((*files, below.files)
-                   | "All files" >> beam.Flatten()
-                   | "Key by directory" >> beam.Map(_keyed).with_output_types(
-                       tuple[DirectoryKey, Sequence[Listed]])
-                   | "Group by directory" >> beam.GroupByKey()
-                   | "Join parts" >> beam.Map(_joined).with_output_types(DirectoryFiles))
+                 | "List groups" >> beam.ParDo(ListGroup(self.report_dir)).with_outputs(
+                     RECORDS, WHOLE, main="files"))
+        joined = ((*files, below.files)
+                  | "All files" >> beam.Flatten()
+                  | "Key by directory" >> beam.Map(_keyed).with_output_types(
+                      tuple[DirectoryKey, Sequence[Listed]])
+                  | "Group by directory" >> beam.GroupByKey()
+                  | "Join parts" >> beam.Map(_joined).with_output_types(DirectoryFiles))
         failures = (*failures, below[RECORDS]) | "Listing failures" >> beam.Flatten()
-        return grouped, failures
+        return {WHOLE: below[WHOLE], "joined": joined}, failures

@@ -11,7 +11,7 @@ their credentials and endpoints elsewhere and do not know memory:// (docs/beam-n
 
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -33,19 +33,8 @@ class Part(NamedTuple):
     path: str
 
 
-class RunKey(NamedTuple):
-    """A run as the report groups records: the root and the checkpoint directory (recovery.report.run_key)."""
-
-    root: str
-    directory: str
-
-
-for _element_type in (Part, RunKey, report.StateFileClaim, report.CheckpointState):
+for _element_type in (Part, report.StateFileClaim, report.CheckpointState):
     beam.coders.registry.register_coder(_element_type, beam.coders.RowCoder)   # deterministic, compact
-
-
-def _by_run(key: tuple, value) -> tuple:
-    return RunKey(*key), value
 
 
 class Tally(beam.DoFn):
@@ -119,64 +108,138 @@ class _Fold(beam.CombineFn):
         return accumulator
 
 
-def _merge_one(acc, element):
-    return report.run_merge([acc, element])
+class ReadClaimedStates(beam.DoFn):
+    """A records Part -> (prefix, CheckpointState) for its checkpoints that a state file names."""
+
+    def __init__(self, parts_dir: str):
+        self.parts_dir = parts_dir
+
+    def setup(self):
+        self._fs, _ = storage.url_to_fs(self.parts_dir)
+
+    def process(self, part: Part, claimed: list):
+        yield from report.claimed_states(self._fs, part.path, set(claimed))
+
+
+TOTALS, RUN, CAUSE, REBUILT = "totals", "run", "cause", "rebuilt"   # kinds of aggregate
+_FOLDS = {
+    TOTALS: _Fold(report.totals_new, report.totals_add, report.totals_merge),
+    RUN: _Fold(report.run_new, report.run_add, report.run_merge),
+    CAUSE: _Fold(report.cause_new, report.cause_add, report.cause_merge),
+    REBUILT: beam.combiners.TopCombineFn(report.HTML_REBUILT, key=report.rebuilt_rank),
+}
+
+
+def _aggregate_inputs(record) -> list:
+    """(key, (kind, input)) for every aggregate the record counts in; the key's first item is the kind."""
+    out = [((TOTALS,), (TOTALS, record)), ((RUN, *report.run_key(record)), (RUN, record))]
+    if report.needs_a_person(record):
+        out.append(((CAUSE, report.cause_of(record)), (CAUSE, record)))
+    if record.status == report.REBUILT:
+        out.append(((REBUILT,), (REBUILT, report.shown(record))))
+    return out
+
+
+class _Aggregate(beam.CombineFn):
+    """The report's aggregates in one combiner, each key's by the CombineFn of its kind (_FOLDS), so one
+    combine per stage of records counts them all. Values are (kind, input); with `merging`, inputs
+    are accumulators already (those of the stages, and latest_checkpoint()'s per run), and the output
+    is the kind's result."""
+
+    def __init__(self, merging: bool = False):
+        self.merging = merging
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, accumulator, element):
+        kind, value = element
+        fold = _FOLDS[kind]
+        inner = fold.create_accumulator() if accumulator is None else accumulator[1]
+        return kind, fold.merge_accumulators([inner, value]) if self.merging else fold.add_input(inner, value)
+
+    def merge_accumulators(self, accumulators):
+        found = [acc for acc in accumulators if acc is not None]
+        if not found:
+            return None
+        kind = found[0][0]
+        return kind, _FOLDS[kind].merge_accumulators([acc[1] for acc in found])
+
+    def extract_output(self, accumulator):
+        if accumulator is None or not self.merging:
+            return accumulator
+        kind, inner = accumulator
+        return _FOLDS[kind].extract_output(inner)
+
+
+def _of_kind(kind: str):
+    return lambda keyed: keyed[0][0] == kind
 
 
 class WriteReports(beam.PTransform):
-    """Records -> the report files in report_dir. Returns a PCollection with the summary."""
+    """Records -> the report files in report_dir. Returns a PCollection with the summary.
+
+    Takes one PCollection of records or a dict of them (the audit's: one per stage that makes records).
+    Each is written and aggregated where it is made, so only part paths and combiner accumulators
+    cross into the steps that join them: a Flatten of whole records would make the local runner hold
+    every record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
+    """
 
     def __init__(self, report_dir: str, meta: dict):
         super().__init__()
         self.report_dir = report_dir
         self.meta = meta
 
-    def expand(self, records):
-        parts = records | "Write parts" >> beam.ParDo(WriteParts(report.parts_dir(
-            self.report_dir, self.meta.get("run_id", "")))).with_output_types(Part)
-        totals = records | "Count" >> beam.CombineGlobally(
-            _Fold(report.totals_new, report.totals_add, report.totals_merge))
+    def expand(self, record_sets):
+        if isinstance(record_sets, beam.PCollection):
+            record_sets = {"records": record_sets}
+        parts_dir = report.parts_dir(self.report_dir, self.meta.get("run_id", ""))
+        parts, claims, aggregates = [], [], []
+        for name, records in record_sets.items():
+            parts.append(records | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
+            claims.append(records | f"State file claims ({name})" >> beam.FlatMap(report.state_claims))
+            aggregates.append(records
+                              | f"Aggregate inputs ({name})" >> beam.FlatMap(_aggregate_inputs)
+                              | f"Aggregate ({name})" >> beam.CombinePerKey(_Aggregate()))
+        parts = tuple(parts) | "All parts" >> beam.Flatten()
 
-        by_run = tuple[RunKey, Any]
-        joined = (records
-                  | "Join keys" >> beam.FlatMap(report.join_items)
+        claims = tuple(claims) | "All claims" >> beam.Flatten()
+        claimed = claims | "Claimed prefixes" >> beam.Keys()
+        states = (parts
+                  | "Records parts" >> beam.Filter(lambda part: part.output == report.RECORDS)
+                  | "Claimed checkpoints" >> beam.ParDo(ReadClaimedStates(parts_dir), beam.pvalue.AsList(claimed)))
+        latest = ((claims, states)
+                  | "Join keys" >> beam.Flatten()
                   | "Join latest" >> beam.GroupByKey()
                   | "latest_checkpoint()" >> beam.FlatMap(lambda kv: report.resolved_runs([kv[1]]))
-                  | "Key latest by run" >> beam.MapTuple(_by_run).with_output_types(by_run))
-        # Combine the records per run before anything joins them: a Flatten of whole records with
-        # the join's output would make the local runner buffer every record between stages.
-        per_run = (records
-                   | "Key by run" >> beam.Map(lambda r: _by_run(report.run_key(r), r)).with_output_types(by_run)
-                   | "Per run" >> beam.CombinePerKey(_Fold(report.run_new, report.run_add, report.run_merge)))
-        runs = ((per_run, joined)
-                | "Run inputs" >> beam.Flatten()
-                | "With latest_checkpoint()" >> beam.CombinePerKey(_Fold(report.run_new, _merge_one, report.run_merge))
-                | "Run rows" >> beam.MapTuple(report.run_row))
+                  | "Key latest by run" >> beam.MapTuple(lambda key, acc: ((RUN, *key), (RUN, acc))))
+        merged = ((*aggregates, latest)
+                  | "All aggregates" >> beam.Flatten()
+                  | "Merge aggregates" >> beam.CombinePerKey(_Aggregate(merging=True)))
+
+        totals = merged | "Totals" >> beam.Filter(_of_kind(TOTALS)) | "Totals value" >> beam.Values()
+        runs = (merged
+                | "Runs" >> beam.Filter(_of_kind(RUN))
+                | "Run rows" >> beam.MapTuple(lambda key, acc: report.run_row(key[1:], acc)))
         top_runs = runs | "Runs shown" >> beam.combiners.Top.Of(report.HTML_RUNS, key=report.run_priority)
         run_count = runs | "Count runs" >> beam.combiners.Count.Globally()
-
-        causes = (records
-                  | "Needs a person" >> beam.Filter(report.needs_a_person)
-                  | "Key by cause" >> beam.Map(lambda r: (report.cause_of(r), r))
-                  | "Per cause" >> beam.CombinePerKey(_Fold(report.cause_new, report.cause_add, report.cause_merge))
-                  | "Cause rows" >> beam.MapTuple(report.cause_row))
+        causes = (merged
+                  | "Causes" >> beam.Filter(_of_kind(CAUSE))
+                  | "Cause rows" >> beam.MapTuple(lambda key, acc: report.cause_row(key[1], acc)))
         top_causes = causes | "Causes shown" >> beam.combiners.Top.Of(
             report.HTML_CAUSES, key=lambda c: (c["count"], c["cause"]))
         cause_count = causes | "Count causes" >> beam.combiners.Count.Globally()
-
-        rebuilt = (records
-                   | "Rebuilt" >> beam.Filter(lambda r: r.status == report.REBUILT)
-                   | "Shown" >> beam.Map(report.shown)
-                   | "Largest rebuilt" >> beam.combiners.Top.Of(report.HTML_REBUILT, key=report.rebuilt_rank))
+        rebuilt = merged | "Largest rebuilt" >> beam.Filter(_of_kind(REBUILT)) | "Rebuilt rows" >> beam.Values()
 
         si = beam.pvalue
-        return (records.pipeline
+        return (next(iter(record_sets.values())).pipeline
                 | "Once" >> beam.Create([None])
                 | "Write report files" >> beam.Map(
                     _finish, self.report_dir, self.meta,
-                    totals=si.AsSingleton(totals), parts=si.AsList(parts), runs=si.AsSingleton(top_runs),
-                    run_count=si.AsSingleton(run_count), causes=si.AsSingleton(top_causes),
-                    cause_count=si.AsSingleton(cause_count), rebuilt=si.AsSingleton(rebuilt)))
+                    totals=si.AsSingleton(totals, default_value=report.totals_new()), parts=si.AsList(parts),
+                    runs=si.AsSingleton(top_runs), run_count=si.AsSingleton(run_count),
+                    causes=si.AsSingleton(top_causes), cause_count=si.AsSingleton(cause_count),
+                    rebuilt=si.AsSingleton(rebuilt, default_value=[])))
 
 
 def _finish(_, report_dir, meta, totals, parts, runs, run_count, causes, cause_count, rebuilt):

@@ -62,7 +62,7 @@ def dataflow_job(gcs_server):  # noqa: F811 - the fixture above
 def test_the_job_has_the_audit_steps_on_our_worker_image(dataflow_job):
     job, staged = dataflow_job
     names = {t.unique_name for t in staged.components.transforms.values()}
-    for step in ("Roots", "List", "Classify", "Rebuild", "All records", "Report"):
+    for step in ("Roots", "List", "Classify (whole)", "Classify (joined)", "Rebuild", "Report"):
         assert step in names, f"{step} missing from {sorted(n for n in names if '/' not in n)}"
     # Every environment the workers run is the project's image: nothing installed at start-up.
     images = {env["containerImage"] for pool in job["environment"]["workerPools"]

@@ -3,6 +3,7 @@ emulators; a root whose one child holds everything is listed by many elements, w
 as one recursive listing of the root (what the audit listed before the split)."""
 
 import os
+import posixpath
 import uuid
 from collections import defaultdict
 
@@ -23,6 +24,7 @@ from transforms.listing import (
     GROUPS,
     RECORDS,
     SPLIT_INTO,
+    WHOLE,
     DirectoryFiles,
     Expand,
     ListDirectory,
@@ -73,7 +75,8 @@ def run_listing(root: str, report_dir: str, expected: dict, failed: dict | None 
     """ListFiles on one root in a local Beam run, checked against `expected` (directory -> files) and
     `failed` (directory -> status of its failure record); returns the listing counters."""
     pipeline = test_pipeline.TestPipeline(runner=FnApiRunner())
-    grouped, failures = pipeline | beam.Create([root]) | ListFiles(report_dir)
+    directories, failures = pipeline | beam.Create([root]) | ListFiles(report_dir)
+    grouped = tuple(directories.values()) | beam.Flatten()
     assert_that(grouped | beam.Map(lambda e: (isinstance(e, DirectoryFiles) and e.root, e.directory,
                                              sorted((f.path, f.size) for f in e.files))),
                 equal_to([(root, directory, files) for directory, files in expected.items()]), label="files")
@@ -158,14 +161,22 @@ def test_list_directory_turns_an_unlistable_root_into_a_record(tmp_path):
 
 
 def test_list_group_lists_its_members_only_and_a_failure_is_a_record_per_member(huge_child, tmp_path):
+    """Members' directories come out whole, in path order; a merge temp directory among the members
+    belongs to the parent, whose own listing joins it."""
     members = tuple(f"run-00{ones}" for ones in range(10))
+    temp_of_run_7 = f"{huge_child}/all/run-007/ckpt-4_temp"
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
         listed = (pipeline
                   | beam.Create([SiblingGroup(huge_child, f"{huge_child}/all", "run-00", members[:5]),
+                                 SiblingGroup(huge_child, f"{huge_child}/all/run-007", "ckpt-4_temp/",
+                                              ("ckpt-4_temp",)),
                                  SiblingGroup("nosuchscheme://b", "b/all", "run-00", members[:2])])
-                  | beam.ParDo(ListGroup(str(tmp_path / "report"))).with_outputs(RECORDS, main="files"))
-        assert_that(listed.files | beam.Map(lambda e: (e.directory, len(e.files))),
-                    equal_to([(f"{huge_child}/all/{m}", 2 * SAVES) for m in members[:5]]))
+                  | beam.ParDo(ListGroup(str(tmp_path / "report"))).with_outputs(RECORDS, WHOLE, main="files"))
+        assert_that(listed[WHOLE] | beam.Map(lambda e: (e.directory, len(e.files), list(e.files) == sorted(e.files))),
+                    equal_to([(f"{huge_child}/all/{m}", 2 * SAVES, True) for m in members[:5]]))
+        assert_that(listed.files | beam.Map(lambda e: (e.directory, sorted({posixpath.dirname(f.path)
+                                                                             for f in e.files}))),
+                    equal_to([(f"{huge_child}/all/run-007", [temp_of_run_7])]), label="joined with its parent")
         assert_that(listed[RECORDS] | beam.Map(lambda r: r.prefix), equal_to([f"b/all/{m}" for m in members[:2]]),
                     label="one record per member")
 
