@@ -6,9 +6,10 @@ Two stores. GCS (the default): fake-gcs-server, 30k objects, not the 100k of iss
 backend creates each object in time proportional to the bucket's size under one lock (its issue
 #2357), so loading 30k takes about 5 minutes here; 100k (`main(runs=1000)`) ran 45 minutes on
 2026-12-05 and the server exited before it served a request. S3 (`store="s3"`): moto's S3 server in
-a child process, 100k objects by default, loaded in seconds straight into moto's backend in that
-process (boto3 PutObject through HTTP managed ~260 objects a second). moto spends ~0.3-0.5 s of CPU
-per 1000-key page, one request at a time, so at 100k its CPU rather than the delay sets the pace.
+a child process, 100k objects by default, loaded in ~3 s straight into moto's backend in that
+process (boto3 PutObject through HTTP managed ~260 objects a second). moto spends 0.2-0.4 s of CPU
+per 1000-key page of a 100k bucket, one request at a time, more than the delay: each run's
+emulator CPU is reported so that its share can be told apart.
 
 The listing stage alone runs (transforms.listing.ListFiles on the root, its elements counted): the
 whole `ckpt-rescue audit` of this tree would also read one index per prefix, one delayed read per
@@ -24,7 +25,7 @@ worker. The delayed requests are counted by the proxy. Runs that list other than
 are refused.
 
 `python -m benchmarks listing` (GCS, part of `make bench`): about 7 minutes at 100 ms.
-`python -m benchmarks.listing_latency --s3` (S3, 100k): about 6 minutes.
+`python -m benchmarks.listing_latency --s3` (S3, 100k): about 3 minutes.
 """
 
 import json
