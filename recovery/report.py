@@ -325,7 +325,6 @@ def _iso(epoch: float) -> str:
 # --- Per run directory: counts, the latest step, whether latest_checkpoint() resolves -------------
 
 
-
 def run_key(record) -> tuple:
     return (record.root, record.directory or record.root)
 
@@ -697,12 +696,9 @@ class CheckpointState(NamedTuple):
 def join_items(record) -> list:
     """(prefix, StateFileClaim | CheckpointState) pairs that join a state file's latest name with that
     checkpoint's record. Small items: a local runner buffers one per checkpoint."""
-    target = state_target(record)
-    if target is not None:
-        return [(target, StateFileClaim(*run_key(record), record.source))]
     if record.kind == CHECKPOINT:
         return [(record.prefix, CheckpointState(record.status, bool(record.staged)))]
-    return []
+    return state_claims(record)
 
 
 def state_claims(record) -> list:

@@ -118,7 +118,8 @@ class ReadClaimedStates(beam.DoFn):
         self._fs, _ = storage.url_to_fs(self.parts_dir)
 
     def process(self, part: Part, claimed: list):
-        yield from report.claimed_states(self._fs, part.path, set(claimed))
+        if claimed:       # no state file names a checkpoint: no part needs reading back
+            yield from report.claimed_states(self._fs, part.path, set(claimed))
 
 
 TOTALS, RUN, CAUSE, REBUILT = "totals", "run", "cause", "rebuilt"   # kinds of aggregate
