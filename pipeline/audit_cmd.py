@@ -36,6 +36,9 @@ from .registry_args import registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
+# Vault entries of a checkpoint gone from storage are kept this long: a month in which a deletion (by a
+# lifecycle rule or by mistake) is reported every night and its index can still be restored.
+DEFAULT_VAULT_KEEP_DAYS = 30.0
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Local trees up to this size run in this process unless the user chose the engine. Worker processes take
@@ -62,6 +65,16 @@ def minutes(text: str) -> float:
     if not value >= 0:
         raise ValueError(text)
     return value
+
+
+def share(text: str) -> int:
+    """`1/7` (or `7`) -> 7: the number of runs over which every healthy checkpoint is verified once."""
+    numerator, _, denominator = text.strip().partition("/")
+    if not denominator:
+        numerator, denominator = "1", numerator
+    if numerator.strip() != "1" or not denominator.strip().isdigit() or int(denominator) < 1:
+        raise ValueError(text)
+    return int(denominator)
 
 
 def add_arguments(parser):
@@ -96,6 +109,21 @@ def add_arguments(parser):
                              "--direct_num_workers or --profile is given)")
     parser.add_argument("--profile", metavar="NAME", help="runner profile shipped in the package "
                         f"({', '.join(beam_flags.profile_names()) or 'none found'}) or a YAML path")
+    nightly = parser.add_argument_group("nightly memory (docs/running.md, \"Nightly\")")
+    nightly.add_argument("--vault", metavar="URL",
+                         help="the index vault (local, gs://, s3://): keeps every healthy index it sees, rebuilds a "
+                              "lost one from it, and remembers the previous run")
+    nightly.add_argument("--vault-keep-days", "--vault_keep_days", dest="vault_keep_days", type=float,
+                         default=DEFAULT_VAULT_KEEP_DAYS, metavar="DAYS",
+                         help="vault entries of checkpoints gone from storage for longer than this are pruned "
+                              f"(default {DEFAULT_VAULT_KEEP_DAYS:g}); never those of checkpoints that exist")
+    nightly.add_argument("--previous", metavar="REPORT_DIR",
+                         help="compare with this earlier report instead of the previous run the vault knows")
+    nightly.add_argument("--full", action="store_true",
+                         help="read every directory, even those unchanged since the previous run")
+    nightly.add_argument("--verify-share", "--verify_share", dest="verify_share", type=share, default=None,
+                         metavar="1/N", help="with --verify-data: verify a rotating 1/N of the healthy checkpoints "
+                                             "each run, so each is verified at least once in N runs")
     parser.add_argument("--detach", action="store_true",
                         help="submit the pipeline and return without waiting (Dataflow Flex Template launchers)")
 

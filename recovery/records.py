@@ -13,10 +13,24 @@ ERROR = "error"
 STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS, ERROR)
 NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE)
 
-# Exit codes of every command (docs/running.md): 0 nothing needs a person, 1 something needs a person,
-# 2 usage or configuration, 3 could not check (storage kept failing after retries: run again; 1 wins
-# when both apply).
+# Exit codes of every command. EXIT_CODES is the one table: docs/running.md, the README and `--help`
+# show it, and a test holds them to it.
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3
+EXIT_NOTHING_CHECKED = 4     # an empty or missing root, or one that held checkpoints last run and holds none now
+EXIT_NOT_FINISHED, EXIT_NO_RUN, EXIT_OTHER_RUN = 5, 6, 7   # `ckpt-rescue status` only
+EXIT_CODES = (
+    (EXIT_OK, "ok", "nothing needs a person"),
+    (EXIT_ATTENTION, "needs a person", "something is unrecoverable, corrupt, incomplete or stale (wins over 3 and 4)"),
+    (EXIT_USAGE, "usage", "a usage or configuration error, found before any work started"),
+    (EXIT_COULD_NOT_CHECK, "could not check", "storage kept failing after retries, or the pipeline itself failed: "
+                                              "nothing was decided for some prefixes (records say `error`); run again"),
+    (EXIT_NOTHING_CHECKED, "nothing checked", "a root is empty or missing, or held checkpoints in the previous run "
+                                              "and holds none now (wins over 3)"),
+    (EXIT_NOT_FINISHED, "not finished", "status: the run has started and has not written its summary (still running, "
+                                        "or it died); wait longer or look at the job"),
+    (EXIT_NO_RUN, "no run", "status: no audit has started in this report directory"),
+    (EXIT_OTHER_RUN, "other run", "status: the report directory holds another run than --run-id"),
+)
 
 # What a record is about: a checkpoint prefix, something an interrupted save left, a `checkpoint`
 # state file, or a part of the tree that could not be listed.
