@@ -167,10 +167,6 @@ def _check_template(template: str) -> None:
                          f"model (check one with `ckpt-rescue inspect PREFIX`)")
 
 
-def _tf_judge(fs, ctx, index_bytes, skip: bool):
-    pass
-
-
 def _start_judge(fs, mode: str):
     """TensorFlow's check, importing TensorFlow in its own process while the rebuild runs; None when off."""
     from .tf_judge import start_judge

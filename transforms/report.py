@@ -6,7 +6,7 @@ the counts, the per-run aggregates, the causes (with a bounded sample each) and 
 rebuilds; one last step merges the parts into records.jsonl, failures.csv and promote.sh line by
 line, renders report.html from the aggregates and writes summary.json. The parts are written with
 fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
-their credentials and endpoints elsewhere and do not know memory:// (docs/beam-notes.md).
+their credentials and endpoints elsewhere and do not know memory://.
 """
 
 import logging
