@@ -10,7 +10,7 @@ import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.inspect import Diagnosis, locate_target
+from recovery.diagnosis import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place

@@ -471,7 +471,7 @@ def test_screenshots_at_desktop_and_phone_widths(chromium, audited, tmp_path, wi
     print(f"screenshot: {shot}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NewerRecord(Record):
     """Record as the evidence and mtime work shapes it (fields merged in from other branches)."""
 

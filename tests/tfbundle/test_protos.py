@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from repo_paths import REPO
 from source_helpers import local_source
 
-from recovery.classify import OrphanTask
 from recovery.protos import read_meta_graph, saved_model_pb2, saved_objects
 from recovery.sources.savedmodel import savedmodel_layouts
+from recovery.tasks import OrphanTask
 from tfbundle import BundleHeader, FormatError, locate_object_graph, parse_object_graph, read_index
 from tfbundle.protos import tensor_bundle_pb2, trackable_object_graph_pb2
 from tfbundle.table import build_table, read_table
