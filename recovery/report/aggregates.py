@@ -2,8 +2,8 @@
 the largest rebuilds, and the Overview the files are rendered from.
 
 Each is a small class: `add(record)` folds one record in, `merge(others)` folds in aggregates of the
-same kind made elsewhere (both return the aggregate, so Beam's CombineFns wrap them in one line
-each). A report made in one process and one made by many workers therefore agree. `keys_of` is the
+same kind made elsewhere; both return the aggregate, so Beam's CombineFns only call them, and a report
+made in one process and one made by many workers agree. `keys_of` is the
 one place that says which aggregates a record counts in; `fold.py` runs them in one process,
 transforms/report.py on Beam.
 """
