@@ -21,7 +21,7 @@ from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import everything_under, same_filesystem_path
 from recovery.prefix_steps import AuditSettings, plan_orphan, rebuild_in_one
 from recovery.records import Record
-from recovery.report import write_reports
+from recovery.report.files import write_reports
 from recovery.tasks import OrphanTask
 
 

@@ -15,6 +15,7 @@ from tfbundle import DT_STRING, DT_VARIANT, crc_combine, dtype, read_index
 from . import zeros
 from .fingerprint import fingerprint64
 from .layout import TensorSpec
+from .vault.judgement import judge_against_vault
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Finishing:
     entries: dict = field(default_factory=dict)
     matched: list = field(default_factory=list)       # indexes into plan.placed
     mismatched: list = field(default_factory=list)
+    cannot_confirm: list = field(default_factory=list)   # what a check found the data cannot confirm (evidence)
 
 
 def finishing(plan, ranges: list) -> Finishing:
@@ -139,6 +141,15 @@ def reads_back(done: Finishing, checks: list) -> str | None:
     return None
 
 
+def vault_agreement(done: Finishing, checks: list) -> str | None:
+    """The prefix's own vaulted index, when the layout came from it (vault/judgement.py): the lost index
+    itself must be reproduced exactly and verify everywhere; an earlier save's confirms what is unchanged."""
+    verdict = judge_against_vault(done.plan, done.crcs, done.index_bytes)
+    checks += verdict.checks
+    done.cannot_confirm += verdict.cannot_confirm
+    return verdict.refusal or None
+
+
 def exact_source_crcs(done: Finishing, checks: list) -> str | None:
     """An exact source (Source.exact: the index of these very bytes, e.g. a part index) holds every
     tensor's CRC: one the data does not match is damage after the write, never a layout question."""
@@ -166,7 +177,7 @@ def fingerprint_matches(done: Finishing, checks: list) -> str | None:
     return None
 
 
-INDEX_CHECKS = (reads_back, exact_source_crcs, fingerprint_matches)
+INDEX_CHECKS = (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
 
 
 def first_refusal(checks_to_run: tuple, done: Finishing, checks: list) -> str | None:

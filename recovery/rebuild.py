@@ -261,7 +261,7 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
                               refusals=plan.refusals, bytes_scanned=_scanned(ranges))
     done = built(done)
     refused = first_refusal(INDEX_CHECKS, done, checks)
-    evidence = _evidence(plan, checks, done.matched)
+    evidence = _evidence(plan, checks, done.matched, done.cannot_confirm)
     if refused:
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
                               refusals=plan.refusals, bytes_scanned=_scanned(ranges), evidence=evidence)
@@ -292,9 +292,9 @@ def reference_matches(plan: RebuildPlan, crcs: list) -> tuple[list, list]:
     return matched, mismatched
 
 
-def _evidence(plan: RebuildPlan, checks: list, matched: list) -> Evidence:
+def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tuple = ()) -> Evidence:
     total = len(plan.placed)
-    evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=list(plan.cannot_confirm),
+    evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
                         reference_matched=len(matched), reference_total=total,
                         matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]])
     by = sorted({source for i in matched for *_, source in plan.references.get(reference_key(plan.placed[i].spec), ())})

@@ -23,18 +23,20 @@ from recovery.final_checks import (
     in_band_checksums,
     no_zero_fill,
     reads_back,
+    vault_agreement,
 )
 from recovery.rebuild import RebuildPlan, built, checksum_range, checksum_whole, prepare, split_ranges
+from recovery.vault import ORIGIN_SEEN_HEALTHY, Vault, keep_checkpoint
 from recovery.zeros import PAGE
 from tfbundle import OBJECT_GRAPH_KEY, data_filename, read_index
 
 pytestmark = pytest.mark.tf
 
 
-def planned(family, **options) -> tuple[RebuildPlan, bytes]:
+def planned(family, vault=None, **options) -> tuple[RebuildPlan, bytes]:
     """The plan of a rebuild of the family's latest checkpoint, its index removed: (plan, TensorFlow's index)."""
     original = orphan(family.prefix)
-    plan = prepare(context(family.prefix), **options)
+    plan = prepare(context(family.prefix, vault=vault), **options)
     assert isinstance(plan, RebuildPlan), plan.reason
     return plan, original
 
@@ -49,7 +51,7 @@ def entry(index_bytes: bytes, key: str):
 
 def test_the_checks_run_data_first_then_index():
     assert DATA_CHECKS == (in_band_checksums, every_tensor_read, finite_floats, no_zero_fill)
-    assert INDEX_CHECKS == (reads_back, exact_source_crcs, fingerprint_matches)
+    assert INDEX_CHECKS == (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
 
 
 def test_in_band_checksums_refuse_a_string_tensor_whose_lengths_do_not_verify(family_copy):
@@ -156,3 +158,22 @@ def test_fingerprint_matches_refuses_an_index_fingerprint_pb_does_not_hash_to(fa
     flip_byte(path, middle)
     refused = fingerprint_matches(built(streamed(plan)), [])
     assert refused.startswith(f"fingerprint.pb says the true index hashes to {plan.layout.expected_fingerprint:#018x}")
+
+
+def test_vault_agreement_refuses_data_changed_in_place_under_the_prefixs_own_vaulted_index(family_copy, tmp_path):
+    family = family_copy("keras3_adam")
+    vault = Vault.open(str(tmp_path / "vault"), create=True)
+    assert keep_checkpoint(vault, family.prefix, ORIGIN_SEEN_HEALTHY, 1764901800.0, "night-1").created
+    plan, original = planned(family, vault=vault)
+    assert plan.exact and plan.layout.source.startswith("vaulted index of ckpt-3")
+    done, checks = built(streamed(plan)), []
+    assert vault_agreement(done, checks) is None and done.cannot_confirm == []
+    assert "the rebuilt index is byte-identical to it" in checks[0]
+    key, path, middle = float_tensor_near(original, plan.prefix, 0)
+    stat = os.stat(path)
+    flip_byte(path, middle)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))     # same size, same time: the identity it was kept with
+    done = built(streamed(plan))
+    refused = vault_agreement(done, [])
+    assert refused.startswith("1 of ") and "the data changed after the index of" in refused and key in refused
+    assert len(done.cannot_confirm) == 1 and key in done.cannot_confirm[0]
