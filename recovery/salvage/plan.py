@@ -71,13 +71,14 @@ def plan_salvage(fs, prefix: str, listing: list | None = None, registry_layouts=
         if unreadable:
             ctx.notes.append(unreadable)
         return _finish(_by_layout(ctx, output_args), include_unconfirmed)
-    planned = _by_index(ctx, index)
+    planned, carried_graph = _by_index(ctx, index)
     if ctx.stale_index:
         try:
             return _finish(_by_layout(ctx, output_args), include_unconfirmed)
         except Refused as exc:
             planned.cannot_check.append(f"no layout for the later save is available ({exc.reason}): only the tensors "
                                         "that did not change since the index was written are kept")
+    planned.graph = carried_graph()
     return _finish(planned, include_unconfirmed)
 
 
@@ -94,8 +95,10 @@ def _own_index(fs, prefix: str, listing: list):
         return None, f"its own index is unreadable ({exc}), so it is not used"
 
 
-def _by_index(ctx: DamagedContext, index) -> SalvagePlan:
-    """Its own index gives the layout, the offsets and the references: every tensor is verified or lost."""
+def _by_index(ctx: DamagedContext, index) -> tuple:
+    """Its own index gives the layout, the offsets and the references: every tensor is verified or lost.
+    Returns the plan and how to get its object graph: that may refuse, so it waits until the index is
+    known not to be stale (a stale index's graph CRC is an earlier save's)."""
     layout = layout_from_index(index, OWN_INDEX, "index")
     entries = [(spec, index.entries[_entry_key(spec)]) for spec in layout.tensors]
     reads, findings = {}, {}
@@ -116,10 +119,8 @@ def _by_index(ctx: DamagedContext, index) -> SalvagePlan:
             graph_verdict = verdict
         else:
             tensors.append(verdict)
-    graph = None
-    if graph_verdict is not None:
-        arrived = any(reads.get(i) for i, (spec, _) in enumerate(entries) if spec.key == OBJECT_GRAPH_KEY)
-        graph = _graph_by_index(ctx, layout, graph_verdict, arrived)
+    arrived = any(reads.get(i) for i, (spec, _) in enumerate(entries) if spec.key == OBJECT_GRAPH_KEY)
+    carried_graph = lambda: _graph_by_index(ctx, layout, graph_verdict, arrived) if graph_verdict else None
     checks = [f"{OWN_INDEX} reads ({len(index.entries)} entries, {ctx.expected_shards} shard(s)): its CRCs are the "
               "references, and a tensor is kept only when all its bytes are there and its CRC verifies"]
     cannot = [f"shard {s} ({ctx.shard_name(s)}) is missing: the tensors it held are lost" for s in ctx.missing_shards]
@@ -128,7 +129,7 @@ def _by_index(ctx: DamagedContext, index) -> SalvagePlan:
                          "records: a save to a reused prefix that stopped before writing its index); its CRCs prove "
                          "only the tensors that did not change since")
         cannot.append(ctx.notes[-1])
-    return SalvagePlan(ctx, OWN_INDEX, tensors, graph, checks, cannot)
+    return SalvagePlan(ctx, OWN_INDEX, tensors, None, checks, cannot), carried_graph
 
 
 def _entry_key(spec) -> bytes:
