@@ -20,13 +20,13 @@ from recovery.salvage import (
     PROVEN,
     UNCONFIRMED,
     Refused,
-    SourceChanged,
     existing_outputs,
     output_files,
     plan_salvage,
     write_salvage,
 )
 from recovery.salvage.manifest import kept_in_words, restore_instructions
+from tfbundle import FormatError
 
 from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
@@ -57,6 +57,11 @@ def run(args) -> int:
         plan = plan_salvage(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template,
                             include_unconfirmed=args.include_unconfirmed,
                             output_args=f"--output {shlex.quote(args.output)}")
+    except (FormatError, OSError) as exc:   # a file that cannot be read as it should (not the store failing)
+        if storage.is_transient(exc):
+            raise
+        print(f"refused: {storage.display(fs, prefix)}: could not read it: {exc}; nothing written", file=sys.stderr)
+        return EXIT_ATTENTION
     except Refused as exc:
         display = storage.display(fs, prefix)
         print(f"refused: {display}: {exc.reason}; nothing written", file=sys.stderr)
@@ -69,7 +74,9 @@ def run(args) -> int:
         return EXIT_ATTENTION
     try:
         written = write_salvage(plan, args.output)
-    except (FileExistsError, SourceChanged) as exc:
+    except OSError as exc:   # an output that appeared meanwhile, a source that changed, a refused write
+        if storage.is_transient(exc):
+            raise
         print(f"not written: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     print(summary(plan, written))

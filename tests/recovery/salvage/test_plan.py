@@ -218,6 +218,37 @@ def test_tf1_orphan_with_a_shard_cut_short(tf1_run, run_copy, tmp_path):
     check_tf1(run, out, names, lost={"dense/kernel"})
 
 
+@pytest.mark.parametrize("index", ["kept", "lost"])
+def test_tf1_partitioned_variable_cut_in_its_middle_part_keeps_the_first_part(tf1_run, run_copy, tmp_path, index):
+    """Each part of a partitioned TF1 variable is a variable of its own: the salvaged index lists the parts
+    that survived under the full entry, and the Saver restores those."""
+    run = run_copy(tf1_run)
+    if index == "lost":
+        orphan(run.latest)
+    truncate(data_path(run.latest, 1, 3), 200_000)   # the embedding's shard, inside its second part
+    out = str(tmp_path / "out" / "model.ckpt-200")
+    _, doc = salvage(run.latest, out)
+    assert [(item["key"], item["slice"]) for item in doc["lost"]] == [
+        ("embedding", [[667, 667], [0, 64]]), ("embedding", [[1334, 666], [0, 64]])]
+    names = doc["restore"]["variables"]
+    assert sorted(names) == ["dense/bias", "dense/kernel", "embedding/part_0", "global_step", "logits/kernel"]
+    check_tf1(run, out, names, lost={"embedding/part_1", "embedding/part_2"})
+
+
+def test_orphan_sharded_save_with_a_shard_deleted(keras_sharded_run, run_copy, tmp_path):
+    run = run_copy(keras_sharded_run)
+    shards = read_index(open(run.latest + ".index", "rb").read()).header.num_shards
+    damaged = keys_touching(run.latest, 1, 0)
+    entries = orphan(run.latest)
+    os.remove(data_path(run.latest, 1, shards))
+    out = str(tmp_path / "out" / "ckpt-2")
+    plan, doc = salvage(run.latest, out)
+    assert plan.source == "sibling ckpt-1"
+    assert doc["object_graph"]["from"] == "the checkpoint's own (it arrived whole at the end of its data)"
+    assert f"shard 1 ({data_path(run.latest, 1, shards)}) is missing: the tensors it held are lost" in plan.cannot_check
+    check_keras(run, out, doc, damaged, entries)
+
+
 # ---- refusals: nothing is written ---------------------------------------------------------------
 
 def test_nothing_provable_is_refused(keras_run, run_copy, tmp_path):
@@ -278,3 +309,34 @@ def test_an_undecodable_object_graph_is_refused_index_lost(keras_run, run_copy):
     with pytest.raises(Refused, match="the object graph is damaged: sibling ckpt-2 puts the object graph at the end "
                                       "of the data .* but those bytes do not read as one"):
         plan_salvage(fs, path)
+
+
+def test_sources_that_disagree_are_refused_naming_the_salvage_that_chooses_each(tmp_path):
+    """A sibling of another model ([16, 8]) and the registered model ([8, 16]) both place the data that
+    arrived: the data holds sizes, not shapes, so nothing is salvaged until a person chooses."""
+    import tensorflow as tf
+
+    from pipeline.builders import resolve_registry
+    from pipeline.cli import main as cli_main
+
+    def module(shape, seed):
+        root = tf.Module()
+        root.w = tf.Variable(tf.random.stateless_normal(shape, seed=[seed, 0]))
+        root.b = tf.Variable(tf.random.stateless_normal([64], seed=[seed, 1]))
+        return tf.train.Checkpoint(model=root)
+
+    run, healthy = tmp_path / "run", tmp_path / "a"
+    module((16, 8), 1).write(str(run / "ckpt-1"))
+    prefix = module((8, 16), 2).write(str(run / "ckpt-2"))
+    module((8, 16), 3).write(str(healthy / "ckpt-2"))
+    registry = str(tmp_path / "registry.yaml")
+    assert cli_main(["register", "model_a", "--from-checkpoint", str(healthy / "ckpt-2"), "--registry", registry]) == 0
+    orphan(prefix)
+    truncate(data_path(prefix), 600)   # inside b: the object graph is lost, w arrived
+    fs, path = storage.split_prefix(prefix)
+    with pytest.raises(Refused) as refused:
+        plan_salvage(fs, path, registry_layouts=resolve_registry(registry), output_args="--output new/ckpt-2")
+    reason = refused.value.reason
+    assert reason.startswith("sources disagree: sibling ckpt-1 and registered `model_a` both fit these bytes")
+    assert (f"salvage with `ckpt-rescue salvage {prefix} --output new/ckpt-2 --template {run / 'ckpt-1'}` or "
+            f"`ckpt-rescue salvage {prefix} --output new/ckpt-2 --registry FILE --arch model_a`") in reason
