@@ -27,7 +27,9 @@ from recovery.listing import (
 )
 from recovery.records import REBUILT
 from recovery.registry import write_resolved
-from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
+from recovery.report.readback import first_failures, read_summary
+from recovery.report.schema import HTML, PROMOTE
+from recovery.report.summary import statuses_of
 from recovery.stores import store_for
 
 from . import options as beam_flags

@@ -19,7 +19,7 @@ from storage_servers import upload_tree
 from pipeline.cli import main as cli_main
 from recovery import storage, stores
 from recovery.listing import everything_under, top_level
-from recovery.report import read_records, read_summary
+from recovery.report.readback import read_records, read_summary
 from recovery.stores.base import Store
 from recovery.writeout import IndexAppeared, write_in_place
 
