@@ -21,7 +21,7 @@ from recovery.classify import OrphanTask, classify_directory
 from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import everything_under, same_filesystem_path
 from recovery.records import Record
-from recovery.report import write_reports
+from recovery.report.files import write_reports
 
 
 class Phases:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recovery.report import read_records
+from recovery.report.readback import read_records
 
 from . import process_tree, synthetic_tree
 

@@ -5,7 +5,7 @@ per run, 1% rebuilt with evidence, 0.5% unrecoverable with refusals, some leftov
 in its own subprocess and reports its own wall time and peak RSS (ru_maxrss):
 
 - `records only`: imports and the records generated, no report (the baseline for the renderer);
-- `write_reports`: recovery.report.write_reports in one process (what the sequential loop uses);
+- `write_reports`: recovery.report.files.write_reports in one process (what the sequential loop uses);
 - `pipeline, count only`: Beam (FnApiRunner in one process) generating the records inside the
   pipeline and counting them (the baseline for the pipeline's report step);
 - `pipeline + WriteReports`: the same plus the report step the audit runs (parts, combiners, merge,
@@ -35,7 +35,7 @@ META = {"run_id": "bench", "roots": ["gs://bench/runs"], "started": time.time(),
 if mode in ("records", "write_reports"):
     records = [r for i in range(0, n, CHUNK) for r in make_records(i, min(CHUNK, n - i))]
     if mode == "write_reports":
-        from recovery.report import write_reports
+        from recovery.report.files import write_reports
         write_reports(out, records, META, time.time())
 else:
     import apache_beam as beam

@@ -27,7 +27,10 @@ from recovery.listing import (
 )
 from recovery.records import REBUILT
 from recovery.registry import write_resolved
-from recovery.report import HTML, PROMOTE, first_failures, read_summary, statuses_of
+from recovery.report.readback import first_failures, read_summary
+from recovery.report.schema import HTML, PROMOTE
+from recovery.report.summary import statuses_of
+from recovery.stores import store_for
 
 from . import options as beam_flags
 from . import preflight
@@ -189,11 +192,13 @@ def run(args) -> int:
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:
-    """(Beam flags, why this engine): the user's choice, else one process for memory:// and small local
-    trees (found by a walk that stops at the limit), else a worker process per core."""
-    if any(url.startswith("memory://") for url in roots + [args.report_dir]):
+    """(Beam flags, why this engine): the user's choice, else one process for a store that lives in this
+    process (memory://) and for small local trees (found by a walk that stops at the limit), else a
+    worker process per core."""
+    in_process = [url for url in roots + [args.report_dir] if store_for(url).in_process]
+    if in_process:
         return beam_flags.audit_flags(args.beam_args, args.profile, in_memory_storage=True), \
-            "memory:// lives in this process"
+            f"{in_process[0].split('://', 1)[0]}:// lives in this process"
     if beam_flags.engine_chosen(args.beam_args, args.profile):
         return beam_flags.audit_flags(args.beam_args, args.profile), "as chosen"
     size = preflight.local_tree_size(roots, args.small_tree_files, SMALL_TREE_BYTES)

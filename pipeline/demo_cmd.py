@@ -130,7 +130,7 @@ def _rel(tree: Path, path: str) -> str:
 
 def _compare(tree: Path, report: Path, planted: list[Planted]) -> int:
     """Print what was planted next to what the audit found; exit 0 when every finding is the right one."""
-    from recovery.report import read_records
+    from recovery.report.readback import read_records
 
     found = {os.path.relpath(r.prefix, tree): r for r in read_records(str(report))}
     print("\nplanted                                          expected       found")

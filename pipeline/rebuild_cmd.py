@@ -12,6 +12,7 @@ from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
 from recovery.inspect import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
+from recovery.vault import Vault, VaultError
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
 from tfbundle import FormatError, index_filename, read_index
@@ -29,6 +30,9 @@ def add_arguments(parser):
     add_registry_arguments(parser)
     parser.add_argument("--template", metavar="PREFIX", help="use only this healthy checkpoint as the layout")
     parser.add_argument("--output", metavar="FILE", help="write the index here instead of PREFIX.index")
+    parser.add_argument("--vault", metavar="URL",
+                        help="the index vault an audit keeps (local, gs://, s3://): the lost index as it was while "
+                             "healthy, used when the data files are the ones it described (docs/vault.md)")
     parser.add_argument("--rehearse", action="store_true",
                         help="on a healthy checkpoint: rebuild while ignoring its index and compare byte for byte")
     parser.add_argument("--allow-nonfinite", action="store_true",
@@ -48,7 +52,7 @@ def run(args) -> int:
     fs, prefix = storage.split_prefix(args.prefix)
     layouts = registry_layouts_from_args(args, lazy=True)
     if args.rehearse:
-        return _rehearse(fs, prefix, layouts)
+        return _rehearse(fs, prefix, layouts, args.opened_vault)
     index_path = index_filename(prefix)
     if storage.fresh_exists(fs, index_path) and not args.output:
         try:
@@ -70,7 +74,8 @@ def run(args) -> int:
 
 def _rebuild(fs, prefix, layouts, args, judge) -> int:
     try:
-        ctx = open_orphan(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template)
+        ctx = open_orphan(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template,
+                          vault=args.opened_vault)
     except NotRebuildable as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
@@ -144,7 +149,7 @@ def _print_no_source_help(outcome, layouts) -> None:
 def check_before_work(args) -> None:
     """Every usage mistake, found before any listing of data or any builder runs: exit 2 with the fix."""
     preflight.check_access([("PREFIX", args.prefix), ("--template", args.template), ("--output", args.output),
-                            ("--registry", args.registry)])
+                            ("--registry", args.registry), ("--vault", args.vault)])
     if args.output:
         preflight.check_output_file("--output", args.output)
     found = locate_target(args.prefix)
@@ -154,6 +159,21 @@ def check_before_work(args) -> None:
         args.prefix += "/"    # `dir` holding dir/.index: the prefix TF1's saver.save(sess, "dir/") wrote
     if args.template:
         check_template(args.template)
+    args.opened_vault = _open_vault(args)
+
+
+def _open_vault(args):
+    """The vault --vault names, checked before any work: a location that is not a vault is a usage error."""
+    if not args.vault:
+        return None
+    try:
+        vault = Vault.open(args.vault)
+    except VaultError as exc:
+        raise UsageError(f"--vault {exc}") from None
+    if args.template or args.arch:
+        print(f"note: {'--template' if args.template else '--arch'} chooses the source, so the vault is not "
+              "consulted; drop it to let the vault's index of this prefix come first", file=sys.stderr)
+    return vault
 
 
 def check_template(template: str) -> None:
@@ -180,17 +200,20 @@ def _start_judge(fs, mode: str):
     return start_judge(mode)
 
 
-def _rehearse(fs, prefix, layouts) -> int:
+def _rehearse(fs, prefix, layouts, vault) -> int:
     if not storage.fresh_exists(fs, index_filename(prefix)):
         raise UsageError(f"--rehearse needs a healthy checkpoint, and {storage.display(fs, prefix)}.index does not "
                          "exist; to rebuild it, drop --rehearse")
     total = sum(info["size"] for info in fs.ls(storage.parent(prefix), detail=True)
                 if info["name"].startswith(prefix + ".data-"))
     progress = Progress(total, f"rehearsing {storage.display(fs, prefix)}")
-    result = rehearse(fs, prefix, registry_layouts=layouts, on_bytes=progress)
+    result = rehearse(fs, prefix, registry_layouts=layouts, on_bytes=progress, vault=vault)
     progress.finish()
     print(f"rehearsal of {storage.display(fs, prefix)}: {result.verdict}")
     print(f"  {result.detail}")
+    if vault is not None:
+        print("  the vault's copies of this prefix's index were ignored: a rehearsal that used them would prove "
+              "nothing")
     if result.outcome is not None:
         for check in result.outcome.checks:
             print(f"  ok  {check}")

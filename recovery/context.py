@@ -30,6 +30,7 @@ class OrphanContext:
     registry: Any = None             # name -> Layout (pipeline.builders.resolve_registry), or None
     arch: str | None = None          # --arch: use only this registry entry
     template: str | None = None      # --template PREFIX: use only this healthy checkpoint
+    vault: Any = None                # recovery.vault.Vault to ask first (--vault), or None
     notes: list = field(default_factory=list)             # what a source could not consult, for cannot_confirm
     fitted_sources: list = field(default_factory=list)   # sources whose layout fit so far (set by the engine)
 
@@ -70,7 +71,7 @@ def check_complete(prefix_display: str, files: list[DataFile]) -> None:
 
 
 def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_layouts=None, arch=None,
-                template=None) -> OrphanContext:
+                template=None, vault=None) -> OrphanContext:
     """Context for rebuilding `prefix` (a filesystem path). Raises NotRebuildable with the reason."""
     directory = storage.prefix_directory(prefix)
     if listing is None:
@@ -83,7 +84,7 @@ def open_orphan(fs, prefix: str, listing: list[dict] | None = None, registry_lay
     return OrphanContext(fs=fs, prefix=prefix, display_prefix=display, data_files=files,
                          directory_listing=listing, object_graph=graph, graph_tensor=found[1] if found else None,
                          registry=registry_layouts,
-                         arch=arch, template=template)
+                         arch=arch, template=template, vault=vault)
 
 
 def find_object_graph(fs, files: list[DataFile]):

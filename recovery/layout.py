@@ -44,6 +44,7 @@ class Layout:
     # bytes here give the same CRC is confirmed by a reference computed before any damage.
     reference_crcs: dict = field(default_factory=dict)
     reference_graph: bytes | None = None    # the source's object-graph payload, when it carries it
+    vaulted: object = None        # recovery.vault.judgement.VaultedIndex: the prefix's own vaulted index, if from it
 
     def keys(self) -> list[str]:
         """Distinct full tensor names, in first-appearance order."""

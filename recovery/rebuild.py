@@ -39,6 +39,7 @@ from .fingerprint import fingerprint64
 from .fitting import fit_candidates
 from .layout import Layout, Refusal, TensorSpec, reference_key
 from .records import REBUILT, UNRECOVERABLE
+from .vault.judgement import judge_against_vault
 
 
 @dataclass
@@ -291,6 +292,12 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
                               plan.layout.source, checks=checks, refusals=plan.refusals)
     checks.append(f"index reads back: {len(reread.entries)} entries, {len(index_bytes)} bytes")
     matched, mismatched = reference_matches(plan, crcs)
+    vaulted = judge_against_vault(plan, crcs, index_bytes)
+    checks += vaulted.checks
+    if vaulted.refusal:
+        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, vaulted.refusal, plan.layout.source, checks=checks,
+                              refusals=plan.refusals, bytes_scanned=_scanned(ranges),
+                              evidence=_evidence(plan, checks, matched, vaulted.cannot_confirm))
     if plan.layout.kind == "part-index" and mismatched:
         placed = plan.placed[mismatched[0]]
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
@@ -309,7 +316,7 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
         checks.append(f"Fingerprint64 equals fingerprint.pb's checkpoint_hash ({actual:#018x}): exact, so every "
                       "tensor's CRC (the object graph's too) is the one TensorFlow wrote")
         matched = list(range(len(plan.placed)))
-    evidence = _evidence(plan, checks, matched)
+    evidence = _evidence(plan, checks, matched, vaulted.cannot_confirm)
     return RebuildOutcome(plan.display_prefix, REBUILT, f"rebuilt from {plan.layout.source}", plan.layout.source,
                           index_bytes, checks, plan.refusals, _scanned(ranges), evidence)
 
@@ -329,9 +336,9 @@ def reference_matches(plan: RebuildPlan, crcs: list) -> tuple[list, list]:
     return matched, mismatched
 
 
-def _evidence(plan: RebuildPlan, checks: list, matched: list) -> Evidence:
+def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tuple = ()) -> Evidence:
     total = len(plan.placed)
-    evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=list(plan.cannot_confirm),
+    evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
                         reference_matched=len(matched), reference_total=total,
                         matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]])
     by = sorted({source for i in matched for *_, source in plan.references.get(reference_key(plan.placed[i].spec), ())})

@@ -159,12 +159,16 @@ class Rehearsal:
     outcome: RebuildOutcome | None = None
 
 
-def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources=None
+def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources=None, vault=None
                    ) -> "tuple[bytes, RebuildPlan | Rehearsal]":
-    """The existing index, and the plan to rebuild it while ignoring it (or the refusal, already a verdict)."""
+    """The existing index, and the plan to rebuild it while ignoring it (or the refusal, already a verdict).
+
+    The vault's entries of this prefix are ignored too: they are copies of the index being rehearsed."""
     own = storage.read_bytes(fs, index_filename(prefix))
+    if vault is not None:
+        vault = vault.without(storage.display(fs, prefix))
     try:
-        ctx = open_orphan(fs, prefix, listing, registry_layouts)
+        ctx = open_orphan(fs, prefix, listing, registry_layouts, vault=vault)
     except NotRebuildable as exc:
         return own, Rehearsal("refused", str(exc))
     plan = prepare(ctx, sources)
@@ -183,9 +187,10 @@ def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
     return Rehearsal("differs", _first_difference(own, outcome.index_bytes, outcome.source), outcome)
 
 
-def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None, on_bytes=None) -> Rehearsal:
-    """Rebuild a healthy checkpoint's index while ignoring it, and compare byte for byte."""
-    own, plan = plan_rehearsal(fs, prefix, listing, registry_layouts, sources)
+def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None, on_bytes=None,
+             vault=None) -> Rehearsal:
+    """Rebuild a healthy checkpoint's index while ignoring it (and its vaulted copies), and compare byte for byte."""
+    own, plan = plan_rehearsal(fs, prefix, listing, registry_layouts, sources, vault)
     if isinstance(plan, Rehearsal):
         return plan
     return judge_rehearsal(own, finalize(plan, checksum_whole(fs, plan, on_bytes)))

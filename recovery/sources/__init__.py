@@ -12,10 +12,12 @@ from .protocol import Source
 from .registry_source import registry_layouts
 from .savedmodel import savedmodel_layouts
 from .sibling import sibling_layouts
+from .vault import vault_earlier_save, vault_own_index, vault_siblings
 
-# Best first: the index of these very bytes, a checkpoint of the same run, the model's own
+# Best first: the index of these very bytes (vaulted while healthy, or the part indexes of a merge),
+# this prefix's own earlier save, a checkpoint of the same run (live, then vaulted), the model's own
 # declarations (SavedModel, TF1 graph), then what a person registered.
-SOURCES: tuple[Source, ...] = (part_index_layouts, sibling_layouts, savedmodel_layouts, meta_graph_layouts,
-                               registry_layouts)
+SOURCES: tuple[Source, ...] = (vault_own_index, part_index_layouts, vault_earlier_save, sibling_layouts,
+                               vault_siblings, savedmodel_layouts, meta_graph_layouts, registry_layouts)
 
 __all__ = ["SOURCES", "OrphanContext", "Source"]

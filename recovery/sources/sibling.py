@@ -18,17 +18,15 @@ MAX_OFFERED = 2
 
 def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:
     """(prefix, index size) of every other checkpoint in the directory, nearest step first."""
-    own_step = step_of(ctx.prefix)
-    prefixes = indexed_siblings(ctx)
+    return sorted(indexed_siblings(ctx), key=lambda found: nearness(ctx.prefix, found[0]))
 
-    def nearness(found):
-        prefix = found[0]
-        step = step_of(prefix)
-        if own_step is None or step is None:
-            return (1, 0, prefix)
-        return (0, abs(step - own_step), -step)  # nearest first; on a tie, the later step
 
-    return sorted(prefixes, key=nearness)
+def nearness(own_prefix: str, prefix: str) -> tuple:
+    """Sort key of a sibling: nearest step first; on a tie, the later step; unnumbered names last."""
+    own_step, step = step_of(own_prefix), step_of(prefix)
+    if own_step is None or step is None:
+        return (1, 0, prefix)
+    return (0, abs(step - own_step), -step)
 
 
 def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: str,
@@ -37,11 +35,19 @@ def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: st
         index = read_index_cached(fs, index_filename(prefix), index_size)
     except (FormatError, OSError) as exc:
         return Refusal(label, f"its index is unreadable: {exc}")
+    layout = layout_for_orphan(ctx, index, label, kind)
+    if isinstance(layout, Layout):
+        layout.origin = (fs, prefix)
+    return layout
+
+
+def layout_for_orphan(ctx: OrphanContext, index, label: str, kind: str) -> "Layout | Refusal":
+    """Another checkpoint's index as a layout for this orphan, in its data order; refused, naming the
+    keys, unless its keys are the orphan's object graph's."""
     graph_order = None
     if ctx.object_graph is not None:
         graph_order = ctx.object_graph.checkpoint_keys() + [OBJECT_GRAPH_KEY]
     layout = layout_from_index(index, label, kind, graph_order)
-    layout.origin = (fs, prefix)
     if ctx.object_graph is not None:
         missing, extra = keys_mismatch(layout, ctx.object_graph)
         if missing or extra:

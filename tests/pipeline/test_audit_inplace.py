@@ -13,7 +13,7 @@ from audit_trees import plant_tree
 from source_helpers import tree_digest
 
 from pipeline.cli import main as cli_main
-from recovery.report import read_records
+from recovery.report.readback import read_records
 from tfbundle import data_filename, is_slice_key, read_index
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]

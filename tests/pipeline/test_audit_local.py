@@ -14,7 +14,7 @@ from source_helpers import tree_digest
 
 from pipeline.cli import main as cli_main
 from recovery.records import NEEDS_A_PERSON, STATUSES
-from recovery.report import read_records
+from recovery.report.readback import read_records
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from pipeline.cli import main as cli_main
 from pipeline.options import audit_flags, load_profile
 from pipeline.preflight import local_tree_size
 from recovery import storage
-from recovery.report import read_records, read_summary
+from recovery.report.readback import read_records, read_summary
 
 pytestmark = pytest.mark.slow
 

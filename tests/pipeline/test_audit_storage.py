@@ -11,7 +11,7 @@ from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, snapsh
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.report import read_records, read_summary
+from recovery.report.readback import read_records, read_summary
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 from source_helpers import orphan
 
 from pipeline.cli import main as cli_main
-from recovery.report import read_records
+from recovery.report.readback import read_records
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from source_helpers import orphan
 from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
 
 from pipeline.cli import main
-from recovery.report import read_records
+from recovery.report.readback import read_records
 
 REPO_ROOT = str(REPO)
 NOT_FOUND = ("no checkpoint with prefix", "no such directory")

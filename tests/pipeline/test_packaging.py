@@ -83,14 +83,18 @@ def test_the_wheel_carries_its_runtime_data_and_nothing_of_the_checkout(wheel):
         names = set(zf.namelist())
     for profile in PROFILES:
         assert f"pipeline/resources/runners/{profile}.yaml" in names
-    assert {"pipeline/resources/architectures.yaml", "recovery/templates/report.html",
-            "samples/models.py", "samples/families.py"} <= names
+    assert {"pipeline/resources/architectures.yaml", "samples/models.py", "samples/families.py"} <= names
+    templates = {str(path.relative_to(REPO)) for path in (REPO / "recovery" / "templates").iterdir()}
+    assert templates >= {"recovery/templates/report.html", "recovery/templates/report.js",
+                         "recovery/templates/promote.sh.j2"}
+    assert templates <= names             # every template the report renders ships in the wheel
     assert not [n for n in names if n.startswith(("tests/", "configs/", "benchmarks/", "docs/"))]
 
 
 def test_an_installed_wheel_finds_profiles_and_registry_from_another_directory(wheel, tmp_path):
     """Installed into a fresh target (this venv supplies the dependencies), run from elsewhere:
-    the code, the profiles and the example registry all come from the installed package."""
+    the code, the profiles, the example registry and the report's templates all come from the
+    installed package."""
     target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
@@ -104,14 +108,22 @@ print(pipeline.__file__)
 print(options.profile_names())
 print(options.load_profile("portable"))
 print(sorted(load_registry(str(EXAMPLE_REGISTRY)).entries))
+from recovery.records import Record
+from recovery.report.files import write_reports
+from recovery.report.templates import TEMPLATES
+staged = Record("/d/ckpt-1", "rebuilt", "", "/d", staged=True, index_path="/rep/ckpt-1.index")
+write_reports("report", [staged], {"run_id": "installed"}, 0.0)
+page, script = open("report/report.html").read(), open("report/promote.sh").read()
+print(TEMPLATES, "addEventListener" in page, script.count("promote /rep/ckpt-1.index /d/ckpt-1.index"))
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(target)
     done = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    location, profiles, portable, entries = done.stdout.splitlines()
+    location, profiles, portable, entries, report = done.stdout.splitlines()
     assert location.startswith(str(target))
+    assert report == f"{target / 'recovery' / 'templates'} True 1"
     assert profiles == repr(sorted(PROFILES))
     assert "--runner=PortableRunner" in portable
     assert "keras_app" in entries

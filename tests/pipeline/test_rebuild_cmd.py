@@ -97,3 +97,103 @@ def test_tf_check_full_reads_every_tensor_and_off_skips_it(family_copy, capsys):
     assert main(["rebuild", family.prefix, "--no-tf-check", "--output", family.prefix + ".off.index"]) == 0
     out = capsys.readouterr().out
     assert "parsed the rebuilt index" not in out and "read all" not in out
+
+
+# --- --vault -------------------------------------------------------------------------------------
+
+VAULTED_ON = 1764901800.0    # 2025-12-05 02:30 UTC
+
+
+def _vaulted(family, tmp_path) -> str:
+    """A vault holding the family's healthy indexes, as a nightly audit would have left it."""
+    from recovery.vault import ORIGIN_SEEN_HEALTHY, Vault, keep_checkpoint
+
+    url = str(tmp_path / "vault")
+    vault = Vault.open(url, create=True)
+    for prefix in [family.prefix, *family.siblings]:
+        keep_checkpoint(vault, prefix, ORIGIN_SEEN_HEALTHY, VAULTED_ON, "night-1")
+    return url
+
+
+def test_rebuild_with_the_vault_brings_back_a_lone_checkpoints_index(family_copy, tmp_path, capsys):
+    """No sibling, no registry entry: only the vault knows this checkpoint, and it gives it back whole."""
+    family = family_copy("keras_app")
+    vault = _vaulted(family, tmp_path)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("architectures: {}\n")
+    original = orphan(family.prefix)
+    assert main(["rebuild", family.prefix, "--registry", str(empty)]) == 1
+    capsys.readouterr()
+    assert main(["rebuild", family.prefix, "--registry", str(empty), "--vault", vault]) == 0
+    out = capsys.readouterr().out
+    assert "from vaulted index of ckpt-1 as it was on 2025-12-05 02:30 UTC" in out
+    assert "tensors confirmed by the index as it was on 2025-12-05 02:30 UTC: the rebuilt index is byte-identical" \
+        in out
+    with open(index_filename(family.prefix), "rb") as f:
+        assert f.read() == original
+
+
+def test_rebuild_with_the_vault_over_damaged_data_writes_nothing(family_copy, tmp_path, capsys):
+    from tfbundle import dtype, read_index
+
+    family = family_copy("keras3_adam")
+    vault = _vaulted(family, tmp_path)
+    original = orphan(family.prefix)
+    data_file = family.prefix + ".data-00000-of-00001"
+    key, entry = max(((k, e) for k, e in read_index(original).data_entries() if dtype(e.dtype).name == "float32"),
+                     key=lambda item: item[1].size)
+    stat = os.stat(data_file)
+    with open(data_file, "r+b") as f:       # bit rot: one bit, in place, the file's times kept
+        f.seek(entry.offset + 4)
+        byte = f.read(1)[0]
+        f.seek(entry.offset + 4)
+        f.write(bytes([byte ^ 0x01]))
+    os.utime(data_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(["rebuild", family.prefix, "--vault", vault]) == 1
+    err = capsys.readouterr().err
+    assert "the data changed after the index of 2025-12-05 02:30 UTC was vaulted" in err
+    assert key.decode() in err and f"changed after the index of 2025-12-05 02:30 UTC was vaulted: {key.decode()}" in err
+    assert not os.path.exists(index_filename(family.prefix))
+
+
+def test_a_rehearsal_with_the_vault_ignores_the_checkpoints_own_copy(family_copy, tmp_path, capsys):
+    family = family_copy("keras_app")
+    vault = _vaulted(family, tmp_path)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("architectures: {}\n")
+    assert main(["rebuild", "--rehearse", family.prefix, "--registry", str(empty), "--vault", vault]) == 1
+    out = capsys.readouterr().out
+    assert "refused" in out and "no source of truth" in out
+    assert "the vault's copies of this prefix's index were ignored" in out
+
+
+def test_a_vault_url_that_is_not_a_vault_is_a_usage_error(family_copy, tmp_path, capsys):
+    import json
+
+    family = family_copy("keras3_adam")
+    orphan(family.prefix)
+    run = os.path.dirname(family.prefix)
+    before = sorted(os.listdir(run))
+    assert main(["rebuild", family.prefix, "--vault", run]) == 2
+    assert f"--vault {run} is not a vault" in capsys.readouterr().err
+    assert main(["rebuild", family.prefix, "--vault", str(tmp_path / "nowhere")]) == 2
+    assert "no vault there" in capsys.readouterr().err
+    other = tmp_path / "other-tool"
+    other.mkdir()
+    (other / "ckpt-rescue-vault.json").write_text(json.dumps({"format": "someone-else/2"}))
+    assert main(["rebuild", family.prefix, "--vault", str(other)]) == 2
+    assert "says format 'someone-else/2'" in capsys.readouterr().err
+    assert sorted(os.listdir(run)) == before and not (tmp_path / "nowhere").exists()
+
+
+def test_rebuild_with_the_vault_as_a_user_runs_it(family_copy, tmp_path):
+    """The installed command, in its own process, from a vault an earlier run filled."""
+    family = family_copy("tf1_saver")
+    vault = _vaulted(family, tmp_path)
+    original = orphan(family.prefix)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", family.prefix, "--vault", vault,
+                             "--no-tf-check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "7 of 7 tensors confirmed by the index as it was on 2025-12-05 02:30 UTC" in result.stdout
+    with open(index_filename(family.prefix), "rb") as f:
+        assert f.read() == original

@@ -501,7 +501,7 @@ def test_cli_lists_the_evidence_of_a_rebuild_and_of_a_refusal(family_copy, capsy
 
 @pytest.mark.slow
 def test_audit_records_carry_the_evidence_of_rebuilds_and_refusals(family_copy, tmp_path):
-    from recovery.report import read_records
+    from recovery.report.readback import read_records
 
     intact, damaged = family_copy("keras3_adam"), family_copy("mixed_dtypes")
     root = os.path.dirname(os.path.dirname(intact.prefix))

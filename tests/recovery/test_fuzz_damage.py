@@ -320,7 +320,7 @@ def test_audit_in_place_over_every_damage_touches_nothing_and_writes_no_wrong_in
     import subprocess
     import sys
 
-    from recovery.report import read_records
+    from recovery.report.readback import read_records
 
     tree, cases = tmp_path / "tree", {}
     for family in FAMILIES:

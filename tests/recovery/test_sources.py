@@ -15,7 +15,8 @@ from recovery.sources.sibling import sibling_layouts
 
 def test_sources_are_tried_in_one_declared_order_through_one_interface():
     assert all(isinstance(source, Source) for source in SOURCES)
-    assert [source.name for source in SOURCES] == ["part index", "sibling", "saved_model.pb", "TF1 graph", "registry"]
+    assert [source.name for source in SOURCES] == ["vault", "part index", "vault (earlier save)", "sibling",
+                                                   "vault (siblings)", "saved_model.pb", "TF1 graph", "registry"]
 
 
 def _context(**options) -> OrphanContext:

@@ -16,7 +16,7 @@ from source_helpers import orphan
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.report import read_records
+from recovery.report.readback import read_records
 from recovery.writeout import staged_path
 
 HOSTILE = ["runs/日本/ckpt-1", "runs/中国/ckpt-1", "../../etc/passwd", "a/../../b", "/abs/ckpt-1", "a//b",

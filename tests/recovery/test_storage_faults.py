@@ -20,7 +20,7 @@ from storage_servers import snapshot, upload_tree
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.report import read_records, read_summary
+from recovery.report.readback import read_records, read_summary
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from recovery.classify import OrphanTask, classify_directory, spot_check
 from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import REPORT_MARKER, everything_under, top_level, without_earlier_reports
 from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, STATE_FILE
-from recovery.report import read_records, read_summary
+from recovery.report.readback import read_records, read_summary
 from samples import FAMILY_NAMES
 from tfbundle import BundleEntry, read_index
 from tfbundle.protos import tensor_bundle_pb2

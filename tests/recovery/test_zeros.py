@@ -18,7 +18,7 @@ from source_helpers import context, orphan
 from pipeline.cli import main as cli_main
 from recovery import storage
 from recovery.rebuild import REBUILT, UNRECOVERABLE, checksum_range, finalize, prepare, rebuild, split_ranges
-from recovery.report import read_records
+from recovery.report.readback import read_records
 from recovery.zeros import PAGE
 from samples.families import TF1_EMBEDDING_SHAPE, TF1_TRAINED_IDS
 from tfbundle import data_filename, index_filename, read_index

@@ -185,7 +185,7 @@ def test_list_group_lists_its_members_only_and_a_failure_is_a_record_per_member(
 def test_the_audit_says_a_listing_that_keeps_failing_is_an_error_and_exits_3(faulty_s3, monkeypatch, tmp_path):
     """Runs that hold no checkpoint (event files only): nothing needs a person, so exit 3 is the listing's."""
     from pipeline.cli import main as cli_main
-    from recovery.report import read_records, read_summary
+    from recovery.report.readback import read_records, read_summary
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     for run in range(RUNS):

@@ -1,5 +1,7 @@
 """transforms.report alone: Tally, WriteParts and WriteReports in a TestPipeline on a few records:
-one healthy, one that needs a person (its reason spans lines), one rebuilt and staged."""
+one healthy, one that needs a person (its reason spans lines), one rebuilt and staged; and
+WriteReports over many stages and small parts writing the very files write_reports writes in one
+process for the same records."""
 
 import csv
 import os
@@ -12,9 +14,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+from report_helpers import META, many_records, sample_records
 
-from recovery import report
 from recovery.records import CORRUPT, HEALTHY, REBUILT, Record
+from recovery.report import parts
+from recovery.report.files import write_reports
+from recovery.report.readback import read_records
+from recovery.report.schema import FAILURES, HTML, PROMOTE, RECORDS, SUMMARY
 from transforms.metrics import NAMESPACE
 from transforms.report import Part, Tally, WriteParts, WriteReports
 
@@ -54,7 +60,7 @@ def test_write_parts_lists_only_what_needs_a_person_as_failures_each_on_one_line
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
         parts = pipeline | beam.Create(records) | beam.ParDo(WriteParts(parts_dir))
         assert_that(parts | beam.Map(lambda p: isinstance(p, Part) and p.output),
-                    equal_to([report.RECORDS, report.FAILURES, report.PROMOTE]))
+                    equal_to([RECORDS, FAILURES, PROMOTE]))
     written = {name.split("-")[0]: open(os.path.join(parts_dir, name)).read() for name in os.listdir(parts_dir)}
     assert len(written["records"].splitlines()) == 3
     failures = list(csv.reader(written["failures"].splitlines()))
@@ -68,9 +74,30 @@ def test_write_reports_writes_every_report_file_from_the_records(records, tmp_pa
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
         summary = pipeline | beam.Create(records) | WriteReports(report_dir, meta)
         assert_that(summary | beam.Map(lambda s: (s["records"], s["exit_code"])), equal_to([(3, 1)]))
-    assert sorted(r.prefix for r in report.read_records(report_dir)) == [r.prefix for r in records]
-    with open(os.path.join(report_dir, report.FAILURES)) as f:
+    assert sorted(r.prefix for r in read_records(report_dir)) == [r.prefix for r in records]
+    with open(os.path.join(report_dir, FAILURES)) as f:
         assert [row[0] for row in csv.reader(f)] == ["prefix", records[1].prefix]
-    assert not os.path.exists(report.parts_dir(report_dir, meta["run_id"]))
-    with open(os.path.join(report_dir, report.HTML)) as f:
+    assert not os.path.exists(parts.parts_dir(report_dir, meta["run_id"]))
+    with open(os.path.join(report_dir, HTML)) as f:
         assert records[1].prefix in f.read()
+
+
+def test_write_reports_on_beam_writes_the_files_one_process_writes(tmp_path, monkeypatch):
+    """Records in three stages, parts of 7 lines, the aggregates merged across stages and workers: every
+    file is byte for byte what write_reports makes of the same records in one pass (more runs, causes and
+    rebuilds than the page shows, so the bounds are crossed on both sides)."""
+    monkeypatch.setattr(parts, "PART_LINES", 7)
+    records = sample_records() + many_records(1200)
+    meta, finished = {**META, "roots": ["/r/a", "gs://b/run", "gs://m/runs"]}, 1_700_000_321.5
+    one_process = str(tmp_path / "one")
+    write_reports(one_process, records, meta, finished)
+    on_beam = str(tmp_path / "beam")
+    with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
+        stages = {name: pipeline | name >> beam.Create(records[i::3], reshuffle=False).with_output_types(Record)
+                  for i, name in enumerate(("classified", "rebuilt", "verified"))}
+        _ = stages | WriteReports(on_beam, meta, finished=finished)
+    for name in (RECORDS, FAILURES, PROMOTE, SUMMARY, HTML):
+        with open(os.path.join(one_process, name), "rb") as a, open(os.path.join(on_beam, name), "rb") as b:
+            assert a.read() == b.read(), name
+    assert sorted(os.listdir(on_beam)) == sorted(os.listdir(one_process))
+    assert os.stat(os.path.join(on_beam, PROMOTE)).st_mode == os.stat(os.path.join(one_process, PROMOTE)).st_mode
