@@ -4,8 +4,8 @@ report.html to --report-dir.
 
 Rebuilt indexes are staged under REPORT_DIR/rebuilt/ unless --in-place is given; nothing that
 existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner DataflowRunner).
-Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete/stale, 2 usage,
-3 could not check (storage kept failing for some prefix, records say `error`; 1 wins over 3).
+--detach submits and returns at once, printing the run id and the `ckpt-rescue status` command that
+waits for the run and exits with its exit code (the codes are listed below).
 """
 
 import json
@@ -31,8 +31,8 @@ from recovery.report.readback import first_failures, read_summary
 from recovery.report.schema import HTML, PROMOTE
 from recovery.report.summary import statuses_of
 
+from . import flink_preflight, preflight
 from . import options as beam_flags
-from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
 from .registry_args import registry_layouts_from_args
 
@@ -147,6 +147,7 @@ def run(args) -> int:
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
     flags, why = _engine(args, roots)
+    flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -173,7 +174,9 @@ def run(args) -> int:
         pipeline = beam.Pipeline(options=pipeline_options)
         audit.build(pipeline, roots, settings, meta)
         result = pipeline.run()
-        print(f"submitted (state {result.state}); reports will appear in {meta['report_dir']}")
+        print(f"submitted run {meta['run_id']} (state {result.state}); reports will appear in {meta['report_dir']}")
+        print("follow it (waits for the run, then exits with its exit code): "
+              + shlex.join(["ckpt-rescue", "status", meta["report_dir"], "--run-id", meta["run_id"]]))
         return 0
     try:
         result = audit.run(roots, settings, meta, pipeline_options)
