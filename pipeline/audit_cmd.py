@@ -131,7 +131,12 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    roots = list(args.roots) + [r for r in (args.roots_csv or "").split(",") if r.strip()]
+    # argparse takes an unknown `--flag=value` whose value holds a space for a positional: Airflow's Beam
+    # provider passes `--labels={"airflow-version": "v3-3-2"}`. It is a Beam flag, not a root.
+    flags_taken_for_roots = [r for r in args.roots if r.startswith("--") and "=" in r]
+    args.beam_args = list(args.beam_args) + flags_taken_for_roots
+    roots = [r for r in args.roots if r not in flags_taken_for_roots]
+    roots += [r for r in (args.roots_csv or "").split(",") if r.strip()]
     if not roots:
         raise UsageError("give at least one ROOT (or --roots)")
     preflight.check_access([("ROOT", r) for r in roots]
