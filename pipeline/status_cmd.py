@@ -14,7 +14,9 @@ import sys
 
 from recovery import storage
 from recovery.records import EXIT_ATTENTION, EXIT_CODES, EXIT_NO_RUN, EXIT_NOT_FINISHED, EXIT_OTHER_RUN
-from recovery.report import FAILURES, HTML, first_failures, statuses_of
+from recovery.report.readback import first_failures
+from recovery.report.schema import FAILURES, HTML
+from recovery.report.summary import statuses_of
 from recovery.run_status import NotAReport, RunState, follow
 
 from . import preflight

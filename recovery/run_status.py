@@ -14,7 +14,7 @@ import time
 from . import storage
 from .listing import REPORT_MARKER
 from .records import EXIT_NO_RUN, EXIT_NOT_FINISHED, EXIT_OTHER_RUN
-from .report import read_summary
+from .report.readback import read_summary
 
 
 class NotAReport(Exception):

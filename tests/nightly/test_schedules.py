@@ -44,7 +44,7 @@ from recovery.records import (
     EXIT_OK,
     EXIT_USAGE,
 )
-from recovery.report import read_summary
+from recovery.report.readback import read_summary
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 SYSTEMD = NIGHTLY / "systemd"

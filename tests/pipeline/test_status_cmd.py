@@ -25,7 +25,7 @@ from pipeline.cli import build_parser
 from pipeline.cli import main as cli_main
 from recovery.listing import REPORT_MARKER
 from recovery.records import EXIT_ATTENTION, EXIT_NO_RUN, EXIT_NOT_FINISHED, EXIT_OK, EXIT_OTHER_RUN
-from recovery.report import read_summary
+from recovery.report.readback import read_summary
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
