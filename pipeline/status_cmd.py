@@ -62,6 +62,8 @@ def run(args, clock=None, sleep=None) -> int:
         state = follow(args.report_dir, args.run_id, args.wait, args.interval, waiting=_say_waiting(args), **timing)
     except NotAReport as exc:
         raise UsageError(f"{exc}; is {args.report_dir} an audit's --report-dir?") from None
+    except OSError as exc:      # a permanent refusal (403, a local permission); the transient ones are exit 3
+        raise UsageError(f"{args.report_dir}: cannot be read ({type(exc).__name__}: {exc})") from None
     print(outcome_line(state, args))
     if state.finished and state.exit_code == EXIT_ATTENTION:
         _print_problems(state)

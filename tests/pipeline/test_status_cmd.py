@@ -252,3 +252,17 @@ def test_bad_input_is_a_usage_error(tmp_path, capsys):
         cli_main(["status", str(tmp_path / "r"), "--wait", "soon"])
     assert exc.value.code == 2
     assert cli_main(["status", str(tmp_path / "r"), "--interval", "0"]) == 2
+
+
+def test_a_report_directory_the_store_refuses_is_a_usage_error(faulty_gcs, capsys):
+    """403 on the marker (the listing is allowed): exit 2 naming the directory, no traceback."""
+    from storage_servers import _new_bucket
+
+    from recovery import storage
+
+    report_dir = f"{_new_bucket('gs')}/reports/2026-12-11"
+    fs, path = storage.url_to_fs(report_dir)
+    fs.pipe_file(f"{path}/{REPORT_MARKER}", b'{"tool": "ckpt-rescue", "run_id": "r1", "started": 0}')
+    faulty_gcs.fail(403, times=None, method="GET", path=re.escape(REPORT_MARKER))
+    assert cli_main(["status", report_dir, "--wait", "0"]) == 2
+    assert f"ckpt-rescue status: {report_dir}: cannot be read" in capsys.readouterr().err
