@@ -36,10 +36,11 @@ def check(flags: list[str]) -> list[str]:
     cluster = ".".join(str(config.get("flink-version", "")).split(".")[:2])
     given = _flag_value(flags, "flink_version")
     uber = "--flink_submit_uber_jar" in flags
-    problems = _version_problems(config, cluster, given) + _cluster_problems(overview, url)
+    version_problems = _version_problems(config, cluster, given)
+    problems = version_problems + _cluster_problems(overview, url)
     if not uber:
         problems += _job_server_problems(flags)
-    if not problems:   # which jar depends on the version, so only once that is settled
+    if not version_problems:   # which jar depends on the version, so only once that is settled
         problems += _jar_problems(flags, given or cluster, uber)
     if problems:
         raise UsageError("\n".join([f"the Flink cluster at {url} cannot run this audit (checked before any work; "
