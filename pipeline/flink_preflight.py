@@ -16,9 +16,11 @@ import sys
 import time
 import zipfile
 
+from recovery.stores.probing import CONNECT_SECONDS, READ_SECONDS, in_background, short
+
 from .cli import UsageError
 from .options import _flag_value
-from .preflight import CONNECT_SECONDS, READ_SECONDS, TOTAL_SECONDS, _in_background, _short
+from .preflight import TOTAL_SECONDS
 
 LOCAL_MASTERS = ("[local]", "[auto]")     # Beam starts an embedded cluster or lets the job server choose
 JOB_SERVER_TARGET = ":runners:flink:{}:job-server:shadowJar"
@@ -55,13 +57,13 @@ def _rest(url: str, path: str) -> dict:
     """GET url/path as JSON, within CONNECT_SECONDS/READ_SECONDS and TOTAL_SECONDS in all (DNS included)."""
     import requests
 
-    thread, outcome = _in_background(lambda: requests.get(f"{url}/{path}", timeout=(CONNECT_SECONDS, READ_SECONDS)))
+    thread, outcome = in_background(lambda: requests.get(f"{url}/{path}", timeout=(CONNECT_SECONDS, READ_SECONDS)))
     thread.join(TOTAL_SECONDS)
     fix = "set FLINK_MASTER (or --flink_master) to the JobManager's REST address, e.g. flink-jobmanager:8081"
     if thread.is_alive():
         raise UsageError(f"cannot reach Flink at {url}: no answer from /{path} within {TOTAL_SECONDS:.0f} s; {fix}")
     if "error" in outcome:
-        raise UsageError(f"cannot reach Flink at {url}: {_short(outcome['error'])}; {fix}")
+        raise UsageError(f"cannot reach Flink at {url}: {short(outcome['error'])}; {fix}")
     response = outcome["value"]
     try:
         body = response.json() if response.ok else None
@@ -149,13 +151,13 @@ def _head(url: str) -> str | None:
     import requests
 
     started = time.monotonic()
-    thread, outcome = _in_background(
+    thread, outcome = in_background(
         lambda: requests.head(url, allow_redirects=True, timeout=(CONNECT_SECONDS, READ_SECONDS)))
     thread.join(TOTAL_SECONDS)
     if thread.is_alive():
         return f"no answer within {time.monotonic() - started:.0f} s"
     if "error" in outcome:
-        return _short(outcome["error"])
+        return short(outcome["error"])
     status = outcome["value"].status_code
     return None if status == 200 else f"HTTP {status}"
 
