@@ -4,8 +4,8 @@ report.html to --report-dir.
 
 Rebuilt indexes are staged under REPORT_DIR/rebuilt/ unless --in-place is given; nothing that
 existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner DataflowRunner).
-Exit codes: 0 nothing needs a person, 1 something unrecoverable/corrupt/incomplete/stale, 2 usage,
-3 could not check (storage kept failing for some prefix, records say `error`; 1 wins over 3).
+--detach submits and returns at once, printing the run id and the `ckpt-rescue status` command that
+waits for the run and exits with its exit code (the codes are listed below).
 """
 
 import json
@@ -30,9 +30,10 @@ from recovery.registry import write_resolved
 from recovery.report.readback import first_failures, read_summary
 from recovery.report.schema import HTML, PROMOTE
 from recovery.report.summary import statuses_of
+from recovery.stores import store_for
 
+from . import flink_preflight, preflight
 from . import options as beam_flags
-from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
 from .registry_args import registry_layouts_from_args
 
@@ -131,7 +132,12 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    roots = list(args.roots) + [r for r in (args.roots_csv or "").split(",") if r.strip()]
+    # argparse takes an unknown `--flag=value` whose value holds a space for a positional: Airflow's Beam
+    # provider passes `--labels={"airflow-version": "v3-3-2"}`. It is a Beam flag, not a root.
+    flags_taken_for_roots = [r for r in args.roots if r.startswith("--") and "=" in r]
+    args.beam_args = list(args.beam_args) + flags_taken_for_roots
+    roots = [r for r in args.roots if r not in flags_taken_for_roots]
+    roots += [r for r in (args.roots_csv or "").split(",") if r.strip()]
     if not roots:
         raise UsageError("give at least one ROOT (or --roots)")
     preflight.check_access([("ROOT", r) for r in roots]
@@ -147,6 +153,7 @@ def run(args) -> int:
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
     flags, why = _engine(args, roots)
+    flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
     meta = {
         "run_id": uuid.uuid4().hex,
         "started": time.time(),
@@ -173,7 +180,9 @@ def run(args) -> int:
         pipeline = beam.Pipeline(options=pipeline_options)
         audit_pipeline.build(pipeline, roots, settings, meta)
         result = pipeline.run()
-        print(f"submitted (state {result.state}); reports will appear in {meta['report_dir']}")
+        print(f"submitted run {meta['run_id']} (state {result.state}); reports will appear in {meta['report_dir']}")
+        print("follow it (waits for the run, then exits with its exit code): "
+              + shlex.join(["ckpt-rescue", "status", meta["report_dir"], "--run-id", meta["run_id"]]))
         return 0
     try:
         result = audit_pipeline.run(roots, settings, meta, pipeline_options)
@@ -191,11 +200,13 @@ def run(args) -> int:
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:
-    """(Beam flags, why this engine): the user's choice, else one process for memory:// and small local
-    trees (found by a walk that stops at the limit), else a worker process per core."""
-    if any(url.startswith("memory://") for url in roots + [args.report_dir]):
+    """(Beam flags, why this engine): the user's choice, else one process for a store that lives in this
+    process (memory://) and for small local trees (found by a walk that stops at the limit), else a
+    worker process per core."""
+    in_process = [url for url in roots + [args.report_dir] if store_for(url).in_process]
+    if in_process:
         return beam_flags.audit_flags(args.beam_args, args.profile, in_memory_storage=True), \
-            "memory:// lives in this process"
+            f"{in_process[0].split('://', 1)[0]}:// lives in this process"
     if beam_flags.engine_chosen(args.beam_args, args.profile):
         return beam_flags.audit_flags(args.beam_args, args.profile), "as chosen"
     size = preflight.local_tree_size(roots, args.small_tree_files, SMALL_TREE_BYTES)

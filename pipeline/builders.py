@@ -24,6 +24,7 @@ from recovery import storage
 from recovery.caches import SharedCache
 from recovery.layout import Layout
 from recovery.registry import RegistryError, capture_layout, load_registry
+from recovery.stores import local_path
 
 from .tensorflow_env import TensorFlowMissing, require_tensorflow
 
@@ -88,11 +89,13 @@ def _call(function, builder: str, name: str):
 
 @contextmanager
 def _importable_from(directory: str):
-    """Put the registry's own directory first on sys.path while importing its builder modules."""
-    if "://" in directory:
+    """Put the registry's own directory first on sys.path while importing its builder modules (when it
+    is on this machine: modules are not imported from a bucket)."""
+    local = local_path(directory)
+    if local is None:
         yield
         return
-    path = os.path.abspath(directory)
+    path = os.path.abspath(local)
     sys.path.insert(0, path)
     try:
         yield

@@ -1,8 +1,6 @@
 """`ckpt-rescue` (also `python -m pipeline`): one subcommand per module, each with add_arguments/run.
 
-Exit codes (recovery/records.py, docs/running.md): 0 nothing needs a person, 1 something needs a person,
-2 usage or configuration, 3 could not check (storage kept failing after retries: run again; 1 wins when
-both apply).
+Exit codes: EXIT_CODES in recovery/records.py, shown by every `--help` (exit_code_help).
 """
 
 import argparse
@@ -10,8 +8,9 @@ import gc
 import importlib
 import logging
 import sys
+import textwrap
 
-from recovery.records import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, EXIT_OK, EXIT_USAGE
+from recovery.records import EXIT_ATTENTION, EXIT_CODES, EXIT_COULD_NOT_CHECK, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_ATTENTION", "EXIT_COULD_NOT_CHECK", "EXIT_OK", "EXIT_USAGE", "UsageError", "main"]
 
@@ -21,7 +20,9 @@ COMMANDS = {
     "rebuild": ("rebuild_cmd", "rebuild the missing .index of one checkpoint prefix"),
     "register": ("register_cmd", "add an architecture to the registry (builder or captured layout)"),
     "inspect": ("inspect_cmd", "show what a checkpoint (or an orphaned data file) contains"),
+    "salvage": ("salvage_cmd", "write a new checkpoint of every tensor a damaged one still provably holds"),
     "demo": ("demo_cmd", "write a demo tree of real checkpoints with TensorFlow and audit it"),
+    "status": ("status_cmd", "wait for a (detached) audit's report directory, exit with that run's exit code"),
 }
 
 
@@ -39,7 +40,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported (inspect should not load Beam)."""
     parser = _Parser(prog="ckpt-rescue", description="Find TensorFlow checkpoints whose .index is lost, rebuild "
-                     "the index byte-identically or refuse with the reason, and audit whole buckets.")
+                     "the index byte-identically or refuse with the reason, and audit whole buckets.",
+                     epilog=exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_logging_flags(parser, argparse.SUPPRESS)
     parser.set_defaults(verbose=False, debug=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -49,11 +51,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"pipeline.{module_name}")
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+                             epilog=exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
         _add_logging_flags(cmd, argparse.SUPPRESS)   # also after the subcommand: `ckpt-rescue audit -v ...`
         cmd.set_defaults(_run=module.run)
     return parser
+
+
+def exit_code_help() -> str:
+    """The exit-code table of `--help`, from EXIT_CODES (docs/running.md and the README show the same)."""
+    lines = ["exit codes:"]
+    for code, label, meaning in EXIT_CODES:
+        lines += textwrap.wrap(f"{label}: {meaning}", 96, initial_indent=f"  {code}  ", subsequent_indent="     ")
+    return "\n".join(lines)
 
 
 def _add_logging_flags(parser, default) -> None:

@@ -158,7 +158,7 @@ def check_before_work(args) -> None:
     if found[0].endswith("/") and not args.prefix.endswith("/"):
         args.prefix += "/"    # `dir` holding dir/.index: the prefix TF1's saver.save(sess, "dir/") wrote
     if args.template:
-        _check_template(args.template)
+        check_template(args.template)
     args.opened_vault = _open_vault(args)
 
 
@@ -176,7 +176,7 @@ def _open_vault(args):
     return vault
 
 
-def _check_template(template: str) -> None:
+def check_template(template: str) -> None:
     found = locate_target(template)
     if isinstance(found, Diagnosis):
         hint = f"\ntry: --template {shlex.quote(found.suggestion)}" if found.suggestion else ""

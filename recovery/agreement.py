@@ -13,7 +13,7 @@ from tfbundle.varint import decode_varint
 from . import storage
 from .context import OrphanContext
 from .evidence import compare_object_graphs, shape_ambiguity
-from .healthy import locate_tensor
+from .healthy import read_object_graph
 from .layout import Layout
 
 
@@ -136,16 +136,4 @@ def _reference_graph(layout: Layout) -> bytes | None:
     """The object-graph payload of the healthy checkpoint a layout came from (one small read)."""
     if not layout.origin:
         return None
-    fs, prefix = layout.origin
-    try:
-        located = locate_tensor(fs, prefix, OBJECT_GRAPH_KEY)
-        if located is None:
-            return None
-        path, entry = located
-        with storage.open_source(fs, path) as source:
-            raw = source.read_at(entry.offset, entry.size)
-        length, start = decode_varint(raw, 0)
-        payload = raw[start + 4:start + 4 + length]
-        return payload if len(payload) == length else None
-    except (FormatError, OSError):
-        return None
+    return read_object_graph(*layout.origin)

@@ -51,6 +51,24 @@ def candidate_layouts(ctx: OrphanContext, sources=None):
             yield source, found
 
 
+def fit_candidates(ctx: OrphanContext, sources=None, fitter=None) -> tuple:
+    """(fits, refusals): every layout the sources offer, placed on the orphan's bytes by `fitter` (`fit`
+    by default; it returns a fit or a Refusal), best source first; an exact source's fit ends the search
+    (the index of these very bytes: nothing can improve on it). `ctx.fitted_sources` names the fits."""
+    fits, refusals = [], []
+    ctx.fitted_sources = []
+    for source, candidate in candidate_layouts(ctx, sources):
+        found = candidate if isinstance(candidate, Refusal) else (fitter or fit)(ctx, source, candidate)
+        if isinstance(found, Refusal):
+            refusals.append(found)
+            continue
+        fits.append(found)
+        ctx.fitted_sources.append(candidate.source)
+        if source.exact(candidate):
+            break
+    return fits, refusals
+
+
 def chosen_sources(ctx: OrphanContext) -> list:
     """--template or --arch first, then the checkpoint's own SavedModel and .meta, as cross-checks.
 
@@ -74,7 +92,7 @@ def fit(ctx: OrphanContext, source: Source, layout: Layout) -> "Fit | Refusal":
         with storage.open_source(ctx.fs, data_file.path, data_file.size) as data:
             for spec in specs:
                 try:
-                    spec, size, note = _measure_here(data, offset, spec)
+                    spec, size, note = measure_here(data, offset, spec)
                 except FormatError as exc:
                     return Refusal(layout.source, f"does not fit shard {shard}: at tensor {spec.describe()} "
                                                   f"(byte {offset}): {exc}")
@@ -94,7 +112,7 @@ def fit(ctx: OrphanContext, source: Source, layout: Layout) -> "Fit | Refusal":
     return Fit(source, layout, placed, checks)
 
 
-def _measure_here(source, offset: int, spec: TensorSpec) -> tuple:
+def measure_here(source, offset: int, spec: TensorSpec) -> tuple:
     """(spec, size, note) of the tensor at `offset`, with element counts a layout from another
     checkpoint cannot know read from this one's bytes.
 

@@ -5,7 +5,8 @@ The sibling source takes layouts from them; the cross-checks read their object g
 counters. Both list and read them here, so they see the same checkpoints.
 """
 
-from tfbundle import INDEX_SUFFIX, data_filename, index_filename, read_index
+from tfbundle import INDEX_SUFFIX, OBJECT_GRAPH_KEY, FormatError, data_filename, index_filename, read_index
+from tfbundle.varint import decode_varint
 
 from . import storage
 from .caches import SharedCache
@@ -50,3 +51,20 @@ def locate_tensor(fs, prefix: str, key: str):
     return data_filename(prefix, entry.shard_id, index.header.num_shards), entry
 
 
+
+
+def read_object_graph(fs, prefix: str) -> bytes | None:
+    """The object-graph payload a healthy checkpoint holds (one small read), or None where it has none
+    or it cannot be read."""
+    try:
+        located = locate_tensor(fs, prefix, OBJECT_GRAPH_KEY)
+        if located is None:
+            return None
+        path, entry = located
+        with storage.open_source(fs, path) as source:
+            raw = source.read_at(entry.offset, entry.size)
+        length, start = decode_varint(raw, 0)
+        payload = raw[start + 4:start + 4 + length]
+        return payload if len(payload) == length else None
+    except (FormatError, OSError):
+        return None

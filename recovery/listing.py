@@ -10,11 +10,10 @@ Earlier ckpt-rescue report directories inside a root are recognised by their fil
 they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
 """
 
-import datetime
 import itertools
 import posixpath
 
-from . import storage
+from . import storage, stores
 
 # Written into a report directory before a run does any work, so even a run that stopped before its
 # summary leaves a directory the next audit recognises as reports, not checkpoints.
@@ -44,6 +43,7 @@ def top_level(fs, root: str, exclude: str | None = None):
     """(files, child directories) directly under `root`: files as (path, size, mtime). A child with
     an empty name (objects named `root//...`) is `root/`."""
     files, children = [], []
+    store = stores.store_for_fs(fs)
     for entry in fs.ls(root, detail=True):
         name = entry["name"].rstrip("/")
         if name == root.rstrip("/"):
@@ -55,7 +55,7 @@ def top_level(fs, root: str, exclude: str | None = None):
         if entry.get("type") == "directory":
             children.append(name)
         else:
-            files.append((name, int(entry.get("size") or 0), entry_mtime(entry)))
+            files.append((name, int(entry.get("size") or 0), store.mtime(entry)))
     if _is_report_dir(root.rstrip("/"), {posixpath.basename(f[0]) for f in files}):
         staged = posixpath.join(root.rstrip("/"), STAGED_DIR)
         children = [c for c in children if c != staged]
@@ -64,28 +64,25 @@ def top_level(fs, root: str, exclude: str | None = None):
 
 def everything_under(fs, directory: str, exclude: str | None = None) -> list:
     """Every file below `directory` as (path, size, mtime), from one paginated recursive listing."""
-    return without_earlier_reports(_found(fs.find(directory, detail=True, withdirs=False), exclude))
+    return without_earlier_reports(_found(fs, fs.find(directory, detail=True, withdirs=False), exclude))
 
 
-def _found(found: dict, exclude: str | None) -> list:
-    return [(name, int(info.get("size") or 0), entry_mtime(info)) for name, info in found.items()
+def _found(fs, found: dict, exclude: str | None) -> list:
+    store = stores.store_for_fs(fs)
+    return [(name, int(info.get("size") or 0), store.mtime(info)) for name, info in found.items()
             if info.get("type") != "directory" and not _excluded(name, exclude)]
-
-
-# Stores whose recursive listing takes a name prefix (gcsfs, s3fs): a group of siblings is one listing.
-_PREFIX_LISTING = {"gs", "gcs", "s3", "s3a"}
 
 
 def everything_under_group(fs, parent: str, prefix: str, members: tuple, exclude: str | None = None) -> list:
     """Every file below the directories `members` of `parent`, which are exactly the ones whose names
-    start with `prefix` (see sibling_groups). Files directly in `parent` are its own listing's."""
+    start with `prefix` (see sibling_groups). Files directly in `parent` are its own listing's. Where
+    the store's recursive listing takes a name prefix (gcsfs, s3fs) the group is one listing."""
     parent = parent.rstrip("/")
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if not _PREFIX_LISTING & set(protocols):
+    if not stores.store_for_fs(fs).prefix_listing:
         return [item for member in members for item in everything_under(fs, f"{parent}/{member}", exclude)]
     wanted = set(members)
     found = fs.find(parent, prefix=prefix, detail=True, withdirs=False)
-    files = [item for item in _found(found, exclude)
+    files = [item for item in _found(fs, found, exclude)
              if item[0].startswith(parent + "/") and item[0][len(parent) + 1:].split("/", 1)[0] in wanted
              and "/" in item[0][len(parent) + 1:]]
     return without_earlier_reports(files)
@@ -131,30 +128,6 @@ def without_earlier_reports(files: list) -> list:
 
 def _is_report_dir(directory: str, names: set) -> bool:
     return REPORT_MARKER in names or all(name in names for name in _REPORT_FILES)
-
-
-def entry_mtime(info: dict) -> float | None:
-    """Modification time of a listed file in epoch seconds, whatever the backend calls it.
-
-    Local: `mtime` (float); gcsfs: `mtime` (datetime) or `updated` (RFC 3339); s3fs: `LastModified`
-    (datetime); memory://: `created` (float).
-    """
-    for key in ("mtime", "LastModified", "updated", "created"):
-        value = info.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, datetime.datetime):
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=datetime.timezone.utc)
-            return value.timestamp()
-        if isinstance(value, str):
-            try:
-                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                continue
-    return None
 
 
 def _excluded(path: str, exclude: str | None) -> bool:

@@ -34,7 +34,7 @@ from .context import OrphanContext
 from .counters import check_counter
 from .evidence import MAX_MATCHED_KEYS, Evidence
 from .final_checks import DATA_CHECKS, INDEX_CHECKS, Finishing, finishing, first_refusal
-from .fitting import candidate_layouts, fit
+from .fitting import fit_candidates
 from .layout import Layout, Refusal, reference_key
 from .records import REBUILT, UNRECOVERABLE
 
@@ -91,20 +91,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     shapes and order with the others, or nothing is rebuilt: the data holds sizes, not shapes, so
     two fitting sources that disagree cannot be told apart by it.
     """
-    refusals, fits = [], []
-    ctx.fitted_sources = []
-    for source, candidate in candidate_layouts(ctx, sources):
-        if isinstance(candidate, Refusal):
-            refusals.append(candidate)
-            continue
-        fitted = fit(ctx, source, candidate)
-        if isinstance(fitted, Refusal):
-            refusals.append(fitted)
-            continue
-        fits.append(fitted)
-        ctx.fitted_sources.append(candidate.source)
-        if source.exact(candidate):
-            break  # the index of these very bytes: nothing can improve on it
+    fits, refusals = fit_candidates(ctx, sources)
     if not fits:
         return unrecoverable(ctx.display_prefix, refusals)
     best = fits[0]

@@ -4,6 +4,8 @@ and the exact command that follows from it (promote a staged index, or look clos
 import shlex
 from dataclasses import dataclass, field
 
+from . import stores
+
 HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE = "healthy", "rebuilt", "unrecoverable", "corrupt", "incomplete"
 # STALE: an index that does not describe the data beside it (a save to a reused prefix crashed between
 # TensorFlow's data rename and its index write). IN_PROGRESS: files younger than --min-age, judged later.
@@ -73,31 +75,15 @@ class Record:
         return self.status in NEEDS_A_PERSON
 
 
-def scheme_of(url: str) -> str:
-    return url.split("://", 1)[0] if "://" in url else "local"
-
-
 def promote_command(staged: str, target: str) -> str:
-    """Copy a staged index into place without overwriting whatever may have appeared there since."""
-    schemes = {scheme_of(staged), scheme_of(target)}
-    if schemes & {"gs", "gcs"}:
-        return f"gsutil cp -n {shlex.quote(staged)} {shlex.quote(target)}"
-    if "s3" in schemes:
-        if scheme_of(staged) == "local":
-            bucket, _, key = target.split("://", 1)[1].partition("/")
-            return (f"aws s3api put-object --if-none-match '*' --bucket {shlex.quote(bucket)} "
-                    f"--key {shlex.quote(key)} --body {shlex.quote(staged)}")
-        return (f"aws s3 cp {shlex.quote(staged)} {shlex.quote(target)}  "
-                f"# aws s3 cp overwrites: run it only while `aws s3 ls {shlex.quote(target)}` finds nothing")
-    return f"cp -n -- {shlex.quote(staged)} {shlex.quote(target)}"
+    """Copy a staged index into place without overwriting whatever may have appeared there since
+    (the stores' own commands: recovery/stores/)."""
+    return stores.promote_command(staged, target)
 
 
 def replace_command(staged: str, target: str, aside_suffix: str = ".unreadable") -> str:
     """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
-    aside = target + aside_suffix
-    scheme = scheme_of(target)
-    move = {"gs": "gsutil mv", "gcs": "gsutil mv", "s3": "aws s3 mv"}.get(scheme, "mv -n --")
-    return f"{move} {shlex.quote(target)} {shlex.quote(aside)} && {promote_command(staged, target)}"
+    return stores.replace_command(staged, target, aside_suffix)
 
 
 def inspect_command(prefix: str) -> str:

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 from samples import Family, write_family  # noqa: E402
 
-pytest_plugins = ["storage_servers"]   # emulator and fault-proxy fixtures, for every test module
+pytest_plugins = ["storage_servers", "salvage_checkpoints"]   # emulator/fault-proxy fixtures; salvage test runs
 
 
 @dataclasses.dataclass

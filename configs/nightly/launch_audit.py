@@ -1,8 +1,9 @@
 """Entry file for schedulers that run a Python file with named options (Airflow's
 BeamRunPythonPipelineOperator): `python launch_audit.py --roots=gs://a,gs://b --report_dir=gs://r ...`.
 
-It waits for the pipeline and exits with the audit's exit code, so the task fails (and alerts) when
-something needs a person.
+Without --detach it waits for the pipeline and exits with the audit's exit code. With --detach (what
+airflow_dag.py passes: the Beam provider stops reading once Dataflow has created the job) it returns once
+the job is submitted, and `ckpt-rescue status REPORT_DIR` gives the outcome when the job has ended.
 """
 
 import sys

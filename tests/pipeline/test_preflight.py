@@ -58,6 +58,7 @@ CLOUD_COMMANDS = [
     ("register", ["register", "m", "--from-checkpoint", "gs://ckpt-rescue-test-bucket/runs/ckpt-5"]),
     ("audit", ["audit", "s3://ckpt-rescue-test-bucket/runs", "--report-dir", "REPORTS"]),
     ("rebuild", ["rebuild", "s3://ckpt-rescue-test-bucket/runs/ckpt-5", "--output", "OUT"]),
+    ("salvage", ["salvage", "gs://ckpt-rescue-test-bucket/runs/ckpt-5", "--output", "gs://ckpt-rescue-test-bucket/s/c"]),
 ]
 
 

@@ -1,0 +1,91 @@
+"""One sequential pass over each shard that arrived: every placed tensor's CRC, in-band checksum,
+Inf/NaN count, and the zero-filled blocks that mark storage never written (recovery/zeros.py).
+
+Unlike a rebuild's pass, one tensor whose in-band checksum fails does not end the pass: salvage
+judges every tensor on its own, so the failure is kept with that tensor and the pass goes on.
+"""
+
+from dataclasses import dataclass
+
+from tfbundle import DT_STRING, DT_VARIANT, FormatError, checksummer, crc_mask, scan_spans
+
+from .. import storage, zeros
+
+
+@dataclass
+class TensorRead:
+    crc: int | None      # masked CRC of its bytes, as an index stores it; None when they did not read as the dtype
+    failed: str = ""     # why not: an in-band checksum that fails, lengths that do not fit its size
+    nonfinite: int = 0   # Inf/NaN elements of a float tensor
+
+
+class _Isolated:
+    """A tensor's checksummer fed exactly its `size` bytes; a failure is recorded, not raised."""
+
+    def __init__(self, spec, size: int):
+        numeric = spec.dtype not in (DT_STRING, DT_VARIANT)
+        self.summer = checksummer(spec.dtype, spec.stored_shape, size if numeric else None)
+        self.size, self.consumed, self.failed = size, 0, ""
+
+    def feed(self, chunk) -> int:
+        want = min(len(chunk), self.size - self.consumed)
+        if not self.failed:
+            try:
+                taken = self.summer.feed(chunk if want == len(chunk) else chunk[:want])
+                if taken < want:
+                    self.failed = f"its own length fields end it {self.size - self.consumed - taken} bytes early"
+            except FormatError as exc:
+                self.failed = str(exc)
+        self.consumed += want
+        return want
+
+    def result(self) -> TensorRead:
+        if not self.failed and not self.summer.done:
+            self.failed = "its bytes end before its own length fields do"
+        if self.failed:
+            return TensorRead(None, self.failed)
+        return TensorRead(crc_mask(self.summer.crc), nonfinite=getattr(self.summer, "nonfinite", 0))
+
+
+class _Unread:
+    """Bytes after the last placed tensor: fed to the zero scanner only."""
+
+    def __init__(self, size: int):
+        self.size, self.consumed = size, 0
+
+    def feed(self, chunk) -> int:
+        taken = min(len(chunk), self.size - self.consumed)
+        self.consumed += taken
+        return taken
+
+
+def read_shard(fs, path: str, size: int, shard: int, placed: list) -> tuple:
+    """([TensorRead] in the order of `placed`, [zeros.ZeroFinding]) for one shard.
+
+    `placed`: fitting.PlacedTensor of this shard lying wholly inside its `size` bytes, in offset order.
+    """
+    summers = [_Isolated(p.spec, p.size) for p in placed]
+    scanner = zeros.ZeroScanner(0, size)
+    spans = [(p.offset, p.size, s) for p, s in zip(placed, summers) if p.size]
+    end = max((p.offset + p.size for p in placed), default=0)
+    if end < size:   # the bytes no placed tensor covers are still looked at for zeros (a file of zeros)
+        spans.append((end, size - end, _Unread(size - end)))
+    if size:
+        with storage.open_source(fs, path, size) as source:
+            scan_spans(source, spans, start=0, end=size, on_chunk=scanner.feed)
+    runs = zeros.combine_runs([scanner.runs()], size)
+    tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p)) for p in placed]
+    return [s.result() for s in summers], zeros.judge(shard, size, runs, tensors)
+
+
+def _row_bytes(placed) -> int:
+    """Bytes of one row of a rank >= 2 numeric tensor (zero runs that end on rows are data-like); else 0."""
+    shape = placed.spec.stored_shape
+    if placed.spec.dtype in (DT_STRING, DT_VARIANT) or len(shape) < 2 or not shape[0]:
+        return 0
+    return placed.size // shape[0]
+
+
+def overlapping(findings: list, offset: int, size: int):
+    """The first zero finding that overlaps [offset, offset + size), or None."""
+    return next((f for f in findings if f.start < offset + size and offset < f.end), None)
