@@ -16,12 +16,13 @@ import uuid
 from collections import defaultdict
 
 from recovery import storage
-from recovery.audit import AuditSettings, plan_orphan, rebuild_in_one
-from recovery.classify import OrphanTask, classify_directory
+from recovery.classify import classify_directory
 from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import everything_under, same_filesystem_path
+from recovery.prefix_steps import AuditSettings, plan_orphan, rebuild_in_one
 from recovery.records import Record
 from recovery.report.files import write_reports
+from recovery.tasks import OrphanTask
 
 
 class Phases:

@@ -64,7 +64,7 @@ else:
     import apache_beam as beam
     from apache_beam.metrics import Metrics
     from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from pipeline.audit import metrics
+    from pipeline.audit_pipeline import metrics
     from pipeline.options import audit_flags, pipeline_options
     from transforms.listing import ListFiles
     execute_bundle = fn_runner.FnApiRunner._execute_bundle

@@ -25,10 +25,6 @@ class Measured:
     stdout: str
     stderr: str
 
-    @property
-    def max_child_peak(self) -> int:
-        return max((peak for peak, _ in self.child_peaks.values()), default=0)
-
 
 def _status(pid: int) -> dict:
     with open(f"/proc/{pid}/status") as f:

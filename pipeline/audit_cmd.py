@@ -16,7 +16,6 @@ import time
 import uuid
 
 from recovery import storage
-from recovery.audit import DEFAULT_SPLIT_BYTES, AuditSettings
 from recovery.listing import (
     REPORT_MARKER,
     BadRoot,
@@ -25,6 +24,7 @@ from recovery.listing import (
     hidden_checkpoint_files,
     same_filesystem_path,
 )
+from recovery.prefix_steps import DEFAULT_SPLIT_BYTES, AuditSettings
 from recovery.records import REBUILT
 from recovery.registry import write_resolved
 from recovery.report.readback import first_failures, read_summary
@@ -170,7 +170,7 @@ def run(args) -> int:
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=write_resolved(args.report_dir, layouts) if layouts is not None else None,
                              allow_zeros=args.allow_zeros, min_age=args.min_age * 60)
-    from . import audit
+    from . import audit_pipeline
 
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}: {why}", file=sys.stderr)
     pipeline_options = beam_flags.pipeline_options(flags)
@@ -178,14 +178,14 @@ def run(args) -> int:
         import apache_beam as beam
 
         pipeline = beam.Pipeline(options=pipeline_options)
-        audit.build(pipeline, roots, settings, meta)
+        audit_pipeline.build(pipeline, roots, settings, meta)
         result = pipeline.run()
         print(f"submitted run {meta['run_id']} (state {result.state}); reports will appear in {meta['report_dir']}")
         print("follow it (waits for the run, then exits with its exit code): "
               + shlex.join(["ckpt-rescue", "status", meta["report_dir"], "--run-id", meta["run_id"]]))
         return 0
     try:
-        result = audit.run(roots, settings, meta, pipeline_options)
+        result = audit_pipeline.run(roots, settings, meta, pipeline_options)
     except Exception as exc:  # noqa: BLE001 - the runner itself failed: say so, and alert
         print(f"ckpt-rescue audit: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_COULD_NOT_CHECK
@@ -194,7 +194,7 @@ def run(args) -> int:
         print(f"ckpt-rescue audit: {meta['report_dir']}/summary.json is not from this run; "
               "another audit may be writing to the same report directory", file=sys.stderr)
         return EXIT_ATTENTION
-    _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit.metrics(result))
+    _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit_pipeline.metrics(result))
     _warn_empty_roots(summary)
     return summary["exit_code"]
 

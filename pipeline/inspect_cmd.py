@@ -8,7 +8,7 @@ checkpoint prefix, 3 could not check (the store kept failing).
 
 import sys
 
-from recovery.inspect import inspect_path
+from recovery.inspection import inspect_path
 from recovery.storage import is_transient
 
 from . import preflight

@@ -1,14 +1,15 @@
 """How `inspect`'s findings look: text for a person, one JSON object for a script.
 
-The findings themselves (recovery/inspect.py) are data; `inspect`, `rebuild` and `register` all
-show a wrong path's diagnosis through `render`.
+The findings themselves (recovery/inspection.py, recovery/diagnosis.py) are data; `inspect`,
+`rebuild` and `register` all show a wrong path's diagnosis through `render`.
 """
 
 import dataclasses
 import json
 import shlex
 
-from recovery.inspect import Diagnosis, Healthy, Orphan, Unreadable
+from recovery.diagnosis import Diagnosis
+from recovery.inspection import Healthy, Orphan, Unreadable
 from tfbundle import OBJECT_GRAPH_KEY
 
 

@@ -6,7 +6,6 @@ Since Beam 2.68 the DirectRunner first tries to download Prism; its batch engine
 FnApiRunner, which is what we ask for directly, in multi-processing mode by default.
 """
 
-import argparse
 import difflib
 import os
 import string
@@ -62,19 +61,26 @@ def _flag_value(flags: list[str], name: str) -> str | None:
 
 
 def check_known(flags: list[str]) -> None:
-    """Beam silently drops flags it does not know; a typo in a nightly job must fail loudly instead."""
+    """Beam silently drops flags it does not know; a typo in a nightly job must fail loudly instead.
+
+    Beam's public hook for runners that add options (`get_all_options(add_extra_args_fn=...)`) is
+    handed the parser of every option Beam knows; it is asked which of the flags it cannot parse."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
-        cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(flags)
-    unknown = [u for u in unknown if u.startswith("-")]
-    if unknown:
-        known = [opt for action in parser._actions for opt in action.option_strings]
+    found = {}
+
+    def look(parser):
+        found["unknown"] = [u for u in parser.parse_known_args(flags)[1] if u.startswith("-")]
+        found["known"] = [f"--{name}" for name in vars(parser.parse_known_args([])[0])]
+
+    PipelineOptions(flags).get_all_options(add_extra_args_fn=look, retain_unknown_options=True)
+    if "unknown" not in found:
+        raise RuntimeError("apache_beam no longer calls get_all_options(add_extra_args_fn=...): the flags cannot "
+                           "be checked")
+    if found["unknown"]:
         hints = []
-        for flag in unknown:
-            close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1)
+        for flag in found["unknown"]:
+            close = difflib.get_close_matches(flag.split("=", 1)[0], found["known"], n=1)
             hints.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
         raise UsageError(f"unknown option(s): {', '.join(hints)}")
 

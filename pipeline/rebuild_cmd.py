@@ -10,7 +10,7 @@ import sys
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
-from recovery.inspect import Diagnosis, locate_target
+from recovery.diagnosis import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
 from recovery.vault import Vault, VaultError
 from recovery.verify import rehearse
@@ -185,10 +185,6 @@ def check_template(template: str) -> None:
     if not index_exists:
         raise UsageError(f"--template {template} has no index: a template must be a healthy checkpoint of the same "
                          f"model (check one with `ckpt-rescue inspect PREFIX`)")
-
-
-def _tf_judge(fs, ctx, index_bytes, skip: bool):
-    pass
 
 
 def _start_judge(fs, mode: str):

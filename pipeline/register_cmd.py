@@ -11,7 +11,7 @@ import posixpath
 import shlex
 
 from recovery import storage
-from recovery.inspect import diagnose
+from recovery.diagnosis import diagnose
 from recovery.registry import LAYOUTS_DIR, NAME_RE, RegistryError, add_entry, capture_layout, parse_entries
 from tfbundle import FormatError
 

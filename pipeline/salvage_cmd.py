@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from recovery import storage
-from recovery.inspect import Diagnosis, locate_target
+from recovery.diagnosis import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE
 from recovery.salvage import (
     LOST,

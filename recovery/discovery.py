@@ -12,6 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+import fsspec.core
 from google.protobuf import text_format
 
 from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
@@ -211,12 +212,16 @@ def parse_state_file(text: str) -> StateFile:
     return StateFile(decode(state.model_checkpoint_path) or None, [decode(p) for p in state.all_model_checkpoint_paths])
 
 
-def resolve_state_name(directory: str, name: str, strip_protocol) -> str:
-    """A name from a state file as a filesystem path: relative names are relative to its directory.
-    A trailing "/" is kept: `saver.save(sess, "model_dir/")` records the prefix `model_dir/`."""
+def resolve_state_name(directory: str, name: str, protocols=()) -> str:
+    """A name from a state file as a filesystem path: relative names are relative to its directory; a
+    URL of the directory's own store (`protocols`: its filesystem's `protocol`) loses its scheme as that
+    filesystem does (`gs://b/run/ckpt-3` -> `b/run/ckpt-3`), a URL of another store is kept as written
+    (no file here has that name). A trailing "/" is kept: `saver.save(sess, "model_dir/")` records the
+    prefix `model_dir/`."""
     slash = "/" if name.endswith("/") else ""
     if "://" in name:
-        path = strip_protocol(name)
+        own = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+        path = fsspec.core.strip_protocol(name) if name.split("://", 1)[0] in own else name
     elif name.startswith("/"):
         return name
     else:

@@ -6,6 +6,7 @@ Three phases so a pipeline can spread one huge orphan over several workers:
                                         counters.py cross-check them)
   checksum_range(fs, plan, shard, start, end) -> RangeChecksums (the heavy streaming part)
   finalize(plan, [RangeChecksums])   -> RebuildOutcome with the index bytes, or a refusal
+                                        (final_checks.py: one function per kind of damage)
 `rebuild(ctx)` runs all three in one process.
 """
 
@@ -19,11 +20,8 @@ from tfbundle import (
     BundleEntry,
     BundleHeader,
     FormatError,
-    crc_combine,
     crc_mask,
-    dtype,
     encode_slice_key,
-    read_index,
     scan_spans,
     write_index,
 )
@@ -35,11 +33,10 @@ from .agreement import check_object_graph, cross_checked, first_disagreement
 from .context import OrphanContext
 from .counters import check_counter
 from .evidence import MAX_MATCHED_KEYS, Evidence
-from .fingerprint import fingerprint64
+from .final_checks import DATA_CHECKS, INDEX_CHECKS, Finishing, finishing, first_refusal
 from .fitting import fit_candidates
-from .layout import Layout, Refusal, TensorSpec, reference_key
+from .layout import Layout, Refusal, reference_key
 from .records import REBUILT, UNRECOVERABLE
-from .vault.judgement import judge_against_vault
 
 
 @dataclass
@@ -57,6 +54,7 @@ class RebuildPlan:
     # (key, slice) -> [(size, masked crc, source)]: CRCs the agreeing sources hold for the same tensors
     references: dict = field(default_factory=dict)
     allow_zeros: bool = False
+    exact: bool = False   # its source answered Source.exact: the index of these very bytes (every CRC must match)
 
 
 @dataclass
@@ -98,7 +96,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
         return unrecoverable(ctx.display_prefix, refusals)
     best = fits[0]
     plan = RebuildPlan(ctx.prefix, ctx.display_prefix, best.layout, best.placed, [d.path for d in ctx.data_files],
-                       [d.size for d in ctx.data_files], best.checks)
+                       [d.size for d in ctx.data_files], best.checks, exact=best.source.exact(best.layout))
     partial = Evidence(confirmed=list(plan.checks), cannot_confirm=[])
     disagreement = first_disagreement(fits, ctx.display_prefix or ctx.prefix)
     if disagreement:
@@ -241,84 +239,29 @@ def build_entries(plan: RebuildPlan, crcs: list) -> dict:
 
 
 def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
-    """Join range checksums, build the index, read it back, and refuse on any failed check."""
-    errors = [r.error for r in ranges if r.error]
-    if errors:
-        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
-                              f"{plan.layout.source} placed a string/variant tensor where its in-band checksum "
-                              f"fails: {errors[0]}", plan.layout.source, checks=plan.checks, refusals=plan.refusals,
-                              bytes_scanned=_scanned(ranges))
-    pieces: dict[int, list] = {}
-    for rng in sorted(ranges, key=lambda r: (r.shard, r.start)):
-        for i, raw, length, nonfinite in rng.pieces:
-            pieces.setdefault(i, []).append((raw, length, nonfinite))
-    crcs, nonfinite = [], []
-    for i, placed in enumerate(plan.placed):
-        parts = pieces.get(i)
-        if parts is None:
-            if placed.size:
-                return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, f"no checksum for {placed.spec.describe()}",
-                                      plan.layout.source, checks=plan.checks, refusals=plan.refusals)
-            parts = [(0, 0, 0)]
-        raw = parts[0][0]
-        for more, length, _ in parts[1:]:
-            raw = crc_combine(raw, more, length)
-        crcs.append(raw)
-        bad = sum(p[2] for p in parts)
-        if bad:
-            nonfinite.append(f"{placed.spec.key} ({bad} Inf/NaN)")
-    checks = list(plan.checks)
-    if nonfinite and not plan.allow_nonfinite:
-        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
-                              f"{plan.layout.source} fits the sizes but reads non-finite floats in {len(nonfinite)} "
-                              f"tensor(s): {', '.join(nonfinite[:3])}; a misplaced layout looks like this. If the run "
-                              "really diverged, rebuild with --allow-nonfinite", plan.layout.source, checks=checks,
-                              refusals=plan.refusals, bytes_scanned=_scanned(ranges))
-    checks.append("every float tensor is finite" if not nonfinite else f"non-finite floats allowed: {nonfinite[:3]}")
-    refused = _judge_zeros(plan, ranges, checks)
+    """Join range checksums, build the index, and refuse on the first final check that fails
+    (final_checks.py: DATA_CHECKS on the streamed bytes, INDEX_CHECKS on the index built)."""
+    done, checks = finishing(plan, ranges), list(plan.checks)
+    refused = first_refusal(DATA_CHECKS, done, checks)
     if refused:
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
                               refusals=plan.refusals, bytes_scanned=_scanned(ranges))
-    strings = sum(1 for p in plan.placed if p.spec.dtype in (DT_STRING, DT_VARIANT))
-    if strings:
-        checks.append(f"in-band checksums of {strings} string/variant tensor(s) verify at their offsets")
-    header = BundleHeader(num_shards=plan.layout.num_shards)
-    entries = build_entries(plan, crcs)
-    index_bytes = write_index(header, entries)
-    reread = read_index(index_bytes)
-    if {k: e.encode() for k, e in reread.entries.items()} != {
-            (k.encode() if isinstance(k, str) else k): e.encode() for k, e in entries.items()}:
-        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, "the built index does not read back as written",
-                              plan.layout.source, checks=checks, refusals=plan.refusals)
-    checks.append(f"index reads back: {len(reread.entries)} entries, {len(index_bytes)} bytes")
-    matched, mismatched = reference_matches(plan, crcs)
-    vaulted = judge_against_vault(plan, crcs, index_bytes)
-    checks += vaulted.checks
-    if vaulted.refusal:
-        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, vaulted.refusal, plan.layout.source, checks=checks,
-                              refusals=plan.refusals, bytes_scanned=_scanned(ranges),
-                              evidence=_evidence(plan, checks, matched, vaulted.cannot_confirm))
-    if plan.layout.kind == "part-index" and mismatched:
-        placed = plan.placed[mismatched[0]]
-        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
-                              f"{len(mismatched)} tensor(s) do not match the CRC {plan.layout.source} recorded for "
-                              f"these very bytes, first {placed.spec.describe()} at byte {placed.offset} of shard "
-                              f"{placed.spec.shard}: the data was damaged after it was written", plan.layout.source,
-                              checks=checks, refusals=plan.refusals, bytes_scanned=_scanned(ranges),
-                              evidence=_evidence(plan, checks, matched))
-    if plan.layout.expected_fingerprint is not None:
-        actual, expected = fingerprint64(index_bytes), plan.layout.expected_fingerprint
-        if actual != expected:
-            return RebuildOutcome(plan.display_prefix, UNRECOVERABLE,
-                                  f"fingerprint.pb says the true index hashes to {expected:#018x} but the rebuilt "
-                                  f"one hashes to {actual:#018x}", plan.layout.source, checks=checks,
-                                  refusals=plan.refusals, evidence=_evidence(plan, checks, matched))
-        checks.append(f"Fingerprint64 equals fingerprint.pb's checkpoint_hash ({actual:#018x}): exact, so every "
-                      "tensor's CRC (the object graph's too) is the one TensorFlow wrote")
-        matched = list(range(len(plan.placed)))
-    evidence = _evidence(plan, checks, matched, vaulted.cannot_confirm)
+    done = built(done)
+    refused = first_refusal(INDEX_CHECKS, done, checks)
+    evidence = _evidence(plan, checks, done.matched, done.cannot_confirm)
+    if refused:
+        return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
+                              refusals=plan.refusals, bytes_scanned=_scanned(ranges), evidence=evidence)
     return RebuildOutcome(plan.display_prefix, REBUILT, f"rebuilt from {plan.layout.source}", plan.layout.source,
-                          index_bytes, checks, plan.refusals, _scanned(ranges), evidence)
+                          done.index_bytes, checks, plan.refusals, _scanned(ranges), evidence)
+
+
+def built(done: Finishing) -> Finishing:
+    """`done` with the index built from its CRCs, and which tensors a source's own CRC confirms or contradicts."""
+    entries = build_entries(done.plan, done.crcs)
+    matched, mismatched = reference_matches(done.plan, done.crcs)
+    return dataclasses.replace(done, entries=entries, matched=matched, mismatched=mismatched,
+                               index_bytes=write_index(BundleHeader(num_shards=done.plan.layout.num_shards), entries))
 
 
 def reference_matches(plan: RebuildPlan, crcs: list) -> tuple[list, list]:
@@ -351,44 +294,6 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tu
             "the bytes present, so they prove only that those bytes are well-formed (and finite), not that they "
             "are the ones TensorFlow saved")
     return evidence
-
-
-def _judge_zeros(plan: RebuildPlan, ranges: list, checks: list) -> str:
-    """Refusal reason for zero-filled storage (unless allowed), and the zero checks added to `checks`."""
-    partial = {i for r in ranges for i in {p[0] for p in r.pieces} - set(r.zero_tensors)}
-    whole = [p.spec.describe() for i, p in enumerate(plan.placed) if p.size and i not in partial]
-    findings = []
-    for shard, size in enumerate(plan.shard_sizes):
-        runs = zeros.combine_runs([r.zero_runs for r in ranges if r.shard == shard], size)
-        tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p.spec)) for p in plan.placed
-                   if p.spec.shard == shard]
-        findings += zeros.judge(shard, size, runs, tensors)
-    if whole:
-        checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:8])}"
-                      + (f" and {len(whole) - 8} more" if len(whole) > 8 else "")
-                      + " (legitimate: initial biases, optimizer slots before the first step)")
-    if not findings:
-        checks.append("no zero-filled block inside a tensor, no data file of zeros")
-        return ""
-    described = [f.describe(plan.shard_paths[f.shard]) for f in findings]
-    if plan.allow_zeros:
-        checks.append(f"zeros allowed (--allow-zeros): {'; '.join(described[:3])}")
-        return ""
-    more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
-    return (f"{plan.layout.source} fits the sizes, but {'; '.join(described[:3])}{more}: the signature of space "
-            "allocated but never written (a copy or save that did not finish). Restore the data from a good copy; "
-            "if these zeros are real, rebuild with --allow-zeros")
-
-
-def _row_bytes(spec: TensorSpec) -> int:
-    """Bytes of one row (shape[1:]) of a rank >= 2 numeric tensor; 0 when rows do not apply."""
-    shape = tuple(spec.stored_shape)
-    if len(shape) < 2 or spec.dtype in (DT_STRING, DT_VARIANT):
-        return 0
-    elements = 1
-    for dim in shape[1:]:
-        elements *= dim
-    return elements * (dtype(spec.dtype).itemsize or 0)
 
 
 def _scanned(ranges: list) -> int:

@@ -2,7 +2,7 @@
 and the exact command that follows from it (promote a staged index, or look closer)."""
 
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from . import stores
 
@@ -39,8 +39,11 @@ EXIT_CODES = (
 CHECKPOINT, LEFTOVER, STATE_FILE, LISTING = "checkpoint", "leftover", "state-file", "listing"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Record:
+    """Made once and never changed: a step that learns more makes a new one (`dataclasses.replace`).
+    Records cross process boundaries (Beam pickles them), so `checks` and `refusals` are tuples."""
+
     prefix: str                 # as the user would type it (gs://..., s3://..., or a local path)
     status: str
     reason: str
@@ -53,8 +56,8 @@ class Record:
     data_files: int = 0
     data_bytes: int = 0         # listed size of the prefix's data files
     bytes_scanned: int = 0      # data bytes this run read (rebuild, --verify-data, --rehearse)
-    checks: list = field(default_factory=list)
-    refusals: list = field(default_factory=list)
+    checks: tuple = ()
+    refusals: tuple = ()
     command: str = ""           # what a person runs next; "" when nothing is to be done
     rehearsal: str | None = None   # --rehearse: byte-identical | differs | refused
     seconds: float = 0.0        # time spent rebuilding or verifying this prefix
@@ -63,8 +66,9 @@ class Record:
     evidence: dict = field(default_factory=dict)
     mtime: float | None = None  # newest modification time of its files (epoch seconds), where the store gives one
 
-    def to_json_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self):
+        for name in ("checks", "refusals"):     # lists as given (or read back from JSON) become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def needs_a_person(self) -> bool:

@@ -3,6 +3,8 @@ healthy / incomplete / corrupt verdicts (recovery/classify.py) and inspect's pro
 
 from dataclasses import dataclass
 
+from tfbundle import BundleIndex, FormatError, read_index
+
 
 @dataclass(frozen=True)
 class ShardSize:
@@ -31,3 +33,18 @@ def shard_sizes(index, size_of) -> list[ShardSize]:
     for _, entry in index.data_entries():
         needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
     return [ShardSize(shard, size_of(shard), end) for shard, end in sorted(needed.items())]
+
+
+def read_sized_index(raw: bytes) -> BundleIndex:
+    """`read_index`, refusing what TensorFlow never writes and no size can be judged by: a negative
+    shard, offset, size, dimension or shard count (protobuf decodes these int32/int64 fields signed)."""
+    index = read_index(raw)
+    for key, entry in index.entries.items():
+        for name in ("dtype", "shard_id", "offset", "size"):
+            if getattr(entry, name) < 0:
+                raise FormatError(f"entry {key!r}: field {name} is {getattr(entry, name)}, not a non-negative integer")
+        if any(d < 0 for d in entry.shape):
+            raise FormatError(f"entry {key!r}: shape {entry.shape!r} is not a list of non-negative sizes")
+    if index.header.num_shards < 0:
+        raise FormatError(f"header num_shards is {index.header.num_shards!r}")
+    return index

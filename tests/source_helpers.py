@@ -12,7 +12,12 @@ from recovery.discovery import checkpoint_directory, group_directory
 from recovery.layout import Layout, layout_from_index
 from recovery.listing import everything_under
 from recovery.rebuild import REBUILT, rebuild
-from tfbundle import OBJECT_GRAPH_KEY, index_filename, read_index
+from tfbundle import OBJECT_GRAPH_KEY, ByteSource, index_filename, read_index
+
+
+def local_source(path: str) -> ByteSource:
+    """A local data file as the format code reads it (recovery.storage.open_source does this in the tool)."""
+    return ByteSource(open(path, "rb"), name=path)
 
 
 def orphan(prefix: str) -> bytes:

@@ -34,7 +34,7 @@ import importlib, pkgutil, sys
 import transforms
 for module in pkgutil.walk_packages(transforms.__path__, "transforms."):
     importlib.import_module(module.name)
-import pipeline.audit
+import pipeline.audit_pipeline
 print(" ".join(sorted(name for name in ("tensorflow", "keras", "tf_keras") if name in sys.modules)))
 print("apache_beam" in sys.modules)
 """

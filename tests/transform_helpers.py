@@ -5,10 +5,11 @@ import os
 from collections import defaultdict
 
 from recovery import storage
-from recovery.classify import OrphanTask, classify_directory
+from recovery.classify import classify_directory
 from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import everything_under
 from recovery.records import HEALTHY
+from recovery.tasks import OrphanTask
 from tfbundle import data_filename, index_filename, is_slice_key, read_index
 
 

@@ -10,10 +10,6 @@ class DType:
     itemsize: int | None     # bytes per element; None where the size is data-dependent
     float_exponent_mask: int = 0  # bits that are all ones for Inf/NaN, per `itemsize` word
 
-    @property
-    def is_numeric(self) -> bool:
-        return self.itemsize is not None
-
 
 _TABLE = [
     DType(1, "float32", 4, 0x7F800000),

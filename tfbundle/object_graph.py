@@ -44,9 +44,6 @@ class ObjectGraph:
         """Attribute keys in the order TensorFlow writes their data: node order, then attribute order."""
         return [attr.checkpoint_key for node in self.nodes for attr in node.attributes]
 
-    def attribute_owner(self) -> dict[str, int]:
-        return {attr.checkpoint_key: i for i, node in enumerate(self.nodes) for attr in node.attributes}
-
 
 @dataclass
 class LocatedObjectGraph:

@@ -39,10 +39,6 @@ class ByteSource:
             offset += len(chunk)
             yield chunk
 
-    @classmethod
-    def open_local(cls, path: str) -> "ByteSource":
-        return cls(open(path, "rb"), name=path)
-
     def close(self):
         self._f.close()
 

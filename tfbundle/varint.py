@@ -36,6 +36,3 @@ def decode_varint(buf, pos: int = 0) -> tuple[int, int]:
         shift += 7
     raise FormatError(f"varint at byte {pos} is longer than {MAX_VARINT_BYTES} bytes")
 
-
-def to_signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value

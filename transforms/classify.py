@@ -6,9 +6,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.classify import OrphanTask, classify_directory
+from recovery.classify import classify_directory
 from recovery.discovery import group_directory
 from recovery.records import CHECKPOINT, HEALTHY
+from recovery.tasks import OrphanTask
 
 from .errors import failures_become_records
 from .listing import DirectoryFiles

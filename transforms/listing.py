@@ -19,9 +19,10 @@ from apache_beam import pvalue
 
 from recovery import storage
 from recovery.discovery import checkpoint_directory
+from recovery.failures import tree_failure
 from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
 
-from .errors import failure_as_record, failures_become_records
+from .errors import failures_become_records
 from .metrics import counter
 
 SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
@@ -123,8 +124,8 @@ class ListGroup(beam.DoFn):
                                            same_filesystem_path(group.root, self.report_dir))
         except Exception as exc:  # noqa: BLE001
             for member in group.members:
-                yield pvalue.TaggedOutput(RECORDS, failure_as_record(
-                    group, "listing", exc, group.root, f"{group.parent.rstrip('/')}/{member}"))
+                yield pvalue.TaggedOutput(RECORDS, tree_failure(
+                    group.root, f"{group.parent.rstrip('/')}/{member}", "listing", exc))
             return
         counter("listing_groups").inc()
         counter("files_listed").inc(len(found))

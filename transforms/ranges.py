@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
-from .errors import RangeFailure
+from recovery.failures import RangeFailure
+
 from .metrics import counter
 
 PLANS, RANGES = "plans", "ranges"

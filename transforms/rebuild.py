@@ -1,6 +1,7 @@
 """Rebuild orphans across workers: small ones whole on one worker, big data files split into byte
 ranges whose CRCs are computed on many workers and joined again by prefix (transforms/ranges.py)."""
 
+import dataclasses
 import time
 from typing import NamedTuple
 
@@ -8,10 +9,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.audit import AuditSettings, needs_splitting, plan_orphan, rebuild_in_one, record_outcome
-from recovery.classify import OrphanTask
+from recovery.prefix_steps import AuditSettings, needs_splitting, plan_orphan, rebuild_in_one, record_outcome
 from recovery.rebuild import RebuildPlan, checksum_range, finalize, portable, split_ranges
 from recovery.records import Record
+from recovery.tasks import OrphanTask
 
 from .errors import failures_become_records
 from .metrics import counter, distribution
@@ -46,8 +47,7 @@ class PlanRebuild(RegistryLayouts):
         fs, _ = storage.url_to_fs(task.root)
         plan = plan_orphan(fs, task, self.settings, self.registry)
         if isinstance(plan, Record):
-            plan.seconds = round(time.monotonic() - started, 3)
-            yield _record_timing(plan)
+            yield _record_timing(dataclasses.replace(plan, seconds=round(time.monotonic() - started, 3)))
             return
         if not needs_splitting(plan, self.settings):
             yield _record_timing(rebuild_in_one(fs, task, plan, self.settings, started))

@@ -3,7 +3,7 @@ the launcher wrote once (recovery.registry.write_resolved), never pickled into t
 
 import apache_beam as beam
 
-from recovery.audit import AuditSettings
+from recovery.prefix_steps import AuditSettings
 from recovery.registry import load_resolved
 
 

@@ -8,7 +8,7 @@ merges the parts into records.jsonl, failures.csv and promote.sh line by line, r
 and writes summary.json. The combiners only wrap the aggregates' own `add` and `merge`, so a report
 made here is the one write_reports makes in one process. The parts are written with
 fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
-their credentials and endpoints elsewhere and do not know memory:// (docs/beam-notes.md).
+their credentials and endpoints elsewhere and do not know memory://.
 """
 
 import logging

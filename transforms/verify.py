@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.audit import (
+from recovery.prefix_steps import (
     REHEARSE,
     VERIFY,
     AuditSettings,

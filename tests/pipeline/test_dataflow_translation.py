@@ -17,7 +17,7 @@ from storage_servers import gcs_server  # noqa: F401 - fixture
 
 from pipeline.cli import build_parser
 from pipeline.options import audit_flags, pipeline_options
-from recovery.audit import AuditSettings
+from recovery.prefix_steps import AuditSettings
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def dataflow_job(gcs_server):  # noqa: F811 - the fixture above
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage as gcs
 
-    from pipeline import audit
+    from pipeline import audit_pipeline
 
     client = gcs.Client(project="ml-platform-123", credentials=AnonymousCredentials())
     if client.lookup_bucket(STAGING_BUCKET) is None:
@@ -48,7 +48,7 @@ def dataflow_job(gcs_server):  # noqa: F811 - the fixture above
                              "--dry_run=True", "--no_auth"], "dataflow")
     options = pipeline_options(flags)
     pipeline = beam.Pipeline(options=options)
-    audit.build(pipeline, ["gs://ml-checkpoints/runs"], AuditSettings("gs://ml-checkpoints/reports"), {})
+    audit_pipeline.build(pipeline, ["gs://ml-checkpoints/runs"], AuditSettings("gs://ml-checkpoints/reports"), {})
     result = pipeline.run()     # --dry_run: translated, not submitted
     # What DataflowRunner does next on a real submission, short of the API call: stage and describe.
     apiclient.DataflowApplicationClient(options).create_job_description(result.job)

@@ -14,7 +14,7 @@ from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server, upload
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.inspect import Healthy, Orphan, inspect_path
+from recovery.inspection import Healthy, Orphan, inspect_path
 from recovery.report.readback import read_records
 from recovery.writeout import staged_path
 from tfbundle import index_filename

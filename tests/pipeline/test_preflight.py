@@ -227,7 +227,8 @@ def test_rebuild_diagnoses_wrong_paths_before_any_work(family_copy, tmp_path, ca
 
 def test_nameless_tf1_prefix_is_a_prefix_not_a_directory(pristine_family, tmp_path):
     """`saver.save(sess, "dir/")` writes dir/.index and dir/.data-…: "dir/" names a checkpoint."""
-    from recovery.inspect import diagnose, inspect_path
+    from recovery.diagnosis import diagnose
+    from recovery.inspection import inspect_path
 
     source = pristine_family("tf1_saver").prefix
     nameless = tmp_path / "dir"
@@ -321,7 +322,7 @@ def test_worker_lines_from_our_code_pass_the_filter():
 
     keep = _OnlyOurWorkerLines()
     assert keep.filter(relayed("/work/ckpt-rescue/transforms/report.py:31", "progress: this worker has audited 3"))
-    assert keep.filter(relayed("/venv/site-packages/recovery/audit.py:12", "progress"))
+    assert keep.filter(relayed("/venv/site-packages/recovery/prefix_steps.py:12", "progress"))
     assert not keep.filter(relayed("/venv/site-packages/apache_beam/runners/worker/sdk_worker_main.py:97",
                                    "Logging handler created."))
     assert not keep.filter(relayed("/venv/site-packages/absl/logging/__init__.py:5", "oneDNN custom operations"))

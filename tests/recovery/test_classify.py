@@ -6,8 +6,8 @@ import shutil
 import pytest
 from source_helpers import classify_local, tf_restores_all
 
-from recovery.classify import OrphanTask
 from recovery.records import CORRUPT, HEALTHY, INCOMPLETE, LEFTOVER, STATE_FILE
+from recovery.tasks import OrphanTask
 
 pytestmark = pytest.mark.tf
 

@@ -119,11 +119,16 @@ def test_empty_state_file_names_nothing():
 
 
 def test_state_names_resolve_relative_absolute_and_urls():
-    strip = fsspec.get_filesystem_class("gs")._strip_protocol   # a class method: no client, no credentials
-    assert resolve_state_name("/r/run", "ckpt-3", strip) == "/r/run/ckpt-3"
-    assert resolve_state_name("/r/run", "../other/ckpt-3", strip) == "/r/other/ckpt-3"
-    assert resolve_state_name("/r/run", "/abs/ckpt-3", strip) == "/abs/ckpt-3"
-    assert resolve_state_name("b/run", "gs://b/run/ckpt-3", strip) == "b/run/ckpt-3"
+    gcs = fsspec.get_filesystem_class("gs").protocol      # a class attribute: no client, no credentials
+    assert resolve_state_name("/r/run", "ckpt-3", gcs) == "/r/run/ckpt-3"
+    assert resolve_state_name("/r/run", "../other/ckpt-3", gcs) == "/r/other/ckpt-3"
+    assert resolve_state_name("/r/run", "/abs/ckpt-3", gcs) == "/abs/ckpt-3"
+    assert resolve_state_name("b/run", "gs://b/run/ckpt-3", gcs) == "b/run/ckpt-3"
+    assert resolve_state_name("b/run", "gcs://b/run/dir/", gcs) == "b/run/dir/"
+    # a URL of another store names no file of this one: kept as written, so it is reported as missing
+    assert resolve_state_name("b/run", "s3://b/run/ckpt-3", gcs) == "s3://b/run/ckpt-3"
+    assert resolve_state_name("/r/run", "file:///abs/ckpt-3", fsspec.get_filesystem_class("file").protocol) == (
+        "/abs/ckpt-3")
 
 
 @pytest.mark.tf
@@ -138,7 +143,7 @@ def test_grouping_a_real_checkpoint_manager_directory(pristine_family):
     assert [p for p, _ in contents.state_files] == [os.path.join(directory, "checkpoint")]
     assert contents.leftovers == []
     state = parse_state_file(open(os.path.join(directory, "checkpoint")).read())
-    assert resolve_state_name(directory, state.latest, str) == family.prefix
+    assert resolve_state_name(directory, state.latest, "file") == family.prefix
 
 
 def test_root_listing_fans_out_and_leaves_out_the_report_directory(tmp_path):

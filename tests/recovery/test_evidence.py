@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from source_helpers import assert_rebuilt_identically, context, orphan, tensor_values
+from source_helpers import assert_rebuilt_identically, context, local_source, orphan, tensor_values
 
 from pipeline.cli import main
 from recovery.evidence import Evidence, compare_object_graphs
@@ -27,7 +27,6 @@ from tfbundle import (
     parse_object_graph,
     read_index,
 )
-from tfbundle.source import ByteSource
 
 pytestmark = pytest.mark.tf
 SAVE_COUNTER = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"
@@ -44,7 +43,7 @@ def _data(prefix: str) -> str:
 
 
 def _located_graph(prefix: str):
-    with ByteSource.open_local(_data(prefix)) as source:
+    with local_source(_data(prefix)) as source:
         return locate_object_graph(source)
 
 

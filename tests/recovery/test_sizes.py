@@ -3,8 +3,14 @@ audit's verdicts and inspect's problems both use, on a real TensorFlow-written i
 
 import os
 
-from recovery.sizes import shard_sizes
-from tfbundle import index_filename, parse_data_filename, read_index, shard_coverage
+import pytest
+from source_helpers import classify_local
+
+from recovery.sizes import read_sized_index, shard_sizes
+from recovery.tasks import OrphanTask
+from tfbundle import BundleEntry, FormatError, index_filename, parse_data_filename, read_index, shard_coverage
+from tfbundle.protos import tensor_bundle_pb2
+from tfbundle.table import build_table, read_table
 
 
 def test_sizes_of_a_healthy_checkpoint_match_and_damaged_ones_are_named(pristine_family):
@@ -43,3 +49,27 @@ def test_shard_coverage_by_name():
     assert (mixed.complete, mixed.counts) == (False, (1, 2))
     beyond = shard_coverage(names((0, 1), (3, 1)))
     assert (beyond.complete, beyond.missing, beyond.beyond) == (False, (), (3,))
+
+
+def test_an_index_with_a_negative_offset_cannot_be_judged_by_its_sizes(family_copy):
+    """protobuf decodes int64 fields signed: TensorFlow never writes a negative offset, and no size can be
+    judged by one, so classification takes such an index for unreadable (a rebuild staged beside it)."""
+    family = family_copy("keras3_adam")
+    path = index_filename(family.prefix)
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert read_sized_index(raw).entries == read_index(raw).entries          # TensorFlow's own: accepted
+    items, _ = read_table(raw)
+    position = next(i for i, (key, value) in enumerate(items) if key and BundleEntry.decode(value).size)
+    proto = tensor_bundle_pb2.BundleEntryProto.FromString(items[position][1])
+    proto.offset = -8
+    items[position] = (items[position][0], proto.SerializeToString())
+    with open(path, "wb") as f:
+        f.write(build_table(items))
+    with open(path, "rb") as f:
+        damaged = f.read()
+    assert read_index(damaged)         # it parses: the damage is in a value, not in the encoding
+    with pytest.raises(FormatError, match="field offset is -8, not a non-negative integer"):
+        read_sized_index(damaged)
+    task = classify_local(os.path.dirname(family.prefix))[family.prefix]
+    assert isinstance(task, OrphanTask) and task.stage_only and "field offset is -8" in task.finding

@@ -5,22 +5,28 @@ that fails, resets or delays requests (tests/storage_servers.py FaultProxy), not
 - a sibling index that keeps failing gives `error`, never a fall-through to a weaker source
   (here a registry entry that would fit) and never `unrecoverable`; the audit exits 3;
 - a permanent refusal (403) on the same read is a refusal, and the weaker source is used;
-- `rebuild` of a remote prefix whose store keeps failing says so, exits 3, no traceback.
+- `rebuild` of a remote prefix whose store keeps failing says so, exits 3, no traceback;
+- classification's own reads (an index, the spot check's ranged reads, the `checkpoint` state file, a
+  part index) that keep failing make that item `error`, its neighbours keep their verdicts, and the
+  audit exits 3; failing once, the clients' retries recover and the verdict is the calm one; a 403
+  there is the prefix's refusal (`unrecoverable`), not an `error`.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import uuid
 
 import pytest
-from source_helpers import orphan
+from source_helpers import classify_local, orphan
 from storage_servers import snapshot, upload_tree
 
 from pipeline.cli import main as cli_main
 from recovery import storage
 from recovery.report.readback import read_records, read_summary
+from recovery.tasks import OrphanTask
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -142,3 +148,112 @@ def test_a_command_on_a_remote_prefix_says_storage_kept_failing(command, adam_tr
     faulty_s3.clear()
     fs, path = storage.url_to_fs(f"{bucket}/run/{name}.index")
     assert not fs.exists(path)
+
+
+# --- classification's own reads (issue 14.6): a store that did not answer is never a verdict ----------
+
+PART_INDEX = "ckpt-2_temp/part-00000-of-00001"
+
+
+def _object_read(scheme: str, name: str) -> str:
+    """The read of an object's bytes (S3: GET of the key, whole or ranged; GCS: the media download), not
+    of its metadata: a regular expression for FaultProxy."""
+    return rf"run/{re.escape(name)}$" if scheme == "s3" else rf"run/{re.escape(name)}\?alt=media"
+
+
+# What classification reads of the tree below: ckpt-2's index, the spot check's ranged reads of its data,
+# the `checkpoint` state file, and the part index a merge into ckpt-2 left behind (an interrupted clean-up).
+CLASSIFICATION_READS = {
+    "index": ("ckpt-2.index", "ckpt-2"),
+    "spot check ranges": ("ckpt-2.data-00000-of-00001", "ckpt-2"),
+    "state file": ("checkpoint", "checkpoint"),
+    "part index": (f"{PART_INDEX}.index", "ckpt-2"),
+}
+
+
+def _uploaded(scheme: str, adam_tree) -> tuple[str, str, str]:
+    """adam_tree in a new bucket, with the part index of an interrupted merge clean-up beside ckpt-2:
+    (root, orphan name, bucket)."""
+    directory, name, _, _ = adam_tree
+    bucket = _bucket(scheme)
+    root = f"{bucket}/run"
+    upload_tree(directory, root)
+    fs, path = storage.url_to_fs(root)
+    with open(os.path.join(directory, "ckpt-2.index"), "rb") as f:
+        fs.pipe_file(f"{path}/{PART_INDEX}.index", f.read())
+    return root, name, bucket
+
+
+def _judged(results: dict) -> dict:
+    return {prefix: ("orphan", r.stage_only) if isinstance(r, OrphanTask) else (r.status, r.kind)
+            for prefix, r in results.items()}
+
+
+@pytest.mark.parametrize("read", sorted(CLASSIFICATION_READS))
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_classification_read_that_keeps_failing_is_an_error_not_a_verdict(scheme, read, adam_tree, request,
+                                                                           monkeypatch):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    root, name, bucket = _uploaded(scheme, adam_tree)
+    calm = _judged(classify_local(root))      # the legitimate case: the verdicts without faults
+    assert calm[f"{root}/ckpt-2"] == ("healthy", "checkpoint") and calm[f"{root}/{name}"] == ("orphan", False)
+    obj, judged = CLASSIFICATION_READS[read]
+    before = snapshot(bucket)
+
+    proxy.fail(503, times=None, method="GET", path=_object_read(scheme, obj))
+    stormy = classify_local(root)
+    assert proxy.hits() > 1, proxy.log                     # the clients retried, and the store kept failing
+    failed = stormy[f"{root}/{judged}"]
+    assert failed.status == "error", failed.reason
+    assert "could not check: classification hit storage errors that persisted after retries" in failed.reason
+    assert failed.kind == calm[f"{root}/{judged}"][1] and failed.command == f"ckpt-rescue inspect {root}/{judged}"
+    others = {p: v for p, v in _judged(stormy).items() if p != f"{root}/{judged}"}
+    assert others == {p: v for p, v in calm.items() if p != f"{root}/{judged}"}   # its neighbours keep theirs
+    proxy.clear()
+    assert snapshot(bucket) == before
+
+
+@pytest.mark.parametrize("read", sorted(CLASSIFICATION_READS))
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_classification_read_that_fails_once_gets_the_right_verdict(scheme, read, adam_tree, request):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
+    root, _, _ = _uploaded(scheme, adam_tree)
+    calm = _judged(classify_local(root))
+    obj, _ = CLASSIFICATION_READS[read]
+    proxy.fail(503, times=1, method="GET", path=_object_read(scheme, obj))
+    stormy = _judged(classify_local(root))
+    assert proxy.hits() == 1, proxy.log
+    assert stormy == calm
+
+
+def test_a_classification_read_refused_for_good_is_that_prefix_refusal_not_an_error(adam_tree, faulty_s3):
+    """403 is an answer, not silence: the step's refusal record (unrecoverable), never `error`."""
+    root, _, _ = _uploaded("s3", adam_tree)
+    faulty_s3.fail(403, times=None, method="GET", path=_object_read("s3", "ckpt-2.index"))
+    refused = classify_local(root)[f"{root}/ckpt-2"]
+    assert refused.status == "unrecoverable" and "classification failed: PermissionError" in refused.reason
+
+
+@pytest.mark.parametrize("read", ["index", "spot check ranges"])
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_the_audit_exits_3_when_classification_could_not_read(scheme, read, adam_tree, request, monkeypatch,
+                                                               tmp_path):
+    proxy = request.getfixturevalue("faulty_gcs" if scheme == "gs" else "faulty_s3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    directory, _, _, _ = adam_tree
+    bucket = _bucket(scheme)
+    root = f"{bucket}/run"
+    fs, path = storage.url_to_fs(root)
+    for name in ("ckpt-1", "ckpt-2"):       # two healthy checkpoints: nothing but classification reads them
+        for file in (f"{name}.index", f"{name}.data-00000-of-00001"):
+            with open(os.path.join(directory, file), "rb") as f:
+                fs.pipe_file(f"{path}/{file}", f.read())
+    calm_code, calm = _audit(root, str(tmp_path / "calm"))
+    assert calm_code == 0 and {r.status for r in calm.values()} == {"healthy"}
+
+    proxy.fail(500, times=None, method="GET", path=_object_read(scheme, CLASSIFICATION_READS[read][0]))
+    code, records = _audit(root, str(tmp_path / "report"))
+    assert proxy.hits() > 1, proxy.log
+    assert records[f"{root}/ckpt-2"].status == "error" and records[f"{root}/ckpt-1"].status == "healthy"
+    assert code == 3 and read_summary(str(tmp_path / "report"))["exit_code"] == 3

@@ -18,11 +18,13 @@ from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server  # noqa
 
 from pipeline.cli import main as cli_main
 from recovery import storage
-from recovery.classify import OrphanTask, classify_directory, spot_check
+from recovery.classify import classify_directory
 from recovery.discovery import checkpoint_directory, group_directory
 from recovery.listing import REPORT_MARKER, everything_under, top_level, without_earlier_reports
 from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, STATE_FILE
 from recovery.report.readback import read_records, read_summary
+from recovery.spot_check import spot_check
+from recovery.tasks import OrphanTask
 from samples import FAMILY_NAMES
 from tfbundle import BundleEntry, read_index
 from tfbundle.protos import tensor_bundle_pb2
@@ -253,6 +255,7 @@ def test_young_files_are_in_progress_and_old_ones_are_judged(family_copy):
     family = family_copy("keras3_adam")
     directory = os.path.dirname(family.prefix)
     orphan(family.prefix)
+    backdate(directory, 0)          # a save that just finished (the copy keeps the session's old times)
     now = time.time()
     young = classify(directory, min_age=600, now=now)
     assert young and all(not isinstance(r, OrphanTask) and r.status == IN_PROGRESS for r in young.values())
@@ -281,6 +284,7 @@ def test_the_nightly_default_reports_a_fresh_save_in_progress_and_rebuilds_nothi
     family = family_copy("keras3_adam")
     root = os.path.dirname(family.prefix)
     orphan(family.prefix)
+    backdate(root, 0)               # a save that just finished (the copy keeps the session's old times)
     code, records = audit(root, str(tmp_path / "report"))
     assert code == 0                                      # never an alarm
     assert {r.status for r in records.values()} == {IN_PROGRESS}

@@ -3,11 +3,11 @@
 import glob
 
 import pytest
+from source_helpers import local_source
 
 from samples import EXTRA_FAMILY_NAMES, FAMILY_NAMES
 from tfbundle import (
     OBJECT_GRAPH_KEY,
-    ByteSource,
     checksummer,
     data_filename,
     decode_slice_key,
@@ -98,7 +98,7 @@ def test_checksums_computed_from_data_equal_tensorflows(name, pristine_family):
             by_shard.setdefault(entry.shard_id, []).append((entry.offset, entry.size, summer, key, entry))
         for shard, spans in by_shard.items():
             spans.sort(key=lambda s: (s[0], s[1] > 0))
-            with ByteSource.open_local(data_path(prefix, index, shard)) as source:
+            with local_source(data_path(prefix, index, shard)) as source:
                 # Small chunks so tensors straddle chunk boundaries, as they do in big files.
                 scan_spans(source, [s[:3] for s in spans], chunk_size=97)
             for _, size, summer, key, entry in spans:
@@ -115,7 +115,7 @@ def test_measure_finds_every_size_from_the_data(name, pristine_family):
     try:
         for key, entry in index.data_entries():
             if entry.shard_id not in sources:
-                sources[entry.shard_id] = ByteSource.open_local(data_path(prefix, index, entry.shard_id))
+                sources[entry.shard_id] = local_source(data_path(prefix, index, entry.shard_id))
             assert measure(sources[entry.shard_id], entry.offset, entry.dtype, entry.shape) == entry.size, key
     finally:
         for source in sources.values():
@@ -138,7 +138,7 @@ def test_object_graph_at_the_end_lists_keys_in_data_order(name, pristine_family)
     for prefix in prefixes_of(pristine_family(name)):
         index = read_index(index_bytes(prefix))
         last_shard = index.header.num_shards - 1
-        with ByteSource.open_local(data_path(prefix, index, last_shard)) as source:
+        with local_source(data_path(prefix, index, last_shard)) as source:
             located = locate_object_graph(source)
         assert located is not None
         graph_entry = index.entries[OBJECT_GRAPH_KEY.encode()]
@@ -171,7 +171,7 @@ def attribute_of(name: str, attribute_keys: list[str]) -> str:
 def test_tf1_data_has_no_object_graph(pristine_family):
     prefix = pristine_family("tf1_saver").prefix
     (path,) = glob.glob(prefix + ".data-*")
-    with ByteSource.open_local(path) as source:
+    with local_source(path) as source:
         assert locate_object_graph(source) is None
 
 

@@ -5,11 +5,11 @@ import struct
 
 import google_crc32c
 import pytest
+from source_helpers import local_source
 
 from tfbundle import (
     BundleEntry,
     BundleHeader,
-    ByteSource,
     FormatError,
     TensorSlice,
     checksummer,
@@ -45,7 +45,7 @@ def save_v2(prefix: str, names, tensors, slice_specs=None) -> bytes:
 def entries_from_data(prefix: str, names, dtypes_and_shapes) -> dict:
     """What a rebuild does: offsets in SaveV2 order, sizes and CRCs measured from the data file."""
     entries, offset = {}, 0
-    with ByteSource.open_local(data_filename(prefix, 0, 1)) as source:
+    with local_source(data_filename(prefix, 0, 1)) as source:
         for name, (dt, shape) in zip(names, dtypes_and_shapes):
             size = measure(source, offset, dt, shape)
             summer = checksummer(dt, shape)

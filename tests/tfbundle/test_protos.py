@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from repo_paths import REPO
+from source_helpers import local_source
 
-from recovery.classify import OrphanTask
 from recovery.protos import read_meta_graph, saved_model_pb2, saved_objects
 from recovery.sources.savedmodel import savedmodel_layouts
+from recovery.tasks import OrphanTask
 from tfbundle import BundleHeader, FormatError, locate_object_graph, parse_object_graph, read_index
 from tfbundle.protos import tensor_bundle_pb2, trackable_object_graph_pb2
-from tfbundle.source import ByteSource
 from tfbundle.table import build_table, read_table
 from tfbundle.varint import encode_varint
 
@@ -244,7 +244,7 @@ def test_each_prefix_keeps_its_own_record_beside_an_index_with_a_wrong_wire_type
 @pytest.mark.tf
 def test_a_wrong_wire_type_in_the_object_graph_is_a_format_error(pristine_family):
     family = pristine_family("keras3_adam")
-    with ByteSource.open_local(family.prefix + ".data-00000-of-00001") as source:
+    with local_source(family.prefix + ".data-00000-of-00001") as source:
         payload = locate_object_graph(source).payload
     assert parse_object_graph(payload).checkpoint_keys()      # the graph TensorFlow wrote reads
     graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(payload)

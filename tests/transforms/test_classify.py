@@ -7,7 +7,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-from source_helpers import orphan
+from source_helpers import classify_local, orphan
 
 from recovery import storage
 from recovery.discovery import checkpoint_directory
@@ -66,3 +66,14 @@ def test_a_directory_that_cannot_be_classified_is_a_record_not_a_crash():
                | beam.ParDo(ClassifyDirectory(False)).with_outputs(ORPHANS, TO_CHECK, main="records"))
         failed = out.records | beam.Map(lambda r: (r.prefix, r.status, r.reason.startswith("classification failed")))
         assert_that(failed, equal_to([("bucket/run", UNRECOVERABLE, True)]))
+
+
+def test_frozen_records_and_tasks_survive_the_coders_beam_gives_them(family_copy):
+    """Records and OrphanTasks are frozen; Beam still encodes them between stages and workers."""
+    family = family_copy("keras3_adam")
+    orphan(family.prefix)
+    results = classify_local(os.path.dirname(family.prefix))
+    assert {type(r).__name__ for r in results.values()} == {"Record", "OrphanTask"}
+    for item in results.values():
+        coder = beam.coders.registry.get_coder(type(item))
+        assert coder.decode(coder.encode(item)) == item

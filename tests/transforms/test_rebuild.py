@@ -13,11 +13,10 @@ from source_helpers import orphan
 from transform_helpers import flip_byte, float_tensor_near, in_a_middle_range, orphan_task
 
 from recovery import storage
-from recovery.audit import AuditSettings, plan_orphan, rebuild_in_one
+from recovery.prefix_steps import AuditSettings, plan_orphan, rebuild_in_one
 from recovery.rebuild import portable, split_ranges
 from recovery.registry import capture_layout, write_resolved
 from tfbundle import data_filename
-from transforms.errors import RangeFailure
 from transforms.ranges import PLANS, RANGES, ByteRange, SpreadRanges
 from transforms.rebuild import FinalizeRebuild, PlanRebuild, RebuildOrphans, SplitRebuild, checksum
 
@@ -134,12 +133,6 @@ def test_a_range_that_cannot_be_read_fails_only_its_own_orphan(family_copy, tmp_
         joined = ({PLANS: p | "Plans" >> beam.Create(list(splits.items())), RANGES: p | "Ranges" >> beam.Create(ranges)}
                   | SpreadRanges(checksum, "checksumming", "ranges_checksummed"))
         assert_that(joined | beam.ParDo(FinalizeRebuild(settings)), judged)
-
-
-def test_a_range_failure_says_whether_the_store_failed():
-    assert RangeFailure.of("reading", TimeoutError("slow")).transient
-    lost = RangeFailure.of("reading", FileNotFoundError("gone"))
-    assert not lost.transient and isinstance(lost.as_exception(), RuntimeError)
 
 
 def test_registry_layouts_reach_the_workers_from_the_file_written_once(family_copy, pristine_family, tmp_path):

@@ -9,7 +9,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from transform_helpers import flip_byte, float_tensor_near, healthy_record, in_a_middle_range, index_of
 
-from recovery.audit import AuditSettings, check_ranges, check_whole, plan_check
+from recovery.prefix_steps import AuditSettings, check_ranges, check_whole, plan_check
 from tfbundle import data_filename
 from transforms.ranges import PLANS, RANGES, ByteRange, SpreadRanges
 from transforms.verify import CheckHealthy, FinishCheck, PlanCheck, SplitCheck, read_range

@@ -45,7 +45,7 @@ def test_the_policy_allows_exactly_the_script_the_page_holds(tmp_path):
     assert script_hash(script + "\n") not in csp_script_sources(page)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NewerRecord(Record):
     """Record as the evidence and mtime work shapes it (fields merged in from other branches)."""
 

@@ -1,16 +1,16 @@
-"""One prefix from finding to record: rebuild an orphan (whole, or planned for ranges), put the index
-where the run allows, check a healthy checkpoint when asked; every outcome and every failure
-becomes a Record. The Beam layer only moves these calls between workers.
+"""The steps of one prefix after classification, from task to record: rebuild an orphan (whole, or
+planned for ranges), put the index where the run allows, check a healthy checkpoint when asked.
+Every outcome becomes a new Record (a failure too, by recovery/failures.py's rule). The Beam layer
+only moves these calls between workers.
 """
 
+import dataclasses
 import time
-import traceback
 from dataclasses import asdict, dataclass
 
 from tfbundle import index_filename
 
 from . import storage
-from .classify import OrphanTask
 from .context import NotRebuildable, open_orphan
 from .rebuild import (
     NO_SOURCE,
@@ -24,18 +24,9 @@ from .rebuild import (
     prepare,
     split_ranges,
 )
-from .records import (
-    CORRUPT,
-    ERROR,
-    REBUILT,
-    STALE,
-    UNRECOVERABLE,
-    Record,
-    inspect_command,
-    promote_command,
-    replace_command,
-)
+from .records import CORRUPT, REBUILT, STALE, UNRECOVERABLE, Record, inspect_command, promote_command, replace_command
 from .registry import ResolvedRegistry
+from .tasks import OrphanTask
 from .verify import (
     Rehearsal,
     VerifyPlan,
@@ -74,9 +65,7 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | 
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)
     if isinstance(planned, RebuildOutcome):
-        record = _not_rebuilt(task, planned.reason, planned.refusals)
-        record.evidence = asdict(planned.evidence) if planned.evidence else {}
-        return record
+        return _not_rebuilt(task, planned.reason, planned.refusals, evidence=_evidence(planned))
     return planned
 
 
@@ -86,14 +75,14 @@ def record_outcome(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutc
     if outcome.status != REBUILT:
         record = _not_rebuilt(task, outcome.reason, outcome.refusals)
     else:
-        record = _write(fs, task, plan, outcome, settings)
-        record.source = outcome.source
-        record.checks = list(outcome.checks)
-        record.refusals = [str(r) for r in outcome.refusals]
-    record.evidence = asdict(outcome.evidence) if outcome.evidence else {}
-    record.bytes_scanned = outcome.bytes_scanned
-    record.seconds = round(seconds, 3)
-    return record
+        record = dataclasses.replace(_write(fs, task, plan, outcome, settings), source=outcome.source,
+                                     checks=outcome.checks, refusals=[str(r) for r in outcome.refusals])
+    return dataclasses.replace(record, evidence=_evidence(outcome), bytes_scanned=outcome.bytes_scanned,
+                               seconds=round(seconds, 3))
+
+
+def _evidence(outcome: RebuildOutcome) -> dict:
+    return asdict(outcome.evidence) if outcome.evidence else {}
 
 
 def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, settings: AuditSettings) -> Record:
@@ -105,20 +94,20 @@ def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, set
         except IndexAppeared as exc:
             return _index_appeared(fs, task, outcome, settings, str(exc))
         except OSError as exc:
-            return _record(task, UNRECOVERABLE, f"rebuilt from {outcome.source} but not written: {exc}",
-                           command=inspect_command(task.display_prefix))
-        return _record(task, REBUILT, f"rebuilt from {outcome.source} and written in place",
-                       index_path=storage.display(fs, written))
+            return task.record(UNRECOVERABLE, f"rebuilt from {outcome.source} but not written: {exc}",
+                               command=inspect_command(task.display_prefix))
+        return task.record(REBUILT, f"rebuilt from {outcome.source} and written in place",
+                           index_path=storage.display(fs, written))
     staged = _stage(task, outcome, settings)
     if task.stage_only:
         what = "stale" if task.status_if_staged == STALE else "unreadable"
         reason = (f"{task.finding}; an index rebuilt from {outcome.source} is staged: check it, then replace the "
                   f"{what} one")
-        return _record(task, task.status_if_staged, reason, index_path=staged, staged=True,
-                       command=replace_command(staged, target, f".{what}"))
-    return _record(task, REBUILT, f"rebuilt from {outcome.source}; staged, not written beside the data "
-                                         "(promote it with the command, or re-run with --in-place)",
-                   index_path=staged, staged=True, command=promote_command(staged, target))
+        return task.record(task.status_if_staged, reason, index_path=staged, staged=True,
+                           command=replace_command(staged, target, f".{what}"))
+    return task.record(REBUILT, f"rebuilt from {outcome.source}; staged, not written beside the data (promote it "
+                                "with the command, or re-run with --in-place)",
+                       index_path=staged, staged=True, command=promote_command(staged, target))
 
 
 def _index_appeared(fs, task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings, detail: str) -> Record:
@@ -129,11 +118,10 @@ def _index_appeared(fs, task: OrphanTask, outcome: RebuildOutcome, settings: Aud
     except OSError:
         same = False
     if same:
-        return _record(task, REBUILT, f"rebuilt from {outcome.source}; {detail}",
-                       index_path=storage.display(fs, path))
+        return task.record(REBUILT, f"rebuilt from {outcome.source}; {detail}", index_path=storage.display(fs, path))
     staged = _stage(task, outcome, settings)
-    return _record(task, UNRECOVERABLE, f"{detail}; ours (from {outcome.source}) is staged for comparison",
-                   index_path=staged, staged=True, command=inspect_command(task.display_prefix))
+    return task.record(UNRECOVERABLE, f"{detail}; ours (from {outcome.source}) is staged for comparison",
+                       index_path=staged, staged=True, command=inspect_command(task.display_prefix))
 
 
 def _stage(task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings) -> str:
@@ -141,19 +129,13 @@ def _stage(task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings) -
     return storage.display(report_fs, stage_index(report_fs, report_path, task.display_prefix, outcome.index_bytes))
 
 
-def _not_rebuilt(task: OrphanTask, reason: str, refusals=()) -> Record:
+def _not_rebuilt(task: OrphanTask, reason: str, refusals=(), **fields) -> Record:
     status = task.status_if_staged if task.stage_only else UNRECOVERABLE
     lead = f"{task.finding}; " if task.stage_only else ""
     if reason == NO_SOURCE:
         reason = f"{reason}; {no_source_hint(task.display_prefix, 'audit')}"
-    record = _record(task, status, f"{lead}{reason}", command=inspect_command(task.display_prefix))
-    record.refusals = [str(r) for r in refusals]
-    return record
-
-
-def _record(task: OrphanTask, status: str, reason: str, **fields) -> Record:
-    return Record(task.display_prefix, status, reason, task.root, directory=task.directory,
-                  data_files=task.data_files, data_bytes=task.data_bytes, mtime=task.mtime, **fields)
+    return task.record(status, f"{lead}{reason}", command=inspect_command(task.display_prefix),
+                       refusals=[str(r) for r in refusals], **fields)
 
 
 @dataclass
@@ -209,23 +191,23 @@ def finish_check(check: HealthyCheck, verified: list, rehearsed: list, seconds: 
     record = check.record
     if check.verify is not None:
         problems = verification_problems(check.verify, verified)
-        record.bytes_scanned += sum(r.scanned for r in verified)
+        scanned = record.bytes_scanned + sum(r.scanned for r in verified)
         if problems:
-            record.status = CORRUPT
-            record.reason = f"{len(problems)} problem(s) streaming the data: " + "; ".join(problems[:3])
-            record.command = inspect_command(record.prefix)
+            record = dataclasses.replace(record, status=CORRUPT, bytes_scanned=scanned,
+                                         reason=f"{len(problems)} problem(s) streaming the data: "
+                                                + "; ".join(problems[:3]),
+                                         command=inspect_command(record.prefix))
         else:
-            record.checks.append("every tensor's bytes match the CRC in its index (--verify-data)")
+            record = dataclasses.replace(record, bytes_scanned=scanned, checks=(
+                *record.checks, "every tensor's bytes match the CRC in its index (--verify-data)"))
     if check.rehearsal is not None:
         rehearsal = check.rehearsal
         if isinstance(rehearsal, RebuildPlan):
             rehearsal = judge_rehearsal(check.own_index, finalize(rehearsal, rehearsed))
-        record.rehearsal = rehearsal.verdict
-        record.checks.append(f"rehearsal: {rehearsal.verdict}: {rehearsal.detail}")
-        if rehearsal.outcome is not None:
-            record.bytes_scanned += rehearsal.outcome.bytes_scanned
-    record.seconds = round(seconds, 3)
-    return record
+        scanned = record.bytes_scanned + (rehearsal.outcome.bytes_scanned if rehearsal.outcome is not None else 0)
+        record = dataclasses.replace(record, rehearsal=rehearsal.verdict, bytes_scanned=scanned, checks=(
+            *record.checks, f"rehearsal: {rehearsal.verdict}: {rehearsal.detail}"))
+    return dataclasses.replace(record, seconds=round(seconds, 3))
 
 
 def check_whole(check: HealthyCheck, started: float) -> Record:
@@ -239,40 +221,6 @@ def check_whole(check: HealthyCheck, started: float) -> Record:
 
 def needs_splitting(plan: "RebuildPlan | HealthyCheck", settings: AuditSettings) -> bool:
     return max(plan.shard_sizes, default=0) > settings.split_bytes
-
-
-def failure_record(element, step: str, exc: BaseException, name: str = "", root: str = "") -> Record:
-    """An exception nobody anticipated still becomes a record, with enough to find the cause.
-
-    `name` and `root` say what failed when the element is neither a task nor a record.
-    """
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    if storage.is_transient(exc):
-        return _could_not_check(element, step, last, name, root)
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    at = f" (at {'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno})" if frames else ""
-    reason = f"{step} failed: {last}{at}"
-    if isinstance(element, OrphanTask):
-        return _record(element, element.status_if_staged if element.stage_only else UNRECOVERABLE,
-                       f"{element.finding}; {reason}" if element.stage_only else reason,
-                       command=inspect_command(element.display_prefix))
-    if isinstance(element, Record):
-        element.status = element.status if element.status in (CORRUPT, STALE) else UNRECOVERABLE
-        element.reason = reason
-        element.command = inspect_command(element.prefix)
-        return element
-    return Record(name or str(element), UNRECOVERABLE, reason, root, command=inspect_command(name) if name else "")
-
-
-def _could_not_check(element, step: str, error: str, name: str, root: str) -> Record:
-    """Storage kept failing: status `error`, no verdict about the checkpoint, and nothing written."""
-    reason = f"could not check: {step} hit storage errors that persisted after retries ({error}); run again"
-    if isinstance(element, OrphanTask):
-        return _record(element, ERROR, reason, command=inspect_command(element.display_prefix))
-    if isinstance(element, Record):
-        element.status, element.reason, element.command = ERROR, reason, inspect_command(element.prefix)
-        return element
-    return Record(name or str(element), ERROR, reason, root, command=inspect_command(name) if name else "")
 
 
 def rebuild_in_one(fs, task: OrphanTask, plan: RebuildPlan, settings: AuditSettings, started: float) -> Record:

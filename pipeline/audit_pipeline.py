@@ -10,7 +10,7 @@ import os
 
 import apache_beam as beam
 
-from recovery.audit import AuditSettings
+from recovery.prefix_steps import AuditSettings
 from transforms.classify import ORPHANS, TO_CHECK, ClassifyDirectory
 from transforms.listing import ListFiles
 from transforms.rebuild import RebuildOrphans
