@@ -12,13 +12,10 @@ names, none of them longer now and some shorter or missing, is this prefix's own
 An index ckpt-rescue itself rebuilt is never a reference: its CRCs came from the bytes then present.
 """
 
-from tfbundle import FormatError, read_index
-
 from .. import storage
 from ..layout import Layout, Refusal
-from ..sources.sibling import layout_for_orphan
-from ..sources.vault import VaultOwnIndex
-from ..vault import ORIGIN_SEEN_HEALTHY, OTHER_BYTES, SAME_FILES, VaultDamaged, relation, shard_records
+from ..sources import vault as sources_vault
+from ..vault import ORIGIN_SEEN_HEALTHY, OTHER_BYTES, SAME_FILES, relation, shard_records
 from ..vault.judgement import VaultedIndex
 
 CUT = "cut-short"      # the same data file names, none longer now, some shorter or missing
@@ -54,23 +51,14 @@ def label(entry) -> str:
 
 def vaulted_layout(ctx, entry, kind: str) -> "Layout | Refusal":
     """The vaulted index as a layout for this prefix (its keys checked against the object graph, if it arrived)."""
-    name = label(entry)
-    try:
-        index = read_index(ctx.vault.read_index(entry))
-    except VaultDamaged as exc:
-        return Refusal(name, str(exc))
-    except FileNotFoundError:
-        return Refusal(name, "its vaulted copy is gone (pruned while this salvage ran)")
-    except FormatError as exc:
-        return Refusal(name, f"the vaulted copy does not read as an index: {exc}")
-    layout = layout_for_orphan(ctx, index, name, "vault")
+    layout = sources_vault.vaulted_layout(ctx, entry, label(entry), "vault")
     if isinstance(layout, Layout):
         layout.vaulted = VaultedIndex(entry.seen_on, entry.index_sha256, entry.index_size, entry.origin, kind,
                                       storage.display(ctx.vault.fs, entry.index_location))
     return layout
 
 
-class VaultedOwnIndex(VaultOwnIndex):
+class VaultedOwnIndex(sources_vault.VaultOwnIndex):
     """The rebuild's first source, for salvage: also this prefix's own index for its data files cut short
     or lost, offered as a layout like any other (not exact: whether these bytes are the ones it described
     is what each tensor's CRC says)."""
