@@ -35,7 +35,7 @@ from recovery.stores import store_for
 from . import flink_preflight, preflight
 from . import options as beam_flags
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
-from .registry_args import registry_layouts_from_args
+from .registry_args import absolute_location, registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
@@ -168,7 +168,8 @@ def run(args) -> int:
     }
     _mark_report_dir(args.report_dir, meta)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
-                             registry=write_resolved(args.report_dir, layouts) if layouts is not None else None,
+                             registry=write_resolved(args.report_dir, layouts, absolute_location(args.registry))
+                             if layouts is not None else None,
                              allow_zeros=args.allow_zeros, min_age=args.min_age * 60)
     from . import audit_pipeline
 

@@ -11,10 +11,11 @@ import os
 import apache_beam as beam
 
 from recovery.prefix_steps import AuditSettings
-from transforms.classify import ORPHANS, TO_CHECK, ClassifyDirectory
+from transforms.classify import ORPHANS, TO_CHECK, TO_SALVAGE, ClassifyDirectory
 from transforms.listing import ListFiles
 from transforms.rebuild import RebuildOrphans
 from transforms.report import Tally, WriteReports
+from transforms.salvage import AssessSalvage
 from transforms.verify import CheckHealthy
 
 
@@ -28,14 +29,17 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
                                      | "Roots" >> beam.Create(roots)
                                      | "List" >> ListFiles(settings.report_dir))
     classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
-    found, orphans, to_check = {"listing": listing_failures}, [], []
+    found, orphans, to_check, incomplete = {"listing": listing_failures}, [], [], []
     for listed, each in directories.items():     # classified in the stage that listed them
         classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
-            ORPHANS, TO_CHECK, main="records")
+            ORPHANS, TO_CHECK, TO_SALVAGE, main="records")
         found[f"classify {listed}"] = classified.records
         orphans.append(classified[ORPHANS])
         to_check.append(classified[TO_CHECK])
+        incomplete.append(classified[TO_SALVAGE])
     found["rebuild"] = tuple(orphans) | "All orphans" >> beam.Flatten() | "Rebuild" >> RebuildOrphans(settings)
+    found["salvage"] = (tuple(incomplete) | "All incomplete" >> beam.Flatten()
+                        | "Salvage incomplete" >> AssessSalvage(settings))
     if check:
         found["check"] = (tuple(to_check) | "All to check" >> beam.Flatten()
                           | "Check healthy" >> CheckHealthy(settings))

@@ -65,6 +65,9 @@ class Record:
     # reference_matched, reference_total, matched_keys. Empty when nothing was rebuilt or fitted.
     evidence: dict = field(default_factory=dict)
     mtime: float | None = None  # newest modification time of its files (epoch seconds), where the store gives one
+    # What `ckpt-rescue salvage` would keep of a prefix refused for damage (recovery.salvage.assess):
+    # kept_tensors, total_tensors, kept_bytes, total_bytes, unconfirmed_tensors, command. Empty otherwise.
+    salvage: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("checks", "refusals"):     # lists as given (or read back from JSON) become tuples

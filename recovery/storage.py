@@ -157,6 +157,15 @@ def write_new(fs, path: str, data: bytes) -> None:
         store.create_new(fs, path, data)
 
 
+def write_new_from(fs, path: str, source, size: int, **options) -> None:
+    """`write_new` of the next `size` bytes of the readable binary file `source`, never holding them all in
+    memory (a resumable upload on GCS, a multipart one on S3, both create-only); `options`: the store's
+    (part_bytes)."""
+    store = stores.store_for_fs(fs)
+    with contextlib.nullcontext() if store.local else unavailable_if_transient(fs, path, "writing"):
+        store.create_new_from(fs, path, source, size, **options)
+
+
 def write_replaceable(fs, path: str, data: bytes) -> None:
     """For our own outputs (reports): atomic replace locally, plain upload elsewhere."""
     stores.store_for_fs(fs).write_replaceable(fs, path, data)

@@ -8,18 +8,19 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.classify import classify_directory
 from recovery.discovery import group_directory
-from recovery.records import CHECKPOINT, HEALTHY
+from recovery.records import CHECKPOINT, HEALTHY, INCOMPLETE
 from recovery.tasks import OrphanTask
 
 from .errors import failures_become_records
 from .listing import DirectoryFiles
 from .metrics import counter
 
-ORPHANS, TO_CHECK = "orphans", "to_check"
+ORPHANS, TO_CHECK, TO_SALVAGE = "orphans", "to_check", "to_salvage"
 
 
 class ClassifyDirectory(beam.DoFn):
-    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking)."""
+    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking); TO_SALVAGE:
+    incomplete checkpoints whose index survives (what a salvage keeps of them is assessed elsewhere)."""
 
     def __init__(self, check_healthy: bool, min_age: float = 0.0, in_place: bool = False, verify_data: bool = False):
         self.check_healthy = check_healthy
@@ -39,5 +40,7 @@ class ClassifyDirectory(beam.DoFn):
                 yield pvalue.TaggedOutput(ORPHANS, result)
             elif self.check_healthy and result.status == HEALTHY and result.kind == CHECKPOINT:
                 yield pvalue.TaggedOutput(TO_CHECK, result)
+            elif result.status == INCOMPLETE and result.kind == CHECKPOINT and result.index_path and result.data_files:
+                yield pvalue.TaggedOutput(TO_SALVAGE, result)
             else:
                 yield result

@@ -43,8 +43,10 @@ class Totals:
     rebuilt_data_bytes: int = 0
     staged_indexes: int = 0
     written_in_place: int = 0
+    salvageable: int = 0
 
-    _SUMS = ("records", "data_bytes", "bytes_scanned", "rebuilt_data_bytes", "staged_indexes", "written_in_place")
+    _SUMS = ("records", "data_bytes", "bytes_scanned", "rebuilt_data_bytes", "staged_indexes", "written_in_place",
+             "salvageable")
 
     def add(self, record) -> "Totals":
         status, root = record.status, record.root
@@ -62,6 +64,7 @@ class Totals:
         per["seconds"] += record.seconds or 0.0
         self.data_bytes += record.data_bytes
         self.bytes_scanned += record.bytes_scanned
+        self.salvageable += bool(field_of(record, "salvage"))
         if status == REBUILT:
             self.rebuilt_data_bytes += record.data_bytes
             if record.staged:
@@ -208,6 +211,7 @@ def shown(record) -> dict:
         "seconds": record.seconds, "checks": list(record.checks)[:20], "refusals": list(record.refusals)[:20],
         "more_refusals": max(0, len(record.refusals) - 20), "command": record.command,
         "rehearsal": record.rehearsal, "evidence": evidence, "mtime": field_of(record, "mtime"),
+        "salvage": field_of(record, "salvage") or {},
         "tensors": evidence.get("reference_total") if isinstance(evidence, dict) else None,
     }
 

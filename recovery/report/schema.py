@@ -38,9 +38,12 @@ RECORD_SCHEMA = (
                            "{} when nothing was rebuilt or fitted"),
     ("mtime", "number or null", "newest modification time of the prefix's files (epoch seconds) where the store "
                                 "gives it"),
+    ("salvage", "object", "refused for damage, what `ckpt-rescue salvage` would keep: {kept_tensors, total_tensors, "
+                          "kept_bytes, total_bytes, unconfirmed_tensors: integer, command: string}; {} when nothing "
+                          "can be salvaged or nothing was damaged"),
 )
 RECORD_FIELDS = tuple(name for name, _, _ in RECORD_SCHEMA)
-_DEFAULTS = {"evidence": {}, "mtime": None}   # fields a Record of an older version may not carry yet
+_DEFAULTS = {"evidence": {}, "mtime": None, "salvage": {}}   # fields a Record of an older version may not carry yet
 
 # --- summary.json (made in summary.py from the Totals aggregate) ------------------------------------
 SUMMARY_SCHEMA = (
@@ -67,6 +70,7 @@ SUMMARY_SCHEMA = (
     ("rebuilt_data_bytes", "integer", "data bytes of the rebuilt checkpoints (what the rebuilt indexes recover)"),
     ("staged_indexes", "integer", "indexes staged under rebuilt/ (promote.sh promotes them)"),
     ("written_in_place", "integer", "indexes written beside their data (--in-place)"),
+    ("salvageable", "integer", "records refused for damage that a salvage can help (their `salvage` field is set)"),
     ("exit_code", "integer", "0 nothing needs a person, 1 something does"),
 )
 SUMMARY_FIELDS = tuple(name for name, _, _ in SUMMARY_SCHEMA)

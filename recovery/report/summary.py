@@ -67,6 +67,7 @@ def summary_from_totals(totals: Totals, meta: dict, finished: float) -> dict:
         "rebuilt_data_bytes": totals.rebuilt_data_bytes,
         "staged_indexes": totals.staged_indexes,
         "written_in_place": totals.written_in_place,
+        "salvageable": totals.salvageable,
         "exit_code": exit_code_for(counts),
     }
 

@@ -46,7 +46,7 @@ def _name(prefix: str) -> str:
     return storage.prefix_name(storage.split_prefix(prefix)[1])
 
 
-def _vaulted_layout(ctx: OrphanContext, entry, label: str, kind: str) -> "Layout | Refusal":
+def vaulted_layout(ctx: OrphanContext, entry, label: str, kind: str) -> "Layout | Refusal":
     """The vaulted index as a layout for this orphan (its keys checked against the object graph)."""
     try:
         index = read_index(ctx.vault.read_index(entry))
@@ -74,7 +74,7 @@ def _unless_graph_differs(ctx: OrphanContext, layout: Layout) -> None:
 
 
 def _own_layout(ctx: OrphanContext, entry, found, label: str) -> "Layout | Refusal":
-    layout = _vaulted_layout(ctx, entry, label, "vault")
+    layout = vaulted_layout(ctx, entry, label, "vault")
     if not isinstance(layout, Layout):
         return layout
     location = storage.display(ctx.vault.fs, entry.index_location)
@@ -148,7 +148,7 @@ class VaultSiblings(Source):
             entry = kept[prefix][0]
             rebuilt = ", rebuilt by ckpt-rescue" if entry.origin == ORIGIN_REBUILT else ""
             label = f"vaulted index of sibling {_name(prefix)} as of {entry.seen_on}{rebuilt}"
-            found = _vaulted_layout(ctx, entry, label, "sibling")
+            found = vaulted_layout(ctx, entry, label, "sibling")
             if isinstance(found, Layout):
                 _unless_graph_differs(ctx, found)
                 offered += 1

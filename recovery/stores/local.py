@@ -2,11 +2,12 @@
 guarantees. A create-only write is a hard link of a fsynced temp file (a link never replaces a
 file), and the identity of a file's bytes is what rsync's quick check uses plus the inode."""
 
+import io
 import os
 import shlex
 import uuid
 
-from .base import Store
+from .base import UPLOAD_PART_BYTES, Store, read_parts
 
 
 class LocalStore(Store):
@@ -37,12 +38,16 @@ class LocalStore(Store):
         return f"{round(mtime * 1e9)}:{size}:{inode}"
 
     def create_new(self, fs, path: str, data: bytes) -> None:
+        self.create_new_from(fs, path, io.BytesIO(data), len(data))
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES) -> None:
         """Write a temp file beside `path`, fsync it, then hard-link it into place (link never replaces)."""
         directory = os.path.dirname(path) or "."
         tmp = os.path.join(directory, f".{os.path.basename(path)}.ckpt-rescue-{uuid.uuid4().hex}.tmp")
         try:
             with open(tmp, "xb") as f:
-                f.write(data)
+                for part in read_parts(source, size, part_bytes):
+                    f.write(part)
                 f.flush()
                 os.fsync(f.fileno())
             os.link(tmp, path)

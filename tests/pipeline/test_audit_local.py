@@ -115,7 +115,7 @@ def test_record_lines_carry_every_field(first_run):
         lines = [json.loads(line) for line in f]
     fields = {"prefix", "status", "reason", "source", "index_path", "root", "kind", "directory", "staged",
               "data_files", "data_bytes", "bytes_scanned", "checks", "refusals", "command", "rehearsal", "seconds",
-              "evidence", "mtime"}
+              "evidence", "mtime", "salvage"}
     assert all(set(line) == fields for line in lines)
     rebuilt = [line for line in lines if line["status"] == "rebuilt"]
     assert rebuilt and all(line["evidence"]["confirmed"] and line["evidence"]["reference_total"] for line in rebuilt)
