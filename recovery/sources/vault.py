@@ -16,7 +16,7 @@ own bytes: they give a layout, and the result is compared with them.
 
 from tfbundle import OBJECT_GRAPH_KEY, FormatError, read_index
 
-from .. import storage
+from .. import storage, stores
 from ..context import OrphanContext
 from ..layout import Layout, Refusal
 from ..vault import (
@@ -38,7 +38,7 @@ def _own_entries(ctx: OrphanContext) -> list:
     """(entry, Relation) of every index the vault holds for this prefix, newest first."""
     if ctx.vault is None:
         return []
-    present = shard_records(ctx.prefix, ctx.directory_listing)
+    present = shard_records(ctx.prefix, ctx.directory_listing, stores.store_for_fs(ctx.fs))
     return [(entry, relation(entry, present)) for entry in ctx.vault.entries(ctx.display_prefix)]
 
 

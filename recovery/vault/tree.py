@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from tfbundle import FormatError, index_filename, read_index
 
-from .. import storage
+from .. import storage, stores
 from ..caches import SharedCache
-from .entry import ORIGINS, VaultEntry, data_identity, iso_utc, shard_records
+from .entry import ORIGINS, VaultEntry, iso_utc, shard_records
 
 MARKER = "ckpt-rescue-vault.json"
 MARKER_FORMAT = "ckpt-rescue-vault/1"
@@ -234,7 +234,7 @@ class Vault:
 
     def _read_entry(self, path: str, listed: dict | None = None) -> VaultEntry | None:
         """The entry at `path`, or None when there is none; a damaged one is logged and skipped."""
-        key = (self.url, path, (listed or {}).get("size"), tuple(sorted(data_identity(listed or {}).items())))
+        key = (self.url, path, (listed or {}).get("size"), stores.store_for_fs(self.fs).identity(listed or {}))
 
         def read():
             try:
@@ -309,5 +309,5 @@ def keep_checkpoint(vault: Vault, prefix_url: str, origin: str, when: float, run
     """Keep the index a prefix has now, with its data files as one listing of its directory shows them."""
     fs, prefix = storage.split_prefix(prefix_url)
     index_bytes = storage.read_bytes(fs, index_filename(prefix))
-    shards = shard_records(prefix, storage.ls(fs, storage.prefix_directory(prefix)))
+    shards = shard_records(prefix, storage.ls(fs, storage.prefix_directory(prefix)), stores.store_for_fs(fs))
     return vault.keep(storage.display(fs, prefix), index_bytes, shards, origin, when, run_id)

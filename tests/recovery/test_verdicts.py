@@ -322,7 +322,7 @@ def test_listings_carry_modification_times_on_every_store(tmp_path, gcs_bucket, 
         fs, path = storage.url_to_fs(url)
         files, children = top_level(fs, path)
         below = everything_under(fs, children[0])
-        for name, _, mtime in files + below:
+        for name, _, mtime, _ in files + below:
             assert isinstance(mtime, float) and abs(time.time() - mtime) < 300, (url, name, mtime)
 
 
