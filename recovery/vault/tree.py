@@ -159,6 +159,8 @@ class Vault:
         Create-only: the index bytes first, then the entry, which commits them. An index this vault
         already holds for the prefix is left as it is (Kept.created False). ValueError for bytes that
         are not an index or an unknown origin; VaultDamaged when the stored copy is not these bytes.
+        Local writes are not fsynced (an audit's first night keeps thousands): a copy a crash left torn
+        is what every read verifies anyway (its sha256 and size), and is reported, never overwritten.
         """
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
@@ -177,11 +179,11 @@ class Vault:
         if storage.is_local(self.fs):
             self.fs.makedirs(posixpath.dirname(base), exist_ok=True)
         try:
-            storage.write_new(self.fs, base + ".index", index_bytes)
+            storage.write_new(self.fs, base + ".index", index_bytes, durable=False)
         except FileExistsError:          # a keep that stopped before its entry, or one racing this one
             self._verified(base + ".index", sha, len(index_bytes))
         try:
-            storage.write_new(self.fs, base + ".json", entry.to_json())
+            storage.write_new(self.fs, base + ".json", entry.to_json(), durable=False)
         except FileExistsError:
             return Kept(self._read_entry(base + ".json") or entry, False)
         return Kept(entry, True)
