@@ -41,7 +41,8 @@ class VaultDamaged(Exception):
     """A vaulted index whose bytes no longer match the checksum they are stored under."""
 
 
-def _digest(text: str) -> str:
+def name_digest(text: str) -> str:
+    """Where a URL lives in the vault: the sha256 of its text (any length, any characters)."""
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -144,10 +145,10 @@ class Vault:
     # --- where things are ---------------------------------------------------------------------
 
     def _directory_path(self, directory: str) -> str:
-        return posixpath.join(self.root, TREE, _digest(directory))
+        return posixpath.join(self.root, TREE, name_digest(directory))
 
     def _prefix_path(self, prefix: str, directory: str) -> str:
-        return posixpath.join(self._directory_path(directory), _digest(prefix))
+        return posixpath.join(self._directory_path(directory), name_digest(prefix))
 
     # --- keeping ------------------------------------------------------------------------------
 
