@@ -43,7 +43,12 @@ def listed(store, name: str, entry: dict) -> Listed:
 
 
 class BadRoot(ValueError):
-    """A root that does not exist or is not a directory: a usage error, not a finding."""
+    """A root that is not a directory or cannot be listed: a usage error, not a finding."""
+
+
+class MissingRoot(BadRoot):
+    """A root that does not exist. Not a typo in the scheduler's own configuration only: a tree that
+    vanished looks the same, so the audit runs, reports it and exits 4 (nothing checked)."""
 
 
 def check_root(url: str) -> None:
@@ -56,7 +61,29 @@ def check_root(url: str) -> None:
         if storage.is_transient(exc):
             raise storage.StorageUnavailable(f"{url}: the store kept failing after retries ({exc})") from exc
         raise BadRoot(f"{url}: cannot be listed ({exc})") from None
-    raise BadRoot(f"{url}: {'is a file, not a directory' if exists else 'does not exist'}")
+    if exists:
+        raise BadRoot(f"{url}: is a file, not a directory")
+    raise MissingRoot(f"{url}: does not exist")
+
+
+def nearest_existing(url: str, limit: int = 3) -> list[str]:
+    """Paths that exist near a root that does not: the directories beside the first missing part of
+    its path whose names are closest to it (or the deepest ancestor that exists)."""
+    import difflib
+
+    fs, path = storage.url_to_fs(url)
+    missing, parent = path.rstrip("/"), storage.parent(path.rstrip("/"))
+    try:
+        while parent and parent != missing and not fs.isdir(parent):
+            missing, parent = parent, storage.parent(parent)
+        children = [entry["name"].rstrip("/") for entry in fs.ls(parent or "/", detail=True)
+                    if entry.get("type") == "directory"]
+    except (OSError, ValueError):
+        return []
+    names = {posixpath.basename(c): c for c in children}
+    close = difflib.get_close_matches(posixpath.basename(missing), list(names), n=limit, cutoff=0.5)
+    found = [storage.display(fs, names[name]) for name in close]
+    return found or ([storage.display(fs, parent)] if parent else [])
 
 
 def top_level(fs, root: str, exclude: str | None = None):

@@ -12,6 +12,7 @@ from tfbundle import index_filename
 
 from . import storage
 from .context import NotRebuildable, open_orphan
+from .memory.nightly import Nightly
 from .rebuild import (
     NO_SOURCE,
     RebuildOutcome,
@@ -27,6 +28,7 @@ from .rebuild import (
 from .records import CORRUPT, REBUILT, STALE, UNRECOVERABLE, Record, inspect_command, promote_command, replace_command
 from .registry import ResolvedRegistry
 from .tasks import OrphanTask
+from .vault import vault_for
 from .verify import (
     Rehearsal,
     VerifyPlan,
@@ -52,7 +54,9 @@ class AuditSettings:
     rehearse: bool = False
     registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
-    min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
+    min_age: float = 0.0         # seconds: findings on younger files are deferred (the CLI's default is 10 min)
+    vault: str | None = None     # --vault: a source for rebuilds (recovery/sources/vault.py)
+    nightly: "Nightly | None" = None   # what the run remembers and compares with (recovery/memory/)
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | None = None) -> "RebuildPlan | Record":
@@ -60,7 +64,8 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | 
 
     `registry`: name -> Layout, as registry.load_resolved(settings.registry) gives them."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, registry)
+        ctx = open_orphan(fs, task.prefix, task.listing, registry, vault=vault_for(settings.vault) if settings.vault
+                          else None)
     except NotRebuildable as exc:
         return _not_rebuilt(task, str(exc))
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)

@@ -14,6 +14,7 @@ from .nightly import Nightly
 from .snapshots import Snapshot
 
 UNCHANGED = "directory unchanged since "
+KEPT_AS = "staged index kept in the vault as "      # + its vaulted .index
 
 
 class CannotCarry(Exception):
@@ -57,21 +58,37 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage) -> list[Re
     return out
 
 
+def kept_as(record: Record, entry) -> Record:
+    """The record of a staged rebuild, naming the vault's copy of its index (what restage finds)."""
+    checks = tuple(line for line in record.checks if not line.startswith(KEPT_AS))
+    return dataclasses.replace(record, checks=(*checks, f"{KEPT_AS}{entry.index_location} (sha256 "
+                                                        f"{entry.index_sha256})"))
+
+
+def _kept_sha(record: Record) -> str | None:
+    for line in record.checks:
+        if line.startswith(KEPT_AS) and "(sha256 " in line:
+            return line.rsplit("(sha256 ", 1)[1].rstrip(")")
+    return None
+
+
 def restager(vault, report_dir: str, present):
-    """`restage` for carried(): the newest `rebuilt` entry the vault holds for the prefix whose data
-    files are the ones listed now (`present(prefix) -> [ShardRecord]`), staged in `report_dir`."""
+    """`restage` for carried(): the vault's copy of the index the record staged (named in its checks),
+    else the newest `rebuilt` entry of the prefix for its data files as listed now (`present(prefix) ->
+    [ShardRecord]`), staged again in `report_dir`."""
     report_fs, report_path = storage.url_to_fs(report_dir)
 
     def restage(record: Record) -> Record:
         if vault is None:
             raise CannotCarry(f"{record.prefix}: its staged index is not kept anywhere (no --vault)")
-        now = present(record.prefix)
+        sha, now = _kept_sha(record), present(record.prefix)
         for entry in vault.entries(record.prefix):
-            if entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES:
+            if entry.index_sha256 == sha or (
+                    sha is None and entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES):
                 staged = storage.display(report_fs, stage_index(report_fs, report_path, record.prefix,
                                                                 vault.read_index(entry)))
                 return dataclasses.replace(record, index_path=staged,
                                            command=record.command.replace(record.index_path, staged))
-        raise CannotCarry(f"{record.prefix}: the vault holds no rebuilt index for its data files as listed")
+        raise CannotCarry(f"{record.prefix}: the vault holds no copy of the index it staged")
 
     return restage

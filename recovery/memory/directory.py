@@ -188,3 +188,37 @@ def _remember(keep_in: MemoryStore, last, shown: str, root: str, digest, files, 
         log.warning("the vault did not take tonight's snapshot of %s: %s", shown, exc)
         night.counts.vault_failed += 1
 
+
+
+def night_of_gone(root: str, directory: str, nightly: Nightly) -> DirectoryNight:
+    """A directory the previous run listed that is not there tonight: a `deleted` record for each thing
+    it held (until reported longer than --vault-keep-days, when its vault entries go), remembered as a
+    snapshot of its own so the next night reports it too."""
+    night = DirectoryNight(counts=NightCounts(gone=1))
+    vault, keep_in, compare = stores_of(nightly)
+    earlier = compare.latest(directory, nightly.run_id, nightly.now) if compare else None
+    if earlier is None:
+        return night
+    for previous in earlier.current().values():
+        if not deletable(previous):
+            continue
+        gone = deleted(previous, root, nightly, _kept_until(previous, nightly) if vault is not None else "")
+        if gone is not None:
+            night.records.append(changed(gone, previous, nightly))
+        elif previous.kind == CHECKPOINT and vault is not None:
+            night.counts.pruned += vault.prune_prefix(previous.prefix)
+    if keep_in is not None and night.records:
+        folder = keep_in.folder(directory, nightly.now, nightly.run_id)
+        try:
+            keep_in.write_head(folder, Head(directory, root, None, nightly.now_iso, nightly.run_id, nightly.report_dir,
+                                            len(night.records), nightly.judged_with, gone=True))
+            keep_in.write_records(folder, night.records)
+        except Exception as exc:  # noqa: BLE001 - reported tonight; the next night finds it gone again
+            log.warning("the vault did not take tonight's snapshot of %s: %s", directory, exc)
+            night.counts.vault_failed += 1
+    elif keep_in is not None and compare is keep_in:
+        keep_in.drop_directory(directory)       # every deletion reported long enough: forget the directory
+    if night.records:
+        night.line = {"root": root, "directory": directory, "files": 0, "digest": "", "judged": nightly.now_iso,
+                      "carried_from": "", "why": "gone", "records": len(night.records)}
+    return night

@@ -90,6 +90,9 @@ class NightCounts:
     pruned: int = 0               # vault entries removed (retention)
     vault_failed: int = 0         # keeps and snapshots the vault did not take (it did not answer): warned
 
+    def add(self, other: "NightCounts") -> "NightCounts":
+        return self.merge([other])
+
     def merge(self, others) -> "NightCounts":
         for other in others:
             for name in (f.name for f in dataclasses.fields(self)):

@@ -157,14 +157,8 @@ class MemoryStore:
 
     def read(self, folder: str, paths: list) -> Snapshot | None:
         """The snapshot in `folder` (its files `paths`), or None without a readable head."""
-        head_path = posixpath.join(folder, HEAD)
-        if head_path not in paths:
-            return None
-        try:
-            head = Head.from_json(storage.read_bytes(self.fs, head_path))
-        except FileNotFoundError:
-            return None
-        except ValueError:
+        head = self.read_head(folder) if posixpath.join(folder, HEAD) in paths else None
+        if head is None:
             return None
         snapshot = Snapshot(head, folder)
         for path in sorted(paths):
@@ -180,6 +174,12 @@ class MemoryStore:
     def _records_in(self, path: str) -> list[Record]:
         data = storage.read_bytes(self.fs, path)
         return [record_from_dict(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+    def read_head(self, folder: str) -> Head | None:
+        try:
+            return Head.from_json(storage.read_bytes(self.fs, posixpath.join(folder, HEAD)))
+        except (FileNotFoundError, ValueError):
+            return None
 
     def named(self, directory: str, judged: str) -> str | None:
         """The folder of the snapshot of `directory` judged at `judged` (ISO 8601), or None."""
