@@ -166,9 +166,7 @@ def run(args) -> int:
     flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
     run_id, now = uuid.uuid4().hex, time.time() if args.now is None else args.now
     shown_roots = [_display(r) for r in roots]
-    registry = write_resolved(args.report_dir, layouts) if layouts is not None else None
-    nightly, memory_meta = nightly_setup.prepare(args, roots, shown_roots, run_id, now,
-                                                 registry.digest if registry else "")
+    nightly, memory_meta = nightly_setup.prepare(args, roots, shown_roots, run_id, now, layouts)
     meta = {
         "run_id": run_id,
         "started": now,
@@ -185,6 +183,7 @@ def run(args) -> int:
                     "registry_entries": sorted(layouts or {}), **memory_meta["options"]},
     }
     _mark_report_dir(args.report_dir, meta)
+    registry = write_resolved(args.report_dir, layouts) if layouts is not None else None
     nightly = nightly_setup.start(nightly, meta, args)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=registry, allow_zeros=args.allow_zeros, min_age=args.min_age * 60,

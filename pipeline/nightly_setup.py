@@ -62,15 +62,16 @@ def _path_of(url: str) -> str:
     return storage.url_to_fs(url)[1].rstrip("/") or "/"
 
 
-def judged_with(args, registry_digest: str) -> str:
+def judged_with(args, layouts: dict | None) -> str:
     """What a verdict depends on besides the listing: a directory judged with another version, registry
     or these options is judged again rather than carried."""
-    basis = {"version": tool_version(), "registry": registry_digest, "allow_zeros": args.allow_zeros,
+    registry = {name: layout.to_json() for name, layout in (layouts or {}).items()}
+    basis = {"version": tool_version(), "registry": registry, "allow_zeros": args.allow_zeros,
              "in_place": args.in_place, "rehearse": args.rehearse}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(args, roots: list, shown_roots: list, run_id: str, now: float, registry_digest: str) -> tuple:
+def prepare(args, roots: list, shown_roots: list, run_id: str, now: float, layouts: dict | None) -> tuple:
     """(Nightly, what the run's meta gains) from the audit's arguments, before any work."""
     if args.verify_share is not None and not (args.verify_data or args.rehearse):
         raise UsageError("--verify-share 1/N chooses which healthy checkpoints --verify-data (or --rehearse) reads "
@@ -96,7 +97,7 @@ def prepare(args, roots: list, shown_roots: list, run_id: str, now: float, regis
     nightly = Nightly(run_id, now, _shown(args.report_dir), vault=_shown(args.vault) if args.vault else None,
                       compare=_shown(args.vault) if args.vault and previous is not None else None,
                       previous=previous, full=args.full, keep_days=args.vault_keep_days, verify_share=share,
-                      verify_round=rounds, judged_with=judged_with(args, registry_digest))
+                      verify_round=rounds, judged_with=judged_with(args, layouts))
     meta = {"started_iso": iso(now), "vault": nightly.vault, "warnings": warnings,
             "previous_run": previous.summary_field() if previous else None,
             "previous_live": dict(previous.live) if previous else {},
