@@ -48,8 +48,9 @@ def classify_directory(fs, contents: DirectoryContents, root: str, min_age: floa
     `now`) is deferred as in progress, and nothing is rebuilt for it. `in_place` says whether this run
     writes rebuilt indexes beside their data (what a state file's record tells about fixing its latest
     checkpoint); `verify_data` (a bool, or a predicate on the prefix as displayed) that a healthy
-    checkpoint will be streamed afterwards. `keep(found, index_bytes)`, if given, is called with the
-    index of every healthy checkpoint as read (the vault keeps it: recovery/memory/directory.py).
+    checkpoint will be streamed afterwards. `keep(found, index_bytes, graph)`, if given, is called with
+    the index of every healthy checkpoint as read, and its object graph's payload where the spot check
+    read and verified it, else None (the vault keeps them: recovery/memory/directory.py).
     """
     directory = storage.display(fs, contents.directory)
     now = time.time() if now is None else now
@@ -67,7 +68,7 @@ def classify_directory(fs, contents: DirectoryContents, root: str, min_age: floa
             judged = _in_progress(display, root, CHECKPOINT, directory, mtime, min_age, now, judged,
                                   data_files=len(found.data), data_bytes=found.data_bytes)
         elif keep is not None and read and isinstance(judged, Record) and judged.status == HEALTHY:
-            keep(found, read[found.prefix])
+            keep(found, read[found.prefix], read.get((found.prefix, "object graph")))
         states[found.prefix] = judged
         results.append(judged)
     for leftover in contents.leftovers:
@@ -126,7 +127,8 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
                     full_check_follows: bool = False, read: dict | None = None) -> "Record | OrphanTask":
     """`full_check_follows`: --verify-data will stream this checkpoint, so one damaged tensor the spot
     check finds is left for it to report with every other one. `read`: where the index bytes as read
-    go (prefix -> bytes), for a caller that keeps them without reading them again."""
+    go (prefix -> bytes; and (prefix, "object graph") -> the graph's payload when the spot check read
+    it), for a caller that keeps them without reading them again."""
     display = storage.display(fs, found.prefix)
 
     def orphan(stage_only=False, finding="no index", status_if_staged=CORRUPT):
@@ -168,6 +170,8 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
     if record.status != HEALTHY:
         return record
     spot = spot_check(fs, found.prefix, index)
+    if read is not None and spot.graph is not None:
+        read[(found.prefix, "object graph")] = spot.graph
     record = dataclasses.replace(record, bytes_scanned=record.bytes_scanned + spot.bytes_read)
     if spot.looks_stale:
         return orphan(stage_only=True, status_if_staged=STALE, finding=(

@@ -136,16 +136,16 @@ def _present(fs, contents):
 
 
 def _keeper(vault, fs, contents, nightly: Nightly, counts: NightCounts):
-    """keep(found, index_bytes) for classify_directory: the vault keeps each healthy index as read. A
+    """keep(found, index_bytes, graph) for classify_directory: the vault keeps each healthy index as read. A
     vault that does not take it is a warning and a count, never a verdict about the checkpoint."""
     store = stores.store_for_fs(fs)
 
-    def keep(found, index_bytes: bytes) -> None:
+    def keep(found, index_bytes: bytes, graph: bytes | None = None) -> None:
         prefix = storage.display(fs, found.prefix)
         try:
             kept = vault.keep(prefix, index_bytes, shard_records(found.prefix, contents.listing_for(found.prefix),
                                                                  store),
-                              ORIGIN_SEEN_HEALTHY, nightly.now, nightly.run_id)
+                              ORIGIN_SEEN_HEALTHY, nightly.now, nightly.run_id, object_graph=graph)
             if kept.created:
                 counts.kept += 1
                 counts.kept_bytes += len(index_bytes)

@@ -4,9 +4,9 @@ directory was judged, under a memory root (the vault, or an earlier report's `pr
     ROOT/memory/<sha256 of directory URL>/<judged>_<run id>/head.json      what was judged: the listing
                                                                             (names, sizes, identities), its
                                                                             digest, how many records follow
-    ROOT/memory/<...>/<judged>_<run id>/records-<uuid>.jsonl               the records, as judged (in parts:
+    ROOT/memory/<...>/<judged>_<run id>/records-<uuid>.jsonl.gz            the records, as judged (in parts:
                                                                             classification's, then each rebuild's)
-    ROOT/memory/<...>/<judged>_<run id>/verified-<when>-<uuid>.jsonl       later --verify-data results of its
+    ROOT/memory/<...>/<judged>_<run id>/verified-<when>-<uuid>.jsonl.gz    later --verify-data results of its
                                                                             healthy checkpoints (newest wins)
 
 A snapshot is complete when its parts hold as many records as its head says; an incomplete one (a run
@@ -15,6 +15,7 @@ read as written; an unchanged directory adds nothing. The newest complete snapsh
 what it was when last judged.
 """
 
+import gzip
 import json
 import posixpath
 import uuid
@@ -110,10 +111,12 @@ class MemoryStore:
         self._write(posixpath.join(folder, HEAD), head.to_json())
 
     def write_records(self, folder: str, records, part: str = RECORDS_PART, when: float | None = None) -> str:
-        """One part of records (a Record's line each) into a snapshot's folder; returns its path."""
+        """One part of records (a Record's line each, gzipped: a record's JSON repeats itself, and a vault
+        holds one per checkpoint) into a snapshot's folder; returns its path."""
         stamp = f"-{compact(when)}" if when is not None else ""
-        path = posixpath.join(folder, f"{part}{stamp}-{uuid.uuid4().hex[:16]}.jsonl")
-        self._write(path, "".join(record_line(r) for r in records).encode("utf-8"))
+        path = posixpath.join(folder, f"{part}{stamp}-{uuid.uuid4().hex[:16]}.jsonl.gz")
+        data = "".join(record_line(r) for r in records).encode("utf-8")
+        self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
         return path
 
     def _write(self, path: str, data: bytes) -> None:
@@ -173,6 +176,8 @@ class MemoryStore:
 
     def _records_in(self, path: str) -> list[Record]:
         data = storage.read_bytes(self.fs, path)
+        if path.endswith(".gz"):
+            data = gzip.decompress(data)
         return [record_from_dict(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
 
     def read_head(self, folder: str) -> Head | None:

@@ -8,6 +8,7 @@ earlier save of the prefix, a reference like a sibling's; other names or sizes m
 other bytes, which is not used.
 """
 
+import base64
 import datetime
 import json
 import posixpath
@@ -81,6 +82,13 @@ class VaultEntry:
     origin: str                 # ORIGIN_SEEN_HEALTHY or ORIGIN_REBUILT
     run_id: str = ""            # the run that kept it
     location: str = field(default="", compare=False)   # the vault path of its .json (set when read)
+    # The object graph's payload (base64) where the keeper had read it and it is at most MAX_STORED_GRAPH:
+    # a later orphan's graph is then compared with it (TensorFlow's own renaming allowed), not only its CRC.
+    object_graph: str = ""
+
+    @property
+    def graph_payload(self) -> bytes | None:
+        return base64.b64decode(self.object_graph) if self.object_graph else None
 
     @property
     def seen_on(self) -> str:
@@ -94,6 +102,8 @@ class VaultEntry:
     def to_json(self) -> bytes:
         doc = {"format": ENTRY_FORMAT, **asdict(self)}
         doc.pop("location")
+        if not self.object_graph:
+            doc.pop("object_graph")
         doc["shards"] = [asdict(s) for s in self.shards]
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -108,7 +118,8 @@ class VaultEntry:
             shards = tuple(ShardRecord(str(s["name"]), int(s["size"]), _identity_from_json(s.get("identity")))
                            for s in doc["shards"])
             entry = cls(str(doc["prefix"]), str(doc["directory"]), str(doc["index_sha256"]), int(doc["index_size"]),
-                        shards, str(doc["first_seen"]), str(doc["origin"]), str(doc.get("run_id", "")), location)
+                        shards, str(doc["first_seen"]), str(doc["origin"]), str(doc.get("run_id", "")), location,
+                        str(doc.get("object_graph") or ""))
         except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a vault entry: {exc}") from None
         if entry.origin not in ORIGINS:

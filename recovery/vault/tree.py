@@ -9,6 +9,7 @@ A reader ignores an .index without its .json (and a .json whose .index is gone).
 already kept changes nothing, so re-runs and racing workers are harmless. docs/vault.md says more.
 """
 
+import base64
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from tfbundle import FormatError, index_filename, read_index
 
 from .. import storage, stores
 from ..caches import SharedCache
+from ..layout import MAX_STORED_GRAPH
 from .entry import ORIGINS, VaultEntry, iso_utc, shard_records
 
 MARKER = "ckpt-rescue-vault.json"
@@ -153,9 +155,10 @@ class Vault:
     # --- keeping ------------------------------------------------------------------------------
 
     def keep(self, prefix_url: str, index_bytes: bytes, shards: list, origin: str, when: float,
-             run_id: str = "") -> Kept:
+             run_id: str = "", object_graph: bytes | None = None) -> Kept:
         """Keep one index of `prefix_url` with the data files it describes (`shards`: ShardRecords, see
-        entry.shard_records), first seen at `when` (epoch seconds) by run `run_id`.
+        entry.shard_records), first seen at `when` (epoch seconds) by run `run_id`; `object_graph`: the
+        payload of its object graph where the caller read it (stored when at most MAX_STORED_GRAPH).
 
         Create-only: the index bytes first, then the entry, which commits them. An index this vault
         already holds for the prefix is left as it is (Kept.created False). ValueError for bytes that
@@ -172,8 +175,10 @@ class Vault:
         prefix, directory = canonical_prefix(prefix_url)
         sha = hashlib.sha256(index_bytes).hexdigest()
         base = posixpath.join(self._prefix_path(prefix, directory), sha)
+        graph = base64.b64encode(object_graph).decode("ascii") if object_graph and \
+            len(object_graph) <= MAX_STORED_GRAPH else ""
         entry = VaultEntry(prefix, directory, sha, len(index_bytes), tuple(shards), iso_utc(when), origin, run_id,
-                           base + ".json")
+                           base + ".json", graph)
         existing = self._read_entry(base + ".json")
         if existing is not None and storage.fresh_exists(self.fs, base + ".index"):
             return Kept(existing, False)
@@ -308,9 +313,14 @@ def vault_for(url: str, create: bool = False) -> Vault:
     return _opened.get_or_compute((url, create), lambda: Vault.open(url, create))
 
 
-def keep_checkpoint(vault: Vault, prefix_url: str, origin: str, when: float, run_id: str = "") -> Kept:
-    """Keep the index a prefix has now, with its data files as one listing of its directory shows them."""
+def keep_checkpoint(vault: Vault, prefix_url: str, origin: str, when: float, run_id: str = "",
+                    with_graph: bool = True) -> Kept:
+    """Keep the index a prefix has now, with its data files as one listing of its directory shows them
+    and (`with_graph`) its object graph's payload (one small read of the data)."""
+    from ..healthy import read_object_graph
+
     fs, prefix = storage.split_prefix(prefix_url)
     index_bytes = storage.read_bytes(fs, index_filename(prefix))
     shards = shard_records(prefix, storage.ls(fs, storage.prefix_directory(prefix)), stores.store_for_fs(fs))
-    return vault.keep(storage.display(fs, prefix), index_bytes, shards, origin, when, run_id)
+    graph = read_object_graph(fs, prefix) if with_graph else None
+    return vault.keep(storage.display(fs, prefix), index_bytes, shards, origin, when, run_id, object_graph=graph)
