@@ -97,8 +97,14 @@ def _judge(fs, root: str, contents, nightly: Nightly, judging: Judging, vault, b
         seen.add(key_of(result))
         _route(changed(result, before.get(key_of(result)), nightly), before.get(key_of(result)), nightly, judging,
                night)
-    for key, previous in before.items():
-        if key in seen or not deletable(previous):
+    _report_gone([previous for key, previous in before.items() if key not in seen], root, nightly, vault, night)
+
+
+def _report_gone(gone_since: list, root: str, nightly: Nightly, vault, night: DirectoryNight) -> None:
+    """A `deleted` record for each record of the previous run whose subject is gone, until reported for
+    longer than --vault-keep-days; then its vault entries are pruned instead."""
+    for previous in gone_since:
+        if not deletable(previous):
             continue
         gone = deleted(previous, root, nightly, _kept_until(previous, nightly) if vault is not None else "")
         if gone is not None:
@@ -199,14 +205,7 @@ def night_of_gone(root: str, directory: str, nightly: Nightly) -> DirectoryNight
     earlier = compare.latest(directory, nightly.run_id, nightly.now) if compare else None
     if earlier is None:
         return night
-    for previous in earlier.current().values():
-        if not deletable(previous):
-            continue
-        gone = deleted(previous, root, nightly, _kept_until(previous, nightly) if vault is not None else "")
-        if gone is not None:
-            night.records.append(changed(gone, previous, nightly))
-        elif previous.kind == CHECKPOINT and vault is not None:
-            night.counts.pruned += vault.prune_prefix(previous.prefix)
+    _report_gone(list(earlier.current().values()), root, nightly, vault, night)
     if keep_in is not None and night.records:
         folder = keep_in.folder(directory, nightly.now, nightly.run_id)
         try:
