@@ -14,6 +14,7 @@ from tfbundle import INDEX_SUFFIX, FormatError, index_filename, parse_data_filen
 from . import storage
 from .context import data_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
+from .listing import Listed
 from .records import EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 
@@ -178,7 +179,7 @@ def lfs_pointer_diagnosis(fs, path: str, prefix: str | None, head: bytes) -> Dia
 
 def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
     directory = storage.prefix_directory(path)
-    contents = group_directory(directory, [(i["name"], i.get("size") or 0) for i in listing
+    contents = group_directory(directory, [Listed(i["name"], i.get("size") or 0) for i in listing
                                             if i.get("type") != "directory"])
     names = [posixpath.basename(p) for p in contents.checkpoints]
     close = difflib.get_close_matches(posixpath.basename(path), names, n=5, cutoff=0.4)
@@ -196,7 +197,7 @@ def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
 
 def _directory(fs, path: str, target: str) -> Diagnosis:
     found = fs.find(path, maxdepth=DIRECTORY_DEPTH, detail=True)
-    contents = group_directory(path, [(p, info.get("size") or 0) for p, info in found.items()
+    contents = group_directory(path, [Listed(p, info.get("size") or 0) for p, info in found.items()
                                       if info.get("type") != "directory"])
     rows = []
     for prefix, files in contents.checkpoints.items():

@@ -12,6 +12,7 @@ from tfbundle import index_filename
 
 from . import storage
 from .context import NotRebuildable, open_orphan
+from .memory.nightly import Nightly
 from .rebuild import (
     NO_SOURCE,
     RebuildOutcome,
@@ -55,7 +56,9 @@ class AuditSettings:
     rehearse: bool = False
     registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
-    min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
+    min_age: float = 0.0         # seconds: findings on younger files are deferred (the CLI's default is 10 min)
+    vault: str | None = None     # --vault: a source for rebuilds (recovery/sources/vault.py)
+    nightly: "Nightly | None" = None   # what the run remembers and compares with (recovery/memory/)
 
 
 def offer_salvage(fs, prefix: str, listing: list | None, record: Record, settings: AuditSettings,
@@ -78,9 +81,8 @@ def _registry_file(settings: AuditSettings) -> str:
 
 
 def _vault(settings: AuditSettings):
-    """The run's index vault, from the setting issue 13's `--vault` adds (a URL, or a Vault)."""
-    vault = getattr(settings, "vault", None)
-    return vault_for(vault) if isinstance(vault, str) and vault else vault or None
+    """The run's index vault (--vault), or None."""
+    return vault_for(settings.vault) if settings.vault else None
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | None = None) -> "RebuildPlan | Record":
@@ -89,7 +91,7 @@ def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | 
 
     `registry`: name -> Layout, as registry.load_resolved(settings.registry) gives them."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, registry)
+        ctx = open_orphan(fs, task.prefix, task.listing, registry, vault=_vault(settings))
     except NotRebuildable as exc:
         return offer_salvage(fs, task.prefix, task.listing, _not_rebuilt(task, str(exc)), settings, registry)
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)
