@@ -15,7 +15,7 @@ An index ckpt-rescue itself rebuilt is never a reference: its CRCs came from the
 from .. import storage
 from ..layout import Layout, Refusal
 from ..sources import vault as sources_vault
-from ..vault import ORIGIN_SEEN_HEALTHY, OTHER_BYTES, SAME_FILES, relation, shard_records
+from ..vault import ORIGIN_SEEN_HEALTHY, OTHER_BYTES, SAME_FILES, relation
 from ..vault.judgement import VaultedIndex
 
 CUT = "cut-short"      # the same data file names, none longer now, some shorter or missing
@@ -27,7 +27,7 @@ def own_entries(ctx) -> list:
     vault's relation (SAME_FILES, EARLIER_SAVE, OTHER_BYTES) or CUT."""
     if ctx.vault is None:
         return []
-    present = shard_records(ctx.prefix, ctx.directory_listing)
+    present = sources_vault.present_shards(ctx)
     found = []
     for entry in ctx.vault.entries(ctx.display_prefix):
         found_relation = relation(entry, present)

@@ -34,11 +34,16 @@ from .protocol import Source
 from .sibling import MAX_OFFERED, MAX_SIBLINGS_READ, layout_for_orphan, nearness
 
 
+def present_shards(ctx) -> list:
+    """The prefix's data files as listed now, with the store's identity of each (what an entry is held to)."""
+    return shard_records(ctx.prefix, ctx.directory_listing, stores.store_for_fs(ctx.fs))
+
+
 def _own_entries(ctx: OrphanContext) -> list:
     """(entry, Relation) of every index the vault holds for this prefix, newest first."""
     if ctx.vault is None:
         return []
-    present = shard_records(ctx.prefix, ctx.directory_listing, stores.store_for_fs(ctx.fs))
+    present = present_shards(ctx)
     return [(entry, relation(entry, present)) for entry in ctx.vault.entries(ctx.display_prefix)]
 
 
