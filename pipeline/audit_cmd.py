@@ -226,7 +226,8 @@ def _warn_empty_roots(summary: dict) -> None:
     for root, entry in summary.get("per_root", {}).items():
         if not entry.get("records"):
             print(f"ckpt-rescue audit: warning: no checkpoint found under {root} (looked at every depth for "
-                  "`*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files)", file=sys.stderr)
+                  "`*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files, without following symbolic "
+                  "links to directories)", file=sys.stderr)
 
 
 def _display(url: str) -> str:
@@ -314,6 +315,14 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
     unchecked = counts.get("error", 0)
     if unchecked:
         print(f"could not check {unchecked} (storage kept failing; run again): see failures.csv")
+    skipped = summary.get("not_followed", {})
+    if skipped.get("count"):
+        print(f"not followed: {skipped['count']} symbolic link(s) to directories outside their root; checkpoints "
+              "reached only through them were not audited (give a target as a ROOT to audit it):")
+        for where in skipped.get("where", []):
+            print(f"  {where}")
+        if skipped["count"] > len(skipped.get("where", [])):
+            print(f"  ... {skipped['count'] - len(skipped['where'])} more in records.jsonl (kind listing)")
     if metrics:
         print("metrics: " + ", ".join(_metric(name, value) for name, value in sorted(metrics.items())))
     print(f"report: {summary['report_dir'].rstrip('/')}/{HTML}")

@@ -52,7 +52,7 @@ def shard_records(prefix: str, listing: list) -> list[ShardRecord]:
     """The data files of `prefix` (a filesystem path) in a listing of its directory, by shard."""
     found = []
     for item in listing:
-        parsed = parse_data_filename(item["name"]) if item.get("type") != "directory" else None
+        parsed = parse_data_filename(item["name"]) if item.get("type", "file") == "file" else None
         if parsed and parsed.prefix == prefix:
             found.append((parsed.shard, ShardRecord(posixpath.basename(item["name"]), int(item["size"]),
                                                     data_identity(item))))
