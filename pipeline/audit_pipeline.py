@@ -27,7 +27,7 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     directories, listing_failures = (pipeline
                                      | "Roots" >> beam.Create(roots)
                                      | "List" >> ListFiles(settings.report_dir))
-    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
+    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data, settings.now)
     found, orphans, to_check = {"listing": listing_failures}, [], []
     for listed, each in directories.items():     # classified in the stage that listed them
         classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
