@@ -23,15 +23,21 @@ from .listing import Listed
 from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"
-_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?$")
-_TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
-_STATE_TEMP_RE = re.compile(r"^checkpoint\.tmp[0-9a-f]+$")   # CheckpointManager writes the state file via a temp
+# Names may hold line breaks: `\Z` ends the name, where `$` would also match before a final line break.
+_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?\Z")
+_TEMPSTATE_RE = re.compile(r"\.tempstate\d+\Z")
+_STATE_TEMP_RE = re.compile(r"checkpoint\.tmp[0-9a-f]+")   # CheckpointManager writes the state file via a temp
+# What TensorFlow's sharded save writes into `P_temp/` (`P_temp_<hex>/`) before merging: part bundles only.
+_MERGE_INPUT_RE = re.compile(r"part-\d{5,}-of-\d{5,}(?:\.index|\.data-\d{5,}-of-\d{5,})(?:\.tempstate\d+)?")
 
 
 def checkpoint_directory(path: str) -> str:
-    """The directory whose checkpoints `path` belongs to (a merge temp dir counts as its parent's)."""
+    """The directory whose checkpoints `path` belongs to. A merge input (`P_temp/part-00000-of-00002.index`,
+    exactly as TensorFlow names it) counts as its parent's, since P cannot be judged without it; any other
+    file is its own directory's, so a user's directory that happens to be called `bert_temp/` is audited
+    as what it is."""
     parent = posixpath.dirname(path)
-    if _TEMP_DIR_RE.search(posixpath.basename(parent)):
+    if _TEMP_DIR_RE.search(posixpath.basename(parent)) and _MERGE_INPUT_RE.fullmatch(posixpath.basename(path)):
         return posixpath.dirname(parent)
     return parent
 
@@ -164,7 +170,7 @@ def group_directory(directory: str, files: "list[Listed]") -> DirectoryContents:
             contents.leftovers.append(_unrenamed(path, size))
         elif leaf == STATE_FILE and posixpath.dirname(path) == directory:
             contents.state_files.append((path, size))
-        elif _STATE_TEMP_RE.match(leaf):
+        elif _STATE_TEMP_RE.fullmatch(leaf):
             contents.leftovers.append(Leftover(path, "state file temp", "", [(path, size)]))
         elif path.endswith(naming.INDEX_SUFFIX):
             prefix = path[: -len(naming.INDEX_SUFFIX)]
