@@ -14,7 +14,7 @@ from tfbundle import INDEX_SUFFIX, FormatError, index_filename, parse_data_filen
 from . import storage
 from .context import data_files_of, unread_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
-from .listing import Listed
+from .listed import Listed
 from .records import EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 

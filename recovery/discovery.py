@@ -1,7 +1,7 @@
 """Turn a flat listing into what an audit reasons about: checkpoint prefixes per directory, the
 leftovers of interrupted saves, and `checkpoint` state files.
 
-Pure: it sees only the listing's files (`recovery.listing.Listed`: path, size, mtime, identity), so the
+Pure: it sees only the listing's files (`recovery.listed.Listed`: path, size, mtime, identity), so the
 same grouping runs on a laptop listing and on a bucket listing fanned out over Beam workers.
 Modification times are kept per path (`DirectoryContents.mtimes`) so saves still in progress can be
 told from finished ones, and the store's identity of each file's bytes (`identities`) so the vault
@@ -19,7 +19,7 @@ from google.protobuf import text_format
 
 from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
 
-from .listing import Listed
+from .listed import Listed
 from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"

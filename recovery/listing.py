@@ -16,15 +16,14 @@ root (its marker, `ckpt-rescue-vault.json`) is left out whole: its `.index` file
 
 import itertools
 import posixpath
-import shlex
 from typing import NamedTuple
 
 from tfbundle import INDEX_SUFFIX, parse_data_filename
 
 from . import storage, stores
-from .discovery import STATE_FILE, checkpoint_directory
-from .records import HEALTHY, LISTING, UNRECOVERABLE, Record
-from .stores.base import DANGLING, LINKED_DIRECTORY, SPECIAL
+from .discovery import STATE_FILE
+from .listed import listed
+from .stores.base import SPECIAL
 
 # Written into a report directory before a run does any work, so even a run that stopped before its
 # summary leaves a directory the next audit recognises as reports, not checkpoints. Nothing else
@@ -33,22 +32,6 @@ from .stores.base import DANGLING, LINKED_DIRECTORY, SPECIAL
 REPORT_MARKER = ".ckpt-rescue-report"
 STAGED_DIR = "rebuilt"
 VAULT_MARKER = "ckpt-rescue-vault.json"   # recovery.vault.tree.MARKER: a vault's whole tree is left out
-
-
-class Listed(NamedTuple):
-    """One file as a listing gave it, the one shape every step sees: `mtime` in epoch seconds and
-    `identity` the store's name for its bytes (recovery/stores: a GCS generation, an S3 ETag, a local
-    mtime, size and inode), each None where the store gives none."""
-
-    path: str
-    size: int
-    mtime: float | None = None
-    identity: str | None = None
-
-
-def listed(store, name: str, entry: dict) -> Listed:
-    """A listing entry (fsspec's dict) as a Listed file of `store`."""
-    return Listed(name, int(entry.get("size") or 0), store.mtime(entry), store.identity(entry))
 
 
 class Unread(NamedTuple):
@@ -280,37 +263,3 @@ def distinct_roots(urls: list[str]) -> list[str]:
         kept.append((kind, path, url))
     order = {url: i for i, url in enumerate(urls)}
     return [url for _, _, url in sorted(kept, key=lambda k: order[k[2]])]
-
-
-def unread_record(root: str, fs, unread: Unread) -> Record:
-    """The record of an entry the audit does not read. One named like a checkpoint's file needs a person
-    (whatever it is, TensorFlow cannot read it as that file); a symbolic link to a directory outside the
-    root says which checkpoints were not audited (its `source` is the target, which summary.json counts);
-    anything else is noted."""
-    fs_root = storage.url_to_fs(root)[1]
-    shown_root, shown = storage.display(fs, fs_root), storage.display(fs, unread.path)
-
-    def record(status: str, reason: str, **fields) -> Record:
-        return Record(shown, status, reason, shown_root, LISTING,
-                      storage.display(fs, checkpoint_directory(unread.path)), **fields)
-
-    if unread.why == LINKED_DIRECTORY:
-        target, real_root = posixpath.realpath(unread.path), posixpath.realpath(fs_root).rstrip("/")
-        if target == real_root or target.startswith(real_root + "/"):
-            return record(HEALTHY, f"{unread.what}: not followed; its target lies inside this root, where its "
-                                   "checkpoints are audited under their own path")
-        return record(HEALTHY, f"{unread.what}: not followed, so checkpoints reached only through it were not "
-                               f"audited; give {target} as a ROOT to audit them", source=target)
-    leaf = posixpath.basename(unread.path)
-    named = ("the index of a checkpoint" if leaf.endswith(INDEX_SUFFIX) else
-             "a checkpoint's data file" if parse_data_filename(leaf) else
-             "TensorFlow's `checkpoint` state file" if leaf == STATE_FILE else None)
-    if named is None:
-        return record(HEALTHY, f"{unread.what}, not a regular file: never opened (its name is not a checkpoint "
-                               "file's)")
-    why = ("the file it pointed at is gone" if unread.why == DANGLING else
-           "TensorFlow cannot read it as that file, and the audit never opens it (a FIFO would block, a device may "
-           "act on being opened)")
-    return record(UNRECOVERABLE, f"{unread.what}, named like {named}: {why}; the checkpoint of that name is judged "
-                                 "without it. Put the real file in its place, or remove it",
-                  command=f"ls -l -- {shlex.quote(shown)}")

@@ -20,14 +20,14 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.discovery import checkpoint_directory
 from recovery.failures import tree_failure
+from recovery.listed import Listed
 from recovery.listing import (
-    Listed,
     everything_under_group,
     same_filesystem_path,
     sibling_groups,
     top_level,
-    unread_record,
 )
+from recovery.unread import unread_record
 
 from .errors import failures_become_records
 from .metrics import counter
@@ -47,7 +47,7 @@ class DirectoryFiles(NamedTuple):
 
     root: str
     directory: str
-    files: Sequence[Listed]     # recovery.listing.Listed: path, size, mtime, identity
+    files: Sequence[Listed]     # recovery.listed.Listed: path, size, mtime, identity
 
 
 class Expand(NamedTuple):

@@ -13,7 +13,8 @@ from recovery.discovery import (
     parse_state_file,
     resolve_state_name,
 )
-from recovery.listing import BadRoot, Listed, check_root, distinct_roots, everything_under, top_level
+from recovery.listed import Listed
+from recovery.listing import BadRoot, check_root, distinct_roots, everything_under, top_level
 from tfbundle import FormatError
 
 

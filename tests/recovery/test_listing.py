@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recovery import storage
-from recovery.listing import everything_under_group, listed_under, sibling_groups, top_level, unread_record
+from recovery.listing import everything_under_group, listed_under, sibling_groups, top_level
+from recovery.unread import unread_record
 
 names = st.lists(st.text(alphabet="ab-1_", max_size=5), max_size=60)    # "": objects named `parent//...`
 
