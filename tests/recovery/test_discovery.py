@@ -183,6 +183,6 @@ def test_only_tensorflow_s_own_merge_inputs_belong_to_the_directory_above_a_temp
     for own in ("/r/bert_temp/ckpt-1.index", "/r/bert_temp/ckpt-1.data-00000-of-00001", "/r/bert_temp/checkpoint",
                 "/r/bert_temp/part-00000-of-00001.index.bak", "/r/x_temp/part-0-of-1.index"):
         assert checkpoint_directory(own) == posixpath.dirname(own), own
-    contents = group_directory("/r/bert_temp", [("/r/bert_temp/ckpt-1.index", 9),
-                                                ("/r/bert_temp/ckpt-1.data-00000-of-00001", 9)])
+    contents = group_directory("/r/bert_temp", [Listed("/r/bert_temp/ckpt-1.index", 9),
+                                                Listed("/r/bert_temp/ckpt-1.data-00000-of-00001", 9)])
     assert list(contents.checkpoints) == ["/r/bert_temp/ckpt-1"] and not contents.leftovers
