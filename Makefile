@@ -23,12 +23,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
-# Nightly audit: make nightly ROOTS="gs://a/runs s3://b/runs" REPORT_DIR=gs://a/ckpt-reports [REGISTRY=FILE] [NIGHTLY_ARGS=...]
-# REGISTRY defaults to the example registry shipped in the package (the sample models).
+# Nightly audit: make nightly ROOTS="gs://a/runs s3://b/runs" REPORT_DIR=gs://a/ckpt-reports [VAULT=URL] [REGISTRY=FILE] [NIGHTLY_ARGS=...]
+# Each night writes REPORT_DIR/YYYY-MM-DD (UTC); every night keeps its memory in one vault, by default
+# REPORT_DIR/vault (docs/vault.md). REGISTRY defaults to the example registry shipped in the package.
 REGISTRY ?= pipeline/resources/architectures.yaml
+VAULT ?= $(REPORT_DIR)/vault
 nightly: $(STAMP)
-	@test -n "$(ROOTS)" -a -n "$(REPORT_DIR)" || { echo "usage: make nightly ROOTS='gs://a/runs ...' REPORT_DIR=gs://a/reports [REGISTRY=FILE] [NIGHTLY_ARGS=...]"; exit 2; }
-	$(VENV)/bin/ckpt-rescue audit $(ROOTS) --report-dir $(REPORT_DIR)/$$(date -u +%Y-%m-%d) --registry $(REGISTRY) $(NIGHTLY_ARGS)
+	@test -n "$(ROOTS)" -a -n "$(REPORT_DIR)" || { echo "usage: make nightly ROOTS='gs://a/runs ...' REPORT_DIR=gs://a/reports [VAULT=URL] [REGISTRY=FILE] [NIGHTLY_ARGS=...]"; exit 2; }
+	$(VENV)/bin/ckpt-rescue audit $(ROOTS) --report-dir $(REPORT_DIR)/$$(date -u +%Y-%m-%d) --vault $(VAULT) --registry $(REGISTRY) $(NIGHTLY_ARGS)
 
 # The project's own .proto files -> committed *_pb2.py (+ .pyi). protoc 31.1 (grpcio-tools 1.74.0)
 # writes gencode 6.31.1, which every protobuf runtime pyproject.toml allows (>=6.31.1,<7) accepts.
