@@ -183,7 +183,8 @@ def run(args) -> int:
                     "registry_entries": sorted(layouts or {}), **memory_meta["options"]},
     }
     _mark_report_dir(args.report_dir, meta)
-    registry = write_resolved(args.report_dir, layouts, absolute_location(args.registry)) if layouts is not None else None
+    registry = (write_resolved(args.report_dir, layouts, absolute_location(args.registry))
+                if layouts is not None else None)
     nightly = nightly_setup.start(nightly, meta, args)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=registry, allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
