@@ -10,6 +10,7 @@ waits for the run and exits with its exit code (the codes are listed below).
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
@@ -53,6 +54,9 @@ _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # workers sooner, so the limit sits just above 10,000 prefixes.
 SMALL_TREE_FILES = 25_000
 SMALL_TREE_BYTES = 4 << 30
+# The one way to set the audit's clock: ages (--min-age) are measured at this time, in seconds since the
+# epoch, instead of each worker's clock. For tests, and for judging a tree as of another moment (docs/running.md).
+CLOCK_VARIABLE = "CKPT_RESCUE_NOW"
 
 
 def byte_size(text: str) -> int:
@@ -145,6 +149,7 @@ def run(args) -> int:
     roots += [r for r in (args.roots_csv or "").split(",") if r.strip()]
     if not roots:
         raise UsageError("give at least one ROOT (or --roots)")
+    now = audit_clock()
     preflight.check_access([("ROOT", r) for r in roots]
                            + [("--report-dir", args.report_dir), ("--registry", args.registry),
                               ("--vault", args.vault), ("--previous", args.previous)])
@@ -164,7 +169,8 @@ def run(args) -> int:
     layouts = registry_layouts_from_args(args) if args.registry else None
     flags, why = _engine(args, [r for r in roots if _display(r) not in missing])
     flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
-    run_id, now = uuid.uuid4().hex, time.time() if args.now is None else args.now
+    run_id = uuid.uuid4().hex
+    now = args.now if args.now is not None else now if now is not None else time.time()
     shown_roots = [_display(r) for r in roots]
     nightly, memory_meta = nightly_setup.prepare(args, roots, shown_roots, run_id, now, layouts)
     meta = {
@@ -188,7 +194,7 @@ def run(args) -> int:
     nightly = nightly_setup.start(nightly, meta, args)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=registry, allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
-                             vault=nightly.vault, nightly=nightly)
+                             vault=nightly.vault, nightly=nightly, now=now)
     roots = [r for r in roots if _display(r) not in missing]
     from . import audit_pipeline
 
@@ -219,6 +225,18 @@ def run(args) -> int:
         return EXIT_ATTENTION
     _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit_pipeline.metrics(result))
     return summary["exit_code"]
+
+
+def audit_clock() -> float | None:
+    """The run's clock from CLOCK_VARIABLE, or None (this machine's) when unset; --now wins over it."""
+    value = os.environ.get(CLOCK_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{CLOCK_VARIABLE}={value!r}: give the time as seconds since the epoch, e.g. "
+                         f"{CLOCK_VARIABLE}={time.time():.0f}") from None
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:
@@ -340,6 +358,14 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
     unchecked = counts.get("error", 0)
     if unchecked:
         print(f"could not check {unchecked} (storage kept failing; run again): see failures.csv")
+    skipped = summary.get("not_followed", {})
+    if skipped.get("count"):
+        print(f"not followed: {skipped['count']} symbolic link(s) to directories outside their root; checkpoints "
+              "reached only through them were not audited (give a target as a ROOT to audit it):")
+        for where in skipped.get("where", []):
+            print(f"  {where}")
+        if skipped["count"] > len(skipped.get("where", [])):
+            print(f"  ... {skipped['count'] - len(skipped['where'])} more in records.jsonl (kind listing)")
     if metrics:
         print("metrics: " + ", ".join(_metric(name, value) for name, value in sorted(metrics.items())))
     print(f"report: {summary['report_dir'].rstrip('/')}/{HTML}")

@@ -32,7 +32,8 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     directories, listing_failures = (pipeline
                                      | "Roots" >> beam.Create(roots)
                                      | "List" >> ListFiles(settings.report_dir))
-    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data, nightly)
+    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data, settings.now,
+                                 nightly)
     found, orphans, to_check, incomplete = {"listing": listing_failures}, [], [], []
     nights, lines, keys = [], [], []
     for listed, each in directories.items():     # classified in the stage that listed them

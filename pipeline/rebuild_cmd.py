@@ -54,10 +54,18 @@ def run(args) -> int:
     if args.rehearse:
         return _rehearse(fs, prefix, layouts, args.opened_vault)
     index_path = index_filename(prefix)
+    taken = storage.occupant(fs, index_path)
+    if taken and not args.output:
+        print(f"refused: {storage.display(fs, index_path)} is {taken}, not an index file; it is never replaced: "
+              "rebuild with --output FILE, check it, then move that aside and put the file in its place",
+              file=sys.stderr)
+        return EXIT_ATTENTION
     if storage.fresh_exists(fs, index_path) and not args.output:
         try:
             read_index(storage.read_bytes(fs, index_path))
-        except FormatError as exc:
+        except (FormatError, OSError) as exc:
+            if storage.is_transient(exc):
+                raise
             print(f"refused: {storage.display(fs, index_path)} exists but is unreadable ({exc}); it will not be "
                   "overwritten: rebuild with --output FILE, check, then replace it yourself", file=sys.stderr)
             return EXIT_ATTENTION
@@ -67,6 +75,11 @@ def run(args) -> int:
     judge = _start_judge(fs, args.tf_check)
     try:
         return _rebuild(fs, prefix, layouts, args, judge)
+    except OSError as exc:      # a data file that cannot be read (permissions, a storage that refuses), not a retry
+        if storage.is_transient(exc):
+            raise
+        print(f"refused: {storage.display(fs, prefix)}: {storage.in_words(exc)}; nothing written", file=sys.stderr)
+        return EXIT_ATTENTION
     finally:
         if judge is not None:
             judge.cancel()

@@ -137,6 +137,10 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
                           status_if_staged)
 
     if found.index_size is None:
+        taken = storage.occupant(fs, found.index_path)
+        if taken:      # a directory, a FIFO or a dangling link holds the index's name: only a person may move it
+            return orphan(stage_only=True, finding=f"{storage.prefix_name(found.prefix)}.index is {taken}, not an "
+                                                   "index file")
         return orphan()
     try:
         index_bytes = storage.read_bytes(fs, found.index_path)

@@ -1,7 +1,7 @@
 """Turn a flat listing into what an audit reasons about: checkpoint prefixes per directory, the
 leftovers of interrupted saves, and `checkpoint` state files.
 
-Pure: it sees only the listing's files (`recovery.listing.Listed`: path, size, mtime, identity), so the
+Pure: it sees only the listing's files (`recovery.listed.Listed`: path, size, mtime, identity), so the
 same grouping runs on a laptop listing and on a bucket listing fanned out over Beam workers.
 Modification times are kept per path (`DirectoryContents.mtimes`) so saves still in progress can be
 told from finished ones, and the store's identity of each file's bytes (`identities`) so the vault
@@ -19,19 +19,25 @@ from google.protobuf import text_format
 
 from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
 
-from .listing import Listed
+from .listed import Listed
 from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"
-_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?$")
-_TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
-_STATE_TEMP_RE = re.compile(r"^checkpoint\.tmp[0-9a-f]+$")   # CheckpointManager writes the state file via a temp
+# Names may hold line breaks: `\Z` ends the name, where `$` would also match before a final line break.
+_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?\Z")
+_TEMPSTATE_RE = re.compile(r"\.tempstate\d+\Z")
+_STATE_TEMP_RE = re.compile(r"checkpoint\.tmp[0-9a-f]+")   # CheckpointManager writes the state file via a temp
+# What TensorFlow's sharded save writes into `P_temp/` (`P_temp_<hex>/`) before merging: part bundles only.
+_MERGE_INPUT_RE = re.compile(r"part-\d{5,}-of-\d{5,}(?:\.index|\.data-\d{5,}-of-\d{5,})(?:\.tempstate\d+)?")
 
 
 def checkpoint_directory(path: str) -> str:
-    """The directory whose checkpoints `path` belongs to (a merge temp dir counts as its parent's)."""
+    """The directory whose checkpoints `path` belongs to. A merge input (`P_temp/part-00000-of-00002.index`,
+    exactly as TensorFlow names it) counts as its parent's, since P cannot be judged without it; any other
+    file is its own directory's, so a user's directory that happens to be called `bert_temp/` is audited
+    as what it is."""
     parent = posixpath.dirname(path)
-    if _TEMP_DIR_RE.search(posixpath.basename(parent)):
+    if _TEMP_DIR_RE.search(posixpath.basename(parent)) and _MERGE_INPUT_RE.fullmatch(posixpath.basename(path)):
         return posixpath.dirname(parent)
     return parent
 
@@ -164,7 +170,7 @@ def group_directory(directory: str, files: "list[Listed]") -> DirectoryContents:
             contents.leftovers.append(_unrenamed(path, size))
         elif leaf == STATE_FILE and posixpath.dirname(path) == directory:
             contents.state_files.append((path, size))
-        elif _STATE_TEMP_RE.match(leaf):
+        elif _STATE_TEMP_RE.fullmatch(leaf):
             contents.leftovers.append(Leftover(path, "state file temp", "", [(path, size)]))
         elif path.endswith(naming.INDEX_SUFFIX):
             prefix = path[: -len(naming.INDEX_SUFFIX)]

@@ -31,7 +31,7 @@ def indexed_siblings(ctx: OrphanContext) -> list[tuple[str, int]]:
     found = []
     for item in ctx.directory_listing:
         name = item["name"]
-        if item.get("type") == "directory" or not name.endswith(INDEX_SUFFIX):
+        if item.get("type", "file") != "file" or not name.endswith(INDEX_SUFFIX):
             continue
         prefix = name[: -len(INDEX_SUFFIX)]
         if prefix != ctx.prefix:

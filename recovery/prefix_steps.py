@@ -57,6 +57,7 @@ class AuditSettings:
     registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
     min_age: float = 0.0         # seconds: findings on younger files are deferred (the CLI's default is 10 min)
+    now: float | None = None     # the time ages are measured at (epoch seconds); None: each worker's clock
     vault: str | None = None     # --vault: a source for rebuilds (recovery/sources/vault.py)
     nightly: "Nightly | None" = None   # what the run remembers and compares with (recovery/memory/)
 

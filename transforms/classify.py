@@ -29,11 +29,12 @@ class ClassifyDirectory(beam.DoFn):
     `nightly`: also NIGHT (NightCounts) and DIRECTORIES (its line of directories.jsonl)."""
 
     def __init__(self, check_healthy: bool, min_age: float = 0.0, in_place: bool = False, verify_data: bool = False,
-                 nightly: Nightly | None = None):
+                 now: float | None = None, nightly: Nightly | None = None):
         self.check_healthy = check_healthy
         self.min_age = min_age
         self.in_place = in_place
         self.verify_data = verify_data
+        self.now = now      # ages are measured at this time (AuditSettings.now); None: the worker's clock
         self.nightly = nightly
 
     @failures_become_records("classification", where=lambda self, element: (element.root, element.directory))
@@ -43,8 +44,9 @@ class ClassifyDirectory(beam.DoFn):
         if self.nightly is not None:
             yield from self._night(fs, root, element)
             return
+        now = time.time() if self.now is None else self.now
         results = classify_directory(fs, group_directory(element.directory, list(element.files)), root,
-                                     self.min_age, time.time(), self.in_place, self.verify_data)
+                                     self.min_age, now, self.in_place, self.verify_data)
         for result in results:
             if isinstance(result, OrphanTask):
                 counter("orphans_found").inc()

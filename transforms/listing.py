@@ -20,7 +20,14 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.discovery import checkpoint_directory
 from recovery.failures import tree_failure
-from recovery.listing import Listed, everything_under_group, same_filesystem_path, sibling_groups, top_level
+from recovery.listed import Listed
+from recovery.listing import (
+    everything_under_group,
+    same_filesystem_path,
+    sibling_groups,
+    top_level,
+)
+from recovery.unread import unread_record
 
 from .errors import failures_become_records
 from .metrics import counter
@@ -40,7 +47,7 @@ class DirectoryFiles(NamedTuple):
 
     root: str
     directory: str
-    files: Sequence[Listed]     # recovery.listing.Listed: path, size, mtime, identity
+    files: Sequence[Listed]     # recovery.listed.Listed: path, size, mtime, identity
 
 
 class Expand(NamedTuple):
@@ -77,10 +84,12 @@ class ListDirectory(beam.DoFn):
     def process(self, element: Expand):
         fs, root_path = storage.url_to_fs(element.root)
         directory = element.directory or root_path
-        files, children = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
+        files, children, unread = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
         counter("directories_expanded").inc()
         counter("files_listed").inc(len(files))
         yield from by_directory(element.root, files)
+        for entry in unread:
+            yield pvalue.TaggedOutput(RECORDS, unread_record(element.root, fs, entry))
         for below in split(element, directory, children, self.last):
             yield pvalue.TaggedOutput(DEEPER if isinstance(below, Expand) else GROUPS, below)
 
@@ -112,8 +121,9 @@ class ListGroup(beam.DoFn):
     def process(self, group: SiblingGroup):
         try:
             fs, _ = storage.url_to_fs(group.root)
-            found = everything_under_group(fs, group.parent, group.prefix, tuple(group.members),
-                                           same_filesystem_path(group.root, self.report_dir))
+            found, unread = everything_under_group(fs, group.parent, group.prefix, tuple(group.members),
+                                                   same_filesystem_path(group.root, self.report_dir))
+            unread_records = [unread_record(group.root, fs, entry) for entry in unread]
         except Exception as exc:  # noqa: BLE001
             for member in group.members:
                 yield pvalue.TaggedOutput(RECORDS, tree_failure(
@@ -121,6 +131,8 @@ class ListGroup(beam.DoFn):
             return
         counter("listing_groups").inc()
         counter("files_listed").inc(len(found))
+        for record in unread_records:
+            yield pvalue.TaggedOutput(RECORDS, record)
         below_parent = group.parent.rstrip("/") + "/"
         for directory in by_directory(group.root, found):
             if directory.directory.startswith(below_parent):

@@ -7,7 +7,7 @@ import posixpath
 
 
 def listing_digest(directory: str, files) -> str | None:
-    """sha256 of the directory's files (recovery.listing.Listed, merge temp directories included), by
+    """sha256 of the directory's files (recovery.listed.Listed, merge temp directories included), by
     name relative to it; None when a file has no identity."""
     digest = hashlib.sha256()
     base = directory.rstrip("/") + "/"

@@ -15,7 +15,7 @@ from collections import Counter
 
 from tfbundle import step_of
 
-from ..records import CHECKPOINT, DELETED, LEFTOVER, NEEDS_A_PERSON, NEW, REBUILT, STATE_FILE
+from ..records import CHECKPOINT, DELETED, LEFTOVER, LISTING, NEEDS_A_PERSON, NEW, REBUILT, STATE_FILE
 from .changes import CHANGE_GROUPS, change_group
 from .schema import field_of, sort_key
 
@@ -23,6 +23,7 @@ HTML_SAMPLES_PER_CAUSE = 20     # records shown per refusal cause (all of them a
 HTML_CAUSES = 60                # causes shown, most frequent first
 HTML_REBUILT = 200              # rebuilt checkpoints shown, largest first
 HTML_RUNS = 400                 # run directories shown, those that need a person first
+NOT_FOLLOWED_SHOWN = 20         # symbolic links not followed that summary.json names (all are in records.jsonl)
 
 
 def empty_status_entry() -> dict:
@@ -47,9 +48,11 @@ class Totals:
     salvageable: int = 0
     changes: Counter = dataclasses.field(default_factory=Counter)   # new, persists, resolved, deleted (first found)
     carried: int = 0
+    not_followed: int = 0       # symbolic links to directories outside their root (listing records with a source)
+    not_followed_where: list = dataclasses.field(default_factory=list)   # "LINK -> TARGET", the first few
 
     _SUMS = ("records", "data_bytes", "bytes_scanned", "rebuilt_data_bytes", "staged_indexes", "written_in_place",
-             "salvageable", "carried")
+             "salvageable", "carried", "not_followed")
 
     def add(self, record) -> "Totals":
         status, root = record.status, record.root
@@ -81,6 +84,10 @@ class Totals:
             self.changes["deleted" if status == DELETED and change == NEW else change] += 1
         if field_of(record, "carried_from", ""):
             self.carried += 1
+        if record.kind == LISTING and record.source:
+            self.not_followed += 1
+            self.not_followed_where = sorted([*self.not_followed_where, f"{record.prefix} -> {record.source}"]
+                                             )[:NOT_FOLLOWED_SHOWN]
         return self
 
     def merge(self, others) -> "Totals":
@@ -100,6 +107,7 @@ class Totals:
                 mine = self.per_status.setdefault(status, empty_status_entry())
                 for name, value in entry.items():
                     mine[name] += value
+            self.not_followed_where = sorted(self.not_followed_where + other.not_followed_where)[:NOT_FOLLOWED_SHOWN]
         return self
 
 

@@ -24,7 +24,8 @@ RECORD_SCHEMA = (
     ("root", "string", "the audited root the prefix was found under"),
     ("kind", "string", "checkpoint, leftover, state-file or listing"),
     ("directory", "string", "the run directory holding the prefix"),
-    ("source", "string", "rebuilt: the layout used; state-file: the checkpoint it names as latest"),
+    ("source", "string", "rebuilt: the layout used; state-file: the checkpoint it names as latest; listing: the "
+                         "directory outside the root that a symbolic link not followed leads to"),
     ("index_path", "string", "the index that exists, was written in place, or was staged (\"\" if none)"),
     ("staged", "boolean", "index_path is a staged copy under the report directory, not beside the data"),
     ("data_files", "integer", "data shards listed for the prefix"),
@@ -80,6 +81,9 @@ SUMMARY_SCHEMA = (
     ("staged_indexes", "integer", "indexes staged under rebuilt/ (promote.sh promotes them)"),
     ("written_in_place", "integer", "indexes written beside their data (--in-place)"),
     ("salvageable", "integer", "records refused for damage that a salvage can help (their `salvage` field is set)"),
+    ("not_followed", "object", "symbolic links to directories outside their root, which the listing does not "
+                               "follow: {count: integer, where: [\"LINK -> TARGET\", the first 20]}; checkpoints "
+                               "reached only through them were not audited"),
     ("exit_code", "integer", "the run's exit code (docs/running.md, \"Exit codes\"): 0 nothing needs a person, 1 "
                              "something does, 3 storage kept failing, 4 too little was checked (see warnings)"),
     ("previous_run", "object or null", "the run compared with: {run_id, report_dir, finished}; null when none is "

@@ -84,6 +84,7 @@ def summary_from_totals(totals: Totals, meta: dict, finished: float, night=None)
         "rebuilt_data_bytes": totals.rebuilt_data_bytes,
         "staged_indexes": totals.staged_indexes,
         "written_in_place": totals.written_in_place,
+        "not_followed": {"count": totals.not_followed, "where": list(totals.not_followed_where)},
         "salvageable": totals.salvageable,
         "exit_code": exit_code_for(counts, silent),
         "previous_run": meta.get("previous_run"),

@@ -12,7 +12,6 @@ it exists TensorFlow sees no checkpoint, so an interrupted salvage never looks l
 import json
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
@@ -33,6 +32,7 @@ from .. import storage
 from ..fitting import PlacedTensor
 from ..layout import TensorSpec
 from ..rebuild import build_entries
+from ..stores.names import temp_beside
 from .graph import tensor_crc
 from .manifest import manifest
 from .plan import SalvagePlan
@@ -75,10 +75,9 @@ def write_salvage(plan: SalvagePlan, out_url: str) -> Written:
     local = storage.is_local(fs)
     if local:
         os.makedirs(os.path.dirname(data_path) or ".", exist_ok=True)
-    scratch = os.path.dirname(data_path) if local else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(data_path)}.ckpt-rescue-{uuid.uuid4().hex}", dir=scratch)
+    tmp = temp_beside(data_path if local else os.path.join(tempfile.gettempdir(), os.path.basename(data_path)))
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "xb") as out:
             placed, crcs = _copy_kept(plan, out)
             out.flush()
             os.fsync(out.fileno())

@@ -90,7 +90,7 @@ def plan_salvage(fs, prefix: str, listing: list | None = None, registry_layouts=
 def _own_index(fs, prefix: str, listing: list):
     """(BundleIndex, "") when the prefix's own index reads, (None, why) when it does not, (None, "") when absent."""
     path = index_filename(prefix)
-    if not any(item["name"] == path and item.get("type") != "directory" for item in listing):
+    if not any(item["name"] == path and item.get("type", "file") == "file" for item in listing):
         return None, ""
     try:
         return read_index(storage.read_bytes(fs, path)), ""

@@ -147,7 +147,7 @@ class VaultSiblings(Source):
             return
         directory = storage.display(ctx.fs, storage.prefix_directory(ctx.prefix))
         live = {storage.display(ctx.fs, item["name"][: -len(".index")]) for item in ctx.directory_listing
-                if item["name"].endswith(".index") and item.get("type") != "directory"}
+                if item["name"].endswith(".index") and item.get("type", "file") == "file"}
         kept = ctx.vault.directory_entries(directory)
         others = sorted((prefix for prefix in kept if prefix != ctx.display_prefix and prefix not in live),
                         key=lambda prefix: nearness(ctx.display_prefix, prefix))

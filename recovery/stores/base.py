@@ -23,6 +23,19 @@ class StorageUnavailable(Exception):
     store did not answer" into a verdict."""
 
 
+# Why a listed entry is not read ("unread" in a listed entry): a FIFO, device or socket; a symbolic link
+# to nothing; a symbolic link to a directory, which the listing does not follow.
+SPECIAL, DANGLING, LINKED_DIRECTORY = "special", "dangling", "linked-directory"
+
+
+class NotARegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket): never opened, since opening a FIFO
+    waits forever for a writer and opening a device may act on it. Not transient: a finding, not a retry."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 # HTTP statuses that mean "try again" on every HTTP store.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # A file written with create_new_from goes up in parts of about this size: what one upload holds in memory.
@@ -73,6 +86,21 @@ class Store:
             seconds = timestamp(entry.get(key))
             if seconds is not None:
                 return seconds
+        return None
+
+    def listed(self, entry: dict) -> dict:
+        """A listing entry as the audit takes it: "type" is "file" (a regular file, the only thing ever
+        opened), "directory", or "other" with "what" saying what it is in words (a FIFO, a device, a
+        symbolic link to a directory or to nothing), and "unread" one of SPECIAL, DANGLING, LINKED_DIRECTORY.
+        An object store lists objects and prefixes only."""
+        if entry.get("type") in ("file", "directory"):
+            return entry
+        return {**entry, "type": "other", "what": f"not a file (listed as {entry.get('type')!r})", "unread": SPECIAL}
+
+    def occupant(self, path: str) -> str | None:
+        """What takes up `path` when a listing showed no file there, in words ("a directory", "a dangling
+        symbolic link ..."); None when a file may simply be created there. On an object store a
+        "directory" is only a name prefix, and an object of that name can always be created beside it."""
         return None
 
     def identity(self, entry: dict) -> str | None:

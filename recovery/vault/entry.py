@@ -47,7 +47,7 @@ def shard_records(prefix: str, listing: list, store=None) -> list[ShardRecord]:
     (recovery/stores) gives the identity of entries that do not carry it."""
     found = []
     for item in listing:
-        parsed = parse_data_filename(item["name"]) if item.get("type") != "directory" else None
+        parsed = parse_data_filename(item["name"]) if item.get("type", "file") == "file" else None
         if parsed and parsed.prefix == prefix:
             found.append((parsed.shard, ShardRecord(posixpath.basename(item["name"]), int(item["size"]),
                                                     identity_of(item, store))))

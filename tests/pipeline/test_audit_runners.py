@@ -24,7 +24,7 @@ def test_portable_runner_over_the_job_api(pristine_family, tmp_path):
     shutil.copytree(os.path.dirname(family.prefix), run)
     prefix = str(run / os.path.basename(family.prefix))
     original = orphan(prefix)
-    # a data file that is a dangling symlink: listing sees it, reading it raises inside a DoFn
+    # a data file that is a dangling symlink: the listing gives it a record of its own, never opens it
     os.symlink(str(tmp_path / "gone"), run / "ckpt-7.data-00000-of-00001")
     other_root = tmp_path / "elsewhere"
     other_root.mkdir()
@@ -39,9 +39,11 @@ def test_portable_runner_over_the_job_api(pristine_family, tmp_path):
     assert records[prefix].status == "rebuilt"
     with open(records[prefix].index_path, "rb") as f:
         assert f.read() == original
-    failed = records[str(run / "ckpt-7")]
-    assert failed.status == "unrecoverable" and "failed:" in failed.reason and "FileNotFoundError" in failed.reason
-    assert failed.command == f"ckpt-rescue inspect {run / 'ckpt-7'}"
+    dangling = str(run / "ckpt-7.data-00000-of-00001")
+    failed = records[dangling]
+    assert (failed.status, failed.kind) == ("unrecoverable", "listing")
+    assert "named like a checkpoint's data file: the file it pointed at is gone" in failed.reason
+    assert failed.command == f"ls -l -- {dangling}" and str(run / "ckpt-7") not in records
     summary = read_summary(str(report))
     assert summary["options"]["runner"] == "PortableRunner" and summary["exit_code"] == 1
     assert summary["per_root"][str(other_root)]["records"] == 0

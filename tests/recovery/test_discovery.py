@@ -1,6 +1,7 @@
 """Discovery: a flat listing grouped into checkpoint prefixes, leftovers and state files; root listing."""
 
 import os
+import posixpath
 
 import fsspec
 import pytest
@@ -12,7 +13,8 @@ from recovery.discovery import (
     parse_state_file,
     resolve_state_name,
 )
-from recovery.listing import BadRoot, Listed, check_root, distinct_roots, everything_under, top_level
+from recovery.listed import Listed
+from recovery.listing import BadRoot, check_root, distinct_roots, everything_under, top_level
 from tfbundle import FormatError
 
 
@@ -152,7 +154,7 @@ def test_root_listing_fans_out_and_leaves_out_the_report_directory(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"12345")
     fs, root = storage.url_to_fs(str(tmp_path))
-    files, children = top_level(fs, root, exclude=f"{root}/reports")
+    files, children, _ = top_level(fs, root, exclude=f"{root}/reports")
     assert [(f.path, f.size) for f in files] == [(f"{root}/top.index", 5)]
     assert sorted(children) == [f"{root}/a", f"{root}/b"]
     below = sorted(f.path for child in children for f in everything_under(fs, child))
@@ -169,3 +171,18 @@ def test_bad_roots_are_usage_errors_and_nested_roots_are_dropped(tmp_path):
         check_root(str(tmp_path / "file"))
     roots = [str(tmp_path / "sub"), str(tmp_path), str(tmp_path) + "/", "memory://elsewhere"]
     assert distinct_roots(roots) == [str(tmp_path), "memory://elsewhere"]
+
+
+def test_only_tensorflow_s_own_merge_inputs_belong_to_the_directory_above_a_temp_directory():
+    """`P_temp/part-NNNNN-of-NNNNN.*` (and `P_temp_<hex>/`) is a merge in progress of P, judged with P;
+    anything else in a directory whose name ends in `_temp` (a user's `bert_temp/`) is that directory's own."""
+    assert checkpoint_directory("/r/ckpt-3_temp/part-00000-of-00002.index") == "/r"
+    assert checkpoint_directory("/r/ckpt-3_temp/part-00001-of-00002.data-00000-of-00001") == "/r"
+    assert checkpoint_directory(f"/r/ckpt-3_temp_{'ab' * 16}/part-00000-of-00001.index") == "/r"
+    assert checkpoint_directory("/r/ckpt-3_temp/part-00000-of-00001.index.tempstate123") == "/r"
+    for own in ("/r/bert_temp/ckpt-1.index", "/r/bert_temp/ckpt-1.data-00000-of-00001", "/r/bert_temp/checkpoint",
+                "/r/bert_temp/part-00000-of-00001.index.bak", "/r/x_temp/part-0-of-1.index"):
+        assert checkpoint_directory(own) == posixpath.dirname(own), own
+    contents = group_directory("/r/bert_temp", [Listed("/r/bert_temp/ckpt-1.index", 9),
+                                                Listed("/r/bert_temp/ckpt-1.data-00000-of-00001", 9)])
+    assert list(contents.checkpoints) == ["/r/bert_temp/ckpt-1"] and not contents.leftovers

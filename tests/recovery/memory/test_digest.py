@@ -4,7 +4,8 @@ identity, and does not exist where the store gives no identity (such a directory
 import os
 
 from recovery import storage
-from recovery.listing import Listed, everything_under
+from recovery.listed import Listed
+from recovery.listing import everything_under
 from recovery.memory.digest import listing_digest
 
 
