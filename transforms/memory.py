@@ -155,8 +155,11 @@ class Forget(beam.DoFn):
             yield pvalue.TaggedOutput(DIRECTORIES, night.line)
 
 
+JoinKey = tuple[str, str]     # (root, directory) of a DirectoryKey, as the join compares them
+
+
 def previous_directories(url: str, roots: list):
-    """(DirectoryKey, 1) for each line of the previous run's directories.jsonl under one of `roots`."""
+    """((root, directory), 1) for each line of the previous run's directories.jsonl under one of `roots`."""
     fs, path = storage.url_to_fs(url)
     wanted = set(roots)
     with fs.open(path, "rb") as f:
@@ -164,12 +167,16 @@ def previous_directories(url: str, roots: list):
             if line.strip():
                 found = json.loads(line)
                 if found.get("root") in wanted:
-                    yield DirectoryKey(found["root"], found["directory"]), 1
+                    yield (found["root"], found["directory"]), 1
+
+
+def _join_key(key: DirectoryKey) -> tuple[JoinKey, int]:
+    return (key.root, key.directory), 1
 
 
 def _gone(joined) -> list:
     key, sides = joined
-    return [key] if list(sides["previous"]) and not list(sides["tonight"]) else []
+    return [DirectoryKey(*key)] if list(sides["previous"]) and not list(sides["tonight"]) else []
 
 
 class GoneDirectories(beam.PTransform):
@@ -183,10 +190,13 @@ class GoneDirectories(beam.PTransform):
         self.roots = list(roots)
 
     def expand(self, tonight):
+        # Joined on plain strings: a worker decodes a DirectoryKey that crossed a process as another class
+        # (Beam's own row type), whose encoding would then differ from the other side's for the same key.
         before = (tonight.pipeline
                   | "Previous directories file" >> beam.Create([self.previous_url])
-                  | "Previous directories" >> beam.FlatMap(previous_directories, self.roots))
-        seen = tonight | "Listed tonight" >> beam.Map(lambda key: (key, 1))
+                  | "Previous directories" >> beam.FlatMap(previous_directories, self.roots).with_output_types(
+                      tuple[JoinKey, int]))
+        seen = tonight | "Listed tonight" >> beam.Map(_join_key).with_output_types(tuple[JoinKey, int])
         gone = ({"previous": before, "tonight": seen}
                 | "Join directories" >> beam.CoGroupByKey()
                 | "Gone since" >> beam.FlatMap(_gone).with_output_types(DirectoryKey))
