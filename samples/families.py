@@ -82,6 +82,11 @@ def _tf1_saver(directory: str) -> Family:
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         init = v1.random_normal_initializer(seed=11)
+        # Zero-size variables first ("Aempty" < "Counts"), in the middle (right before the slices of the
+        # partitioned "embedding", at the same offset) and last, in the Saver's sorted write order.
+        v1.get_variable("Aempty", [0, 3], initializer=init)
+        v1.get_variable("e_empty", [0], initializer=init)
+        v1.get_variable("zz_empty", [4, 0], dtype=tf.int32, initializer=v1.zeros_initializer())
         v1.get_variable("dense/kernel", [4, 3], initializer=init)
         v1.get_variable("dense/bias", [3], initializer=init)
         v1.get_variable("embedding", [10, 5], initializer=init, partitioner=v1.fixed_size_partitioner(3))

@@ -4,7 +4,7 @@ Same model, same layout; only the bytes differ. Siblings nearest in step come fi
 those whose keys match the orphan's object graph are offered.
 """
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, index_filename, step_of
+from tfbundle import FormatError, index_filename, step_of
 
 from .. import storage
 from ..context import OrphanContext
@@ -44,10 +44,7 @@ def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: st
 def layout_for_orphan(ctx: OrphanContext, index, label: str, kind: str) -> "Layout | Refusal":
     """Another checkpoint's index as a layout for this orphan, in its data order; refused, naming the
     keys, unless its keys are the orphan's object graph's."""
-    graph_order = None
-    if ctx.object_graph is not None:
-        graph_order = ctx.object_graph.checkpoint_keys() + [OBJECT_GRAPH_KEY]
-    layout = layout_from_index(index, label, kind, graph_order)
+    layout = layout_from_index(index, label, kind, ctx.data_order_keys())
     if ctx.object_graph is not None:
         missing, extra = keys_mismatch(layout, ctx.object_graph)
         if missing or extra:
