@@ -39,6 +39,9 @@ def add_arguments(parser):
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
     parser.add_argument("--allow-zeros", action="store_true",
                         help="accept zero-filled blocks inside tensors or a data file of zeros (see docs/running.md)")
+    parser.add_argument("--allow-unchanged-tensors", action="store_true",
+                        help="accept trained tensors (or a whole shard) whose bytes equal another save's, when they "
+                             "really did not change between the saves (see README, \"What a rebuilt index proves\")")
     parser.add_argument("--tf-check", choices=("sample", "full", "off"), default="sample",
                         help="TensorFlow's final check where it is installed: parse the index and read a sample "
                              "(strings, variants, each dtype, every shard's ends; default), read every tensor "
@@ -83,7 +86,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         raise UsageError(f"no such directory: {storage.display(fs, storage.prefix_directory(prefix))}") from None
     progress = Progress(sum(d.size for d in ctx.data_files), f"rebuilding {storage.display(fs, prefix)}")
     outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress,
-                      allow_zeros=args.allow_zeros)
+                      allow_zeros=args.allow_zeros, allow_unchanged=args.allow_unchanged_tensors)
     progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)

@@ -8,13 +8,15 @@ They see the plan (rebuild.RebuildPlan) through `Finishing` only; checks of the 
 before any data is read, are in agreement.py and counters.py.
 """
 
+import shlex
 from dataclasses import dataclass, field
 
 from tfbundle import DT_STRING, DT_VARIANT, crc_combine, dtype, read_index
 
 from . import zeros
 from .fingerprint import fingerprint64
-from .layout import TensorSpec
+from .layout import TensorSpec, reference_key
+from .other_saves import compare_with_other_saves, describe
 from .vault.judgement import judge_against_vault
 
 
@@ -177,7 +179,36 @@ def fingerprint_matches(done: Finishing, checks: list) -> str | None:
     return None
 
 
-INDEX_CHECKS = (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
+def other_saves_bytes(done: Finishing, checks: list) -> str | None:
+    """A CRC equal to another save's proves the bytes are that save's (other_saves.py): trained tensors
+    equal to one save while the rest changed, or a whole shard equal to one, are refused, never counted
+    as confirmed; tensors only one other save holds are confirmed with that said."""
+    plan = done.plan
+    if plan.layout.expected_fingerprint is not None and len(done.matched) == len(plan.placed):
+        return None     # fingerprint.pb proved the whole index: these are the bytes TensorFlow wrote
+    found = compare_with_other_saves(plan, done.crcs)
+    flagged = found.flagged(plan)
+    done.matched = [i for i in done.matched if i not in flagged]
+    single = [i for i in found.single if i in set(done.matched)]
+    if single:
+        saves = sorted({s for i in single for *_, s in plan.references[reference_key(plan.placed[i].spec)]})
+        done.cannot_confirm.append(f"{len(single)} tensor(s) have the CRC the only other save that holds them "
+                                   f"holds ({', '.join(saves)}): unchanged since that save, or that save's bytes; "
+                                   "no third save tells which")
+    if not found.found:
+        return None
+    what = describe(plan, found)
+    if plan.allow_unchanged:
+        checks.append(f"allowed (--allow-unchanged-tensors): {what}")
+        done.cannot_confirm.append(f"the bytes of {len(flagged)} tensor(s) equal another save's (accepted with "
+                                   "--allow-unchanged-tensors): that save's bytes, not confirmed as this one's")
+        return None
+    return (f"{what}: those bytes are another save's, not this one's (a shard replaced by another step's: a sync "
+            "tool, a partial copy). Restore the data from a good copy; if these tensors really did not change "
+            f"between the saves, `ckpt-rescue rebuild {shlex.quote(plan.display_prefix)} --allow-unchanged-tensors`")
+
+
+INDEX_CHECKS = (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches, other_saves_bytes)
 
 
 def first_refusal(checks_to_run: tuple, done: Finishing, checks: list) -> str | None:

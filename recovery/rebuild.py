@@ -54,6 +54,7 @@ class RebuildPlan:
     # (key, slice) -> [(size, masked crc, source)]: CRCs the agreeing sources hold for the same tensors
     references: dict = field(default_factory=dict)
     allow_zeros: bool = False
+    allow_unchanged: bool = False   # accept trained tensors whose bytes equal another save's (other_saves.py)
     exact: bool = False   # its source answered Source.exact: the index of these very bytes (every CRC must match)
 
 
@@ -82,7 +83,7 @@ class RebuildOutcome:
 
 
 def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
-            allow_zeros: bool = False) -> "RebuildPlan | RebuildOutcome":
+            allow_zeros: bool = False, allow_unchanged: bool = False) -> "RebuildPlan | RebuildOutcome":
     """Fit every source that applies and cross-check them; the first that fits gives the layout.
 
     `sources`: the `recovery.sources.Source`s to ask, in order; by default SOURCES (or, under
@@ -116,6 +117,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite
     plan.allow_zeros = allow_zeros
+    plan.allow_unchanged = allow_unchanged
     return plan
 
 
@@ -301,9 +303,9 @@ def _scanned(ranges: list) -> int:
 
 
 def rebuild(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False, on_bytes=None,
-            allow_zeros: bool = False) -> RebuildOutcome:
+            allow_zeros: bool = False, allow_unchanged: bool = False) -> RebuildOutcome:
     """All three phases in this process, one sequential pass per data file."""
-    plan = prepare(ctx, sources, allow_nonfinite, allow_zeros)
+    plan = prepare(ctx, sources, allow_nonfinite, allow_zeros, allow_unchanged)
     if isinstance(plan, RebuildOutcome):
         return plan
     return finalize(plan, checksum_whole(ctx.fs, plan, on_bytes))

@@ -22,6 +22,7 @@ from recovery.final_checks import (
     finite_floats,
     in_band_checksums,
     no_zero_fill,
+    other_saves_bytes,
     reads_back,
     vault_agreement,
 )
@@ -51,7 +52,7 @@ def entry(index_bytes: bytes, key: str):
 
 def test_the_checks_run_data_first_then_index():
     assert DATA_CHECKS == (in_band_checksums, every_tensor_read, finite_floats, no_zero_fill)
-    assert INDEX_CHECKS == (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
+    assert INDEX_CHECKS == (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches, other_saves_bytes)
 
 
 def test_in_band_checksums_refuse_a_string_tensor_whose_lengths_do_not_verify(family_copy):
