@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from tfbundle import OBJECT_GRAPH_KEY, crc_mask
 
 from .layout import reference_key
-from .spot_check import COUNTER_SUFFIXES
+from .tensor_roles import is_counter
 
 
 @dataclass
@@ -55,7 +55,7 @@ def compare_with_other_saves(plan, crcs: list) -> OtherSaves:
     equal: dict = {}
     for i, (placed, raw) in enumerate(zip(plan.placed, crcs)):
         references = plan.references.get(reference_key(placed.spec))
-        if not references or placed.spec.key == OBJECT_GRAPH_KEY or placed.spec.key.endswith(COUNTER_SUFFIXES):
+        if not references or placed.spec.key == OBJECT_GRAPH_KEY or is_counter(placed.spec.key):
             continue
         mine = (placed.size, crc_mask(raw))
         values = {(size, crc) for size, crc, _ in references}
@@ -86,7 +86,7 @@ def _whole_shards(plan, save: str, equal: dict, changed: set) -> list:
     found = []
     for shard in range(len(plan.shard_sizes)):
         tensors = [i for i, p in enumerate(plan.placed) if p.spec.shard == shard and p.size
-                   and p.spec.key != OBJECT_GRAPH_KEY and not p.spec.key.endswith(COUNTER_SUFFIXES)]
+                   and p.spec.key != OBJECT_GRAPH_KEY and not is_counter(p.spec.key)]
         others_changed = any(plan.placed[i].spec.shard != shard for i in changed)
         if tensors and all(i in equal for i in tensors) and not all(i in frozen for i in tensors) and others_changed:
             found.append(shard)
