@@ -12,7 +12,7 @@ from tfbundle.varint import decode_varint
 
 from . import storage
 from .context import OrphanContext
-from .evidence import compare_object_graphs, shape_ambiguity
+from .evidence import compare_declared_graph, compare_object_graphs, shape_ambiguity
 from .healthy import read_object_graph
 from .layout import Layout
 
@@ -73,6 +73,12 @@ def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:
         return _unreadable_graph(ctx, plan)
     checked, identical = False, []
     for layout in layouts:
+        if layout.graph_declared and layout.reference_graph is not None:
+            checked = True
+            refused = _against_declared_graph(plan, layout, graph)
+            if refused:
+                return refused
+            continue
         reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
         if reference is None:
             continue
@@ -103,6 +109,24 @@ def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:
                            f"({graph.size} bytes, CRC {graph.masked_crc:#010x})")
     if not checked and plan.layout.expected_fingerprint is None:
         plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
+    return None
+
+
+def _against_declared_graph(plan, layout: Layout, graph) -> str | None:
+    """The orphan's graph against the one a registry builder's model makes: a refusal reason or None."""
+    difference, left_out = compare_declared_graph(layout.reference_graph, graph.payload)
+    if difference is not None and not difference.legitimate:
+        return (f"the object graph differs from the one the builder of {layout.source} makes, at {difference.where}: "
+                "damaged data or another model; a rebuilt index would bless it with a fresh CRC")
+    also = f" except where TensorFlow itself makes them differ: {difference.where}" if difference else ""
+    plan.checks.append(f"object graph equals the one the builder of {layout.source} makes{also}")
+    if difference:
+        plan.cannot_confirm.append(f"the object graph's variable names ({difference.where}): no reference holds "
+                                   "these exact bytes")
+    if left_out:
+        plan.cannot_confirm.append(f"the object graph's edges only one of the two graphs has ({', '.join(left_out[:6])}"
+                                   "): they lead to no values or are the root's save_counter, which saves of one "
+                                   "model may add or leave out, so they were not compared")
     return None
 
 

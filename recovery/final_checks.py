@@ -96,12 +96,17 @@ def no_zero_fill(done: Finishing, checks: list) -> str | None:
     plan = done.plan
     partial = {i for r in done.ranges for i in {p[0] for p in r.pieces} - set(r.zero_tensors)}
     whole = [p.spec.describe() for i, p in enumerate(plan.placed) if p.size and i not in partial]
-    findings = []
+    findings, on_rows = [], []
     for shard, size in enumerate(plan.shard_sizes):
         runs = zeros.combine_runs([r.zero_runs for r in done.ranges if r.shard == shard], size)
         tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p.spec)) for p in plan.placed
                    if p.spec.shard == shard]
         findings += zeros.judge(shard, size, runs, tensors)
+        on_rows += zeros.on_row_boundaries(shard, runs, tensors)
+    done.cannot_confirm += [run.describe_rows() for run in on_rows[:3]]
+    if len(on_rows) > 3:
+        done.cannot_confirm.append(f"{len(on_rows) - 3} more zero run(s) that end on row boundaries: pruned rows or "
+                                   "lost pages")
     if whole:
         checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:8])}"
                       + (f" and {len(whole) - 8} more" if len(whole) > 8 else "")

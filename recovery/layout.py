@@ -44,6 +44,9 @@ class Layout:
     # bytes here give the same CRC is confirmed by a reference computed before any damage.
     reference_crcs: dict = field(default_factory=dict)
     reference_graph: bytes | None = None    # the source's object-graph payload, when it carries it
+    # The reference graph is the one a registry builder's model makes (saved by TensorFlow when the
+    # registry was resolved), not a save of this run: compared with evidence.compare_declared_graph.
+    graph_declared: bool = False
     vaulted: object = None        # recovery.vault.judgement.VaultedIndex: the prefix's own vaulted index, if from it
     # Where the source's own index puts each tensor: (key, slice) -> (shard, offset, size). An exact
     # source (Source.exact) is held to it, empty tensors' offsets included.
@@ -81,6 +84,8 @@ class Layout:
         }
         if self.reference_graph is not None and len(self.reference_graph) <= MAX_STORED_GRAPH:
             doc["object_graph_payload"] = base64.b64encode(self.reference_graph).decode("ascii")
+            if self.graph_declared:
+                doc["object_graph_declared"] = True
         return json.dumps(doc, indent=1)
 
     @classmethod
@@ -97,7 +102,8 @@ class Layout:
                 for spec, t in zip(tensors, doc["tensors"]) if "crc32c" in t and "size" in t}
         graph = doc.get("object_graph_payload")
         return cls(tensors, doc.get("num_shards", 1), source or doc.get("source", ""), kind, reference_crcs=crcs,
-                   reference_graph=base64.b64decode(graph) if graph is not None else None)
+                   reference_graph=base64.b64decode(graph) if graph is not None else None,
+                   graph_declared=bool(doc.get("object_graph_declared")))
 
 
 def reference_key(spec: "TensorSpec") -> tuple:

@@ -87,16 +87,25 @@ FLIPS = {
 }
 
 
+def _builder_layouts() -> dict:
+    """The registry entry `adam: {builder: samples.models:keras3_adam}`, resolved as the launcher does."""
+    from pipeline.builders import builder_layout
+
+    return {"adam": builder_layout("samples.models:keras3_adam", ".", "adam")}
+
+
 @pytest.mark.parametrize("flip", sorted(FLIPS))
-@pytest.mark.parametrize("reference", ["sibling", "template", "registered"])
+@pytest.mark.parametrize("reference", ["sibling", "template", "registered", "builder"])
 def test_a_flipped_bit_in_the_object_graph_is_refused_showing_where(family_copy, tmp_path, reference, flip):
     family = family_copy("keras3_adam")
-    layouts = _register(tmp_path, "adam", family.siblings[-1]) if reference == "registered" else None
+    layouts = {"registered": lambda: _register(tmp_path, "adam", family.siblings[-1]),
+               "builder": _builder_layouts}.get(reference, lambda: None)()
     orphan(family.prefix)
     before = open(_data(family.prefix), "rb").read()
     _flip_in_graph(family.prefix, *FLIPS[flip])
     options = {"sibling": {}, "template": {"template": family.siblings[-1]},
-               "registered": {"registry_layouts": layouts, "arch": "adam"}}[reference]
+               "registered": {"registry_layouts": layouts, "arch": "adam"},
+               "builder": {"registry_layouts": layouts, "arch": "adam"}}[reference]
     outcome = rebuild(context(family.prefix, **options))
     assert outcome.status == UNRECOVERABLE
     assert "object graph differs from the one" in outcome.reason
@@ -118,6 +127,25 @@ def test_an_intact_object_graph_is_confirmed_by_the_reference(family_copy, tmp_p
     outcome = assert_rebuilt_identically(context(family.prefix, **options), None, original, values)
     assert any(c.startswith("object graph identical to the one") for c in outcome.evidence.confirmed)
     assert OBJECT_GRAPH_KEY in outcome.evidence.matched_keys
+
+
+def test_a_builders_object_graph_confirms_the_orphans_and_survives_the_trip_to_workers(family_copy):
+    """Issue 14.5: a builder entry alone. TensorFlow wrote the model's graph when the builder was resolved
+    (another process's names: `adam_1`); the orphan's equals it but for what TensorFlow makes differ."""
+    from recovery.layout import Layout
+
+    family = family_copy("keras3_adam")
+    layouts = _builder_layouts()
+    shipped = Layout.from_json(layouts["adam"].to_json(), kind="registry")      # registry-layouts.json
+    assert shipped.graph_declared and shipped.reference_graph == layouts["adam"].reference_graph
+    assert not shipped.reference_crcs          # fresh values of a built model confirm nothing
+    values = tensor_values(family.prefix)
+    original = orphan(family.prefix)
+    outcome = assert_rebuilt_identically(context(family.prefix, registry_layouts={"adam": shipped}, arch="adam"),
+                                         None, original, values)
+    [said] = [c for c in outcome.checks if c.startswith("object graph equals the one the builder of")]
+    assert "registered `adam`" in said and "uniquify" in said
+    assert not any("no source holds a CRC or a copy of this graph" in c for c in outcome.evidence.cannot_confirm)
 
 
 def _strip_layout_file(registry_dir, name: str, fields: tuple) -> dict:
