@@ -90,6 +90,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
     progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
+        _print_lead(outcome.evidence, sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
         _print_evidence(outcome.evidence, sys.stderr)
@@ -117,6 +118,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         print(f"not written: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
+    _print_lead(outcome.evidence, sys.stdout)
     for check in checks:
         print(f"  ok  {check}")
     for note in skipped:
@@ -126,8 +128,14 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
     return EXIT_OK
 
 
+def _print_lead(evidence, stream) -> None:
+    """What rests on other checkpoints alone comes first, before any "ok": the one thing a person must weigh."""
+    for line in evidence.leading()[0] if evidence is not None else ():
+        print(f"  !!  {line}", file=stream)
+
+
 def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
-    """What the layout rests on (unless the checks were just printed), and what remains unproven."""
+    """What the layout rests on (unless the checks were just printed), and what else remains unproven."""
     if evidence is None:
         return
     if confirmed:
@@ -135,7 +143,7 @@ def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
             print(f"  ok  {line}", file=stream)
     else:
         print(f"  evidence: {evidence.summary()}", file=stream)
-    for line in evidence.cannot_confirm:
+    for line in evidence.leading()[1]:
         print(f"  cannot confirm: {line}", file=stream)
 
 

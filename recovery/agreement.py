@@ -12,9 +12,10 @@ from tfbundle.varint import decode_varint
 
 from . import storage
 from .context import OrphanContext
-from .evidence import compare_declared_graph, compare_object_graphs, shape_ambiguity
+from .evidence import compare_declared_graph, compare_object_graphs
 from .healthy import read_object_graph
 from .layout import Layout
+from .plausibility import rests_on_other_checkpoints, unconfirmed_layout_line
 
 
 def first_disagreement(fits: list, display_prefix: str) -> str:
@@ -48,17 +49,17 @@ def _differing_keys(a, b) -> str:
 
 
 def cross_checked(plan, fits: list) -> None:
-    """Say which sources agree, and what the data cannot tell when no source declares the shapes."""
+    """Say which sources agree, and what the data cannot tell when the layout rests on other checkpoints alone."""
     sources = list(dict.fromkeys(f.layout.source for f in fits))
     if len(sources) > 1:
         plan.checks.append(f"{len(sources)} sources agree on every key, dtype, shape and offset: {', '.join(sources)}")
     declared = [f.layout.source for f in fits if f.source.declares_shapes(f.layout)]
     if declared:
         plan.checks.append(f"shapes as the model declares them ({declared[0]})")
-    elif not any(f.source.exact(f.layout) for f in fits):
-        ambiguity = shape_ambiguity(plan.placed, " and ".join(sources))
-        if ambiguity:
-            plan.cannot_confirm.append(ambiguity)
+    plan.rests_on = rests_on_other_checkpoints(fits)
+    line = unconfirmed_layout_line(plan, plan.rests_on) if plan.rests_on else ""
+    if line:
+        plan.cannot_confirm.insert(0, line)
 
 
 def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tfbundle import DT_STRING, DT_VARIANT, FormatError, parse_object_graph
+from tfbundle import FormatError, parse_object_graph
 
 MAX_MATCHED_KEYS = 100   # matched_keys names at most this many: records stay small for 4000-tensor models
 
@@ -24,28 +24,19 @@ class Evidence:
     reference_matched: int = 0           # tensors whose computed CRC equals a CRC a source holds for them
     reference_total: int = 0             # tensors in the rebuilt index
     matched_keys: list[str] = field(default_factory=list)   # the first MAX_MATCHED_KEYS of those
+    # tensors whose shape, dtype and boundaries rest on other checkpoints alone (plausibility.py); then
+    # cannot_confirm's first line names them too
+    unconfirmed_layout: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return f"{self.reference_matched} of {self.reference_total} tensors confirmed by a reference CRC"
 
-
-# --- Shapes the data cannot tell apart ------------------------------------------------------------
-
-def shape_ambiguity(placed: list, source: str) -> str:
-    """The cannot-confirm line for shapes that came from one source only, or "" when nothing is ambiguous.
-
-    The data holds bytes, not shapes: a [8,16] float tensor is 512 bytes as a [16,8] one is.
-    """
-    ambiguous = [p.spec for p in placed
-                 if p.spec.dtype not in (DT_STRING, DT_VARIANT) and len(p.spec.stored_shape) >= 2
-                 and len(set(p.spec.stored_shape)) > 1]
-    if not ambiguous:
-        return ""
-    first = ambiguous[0]
-    shape = list(first.stored_shape)
-    other = list(reversed(shape))
-    return (f"shapes taken from {source}; the data cannot tell {shape} from {other} ({first.key}), nor any "
-            f"other arrangement of the same size, for {len(ambiguous)} tensor(s) of rank 2 or more")
+    def leading(self) -> tuple[list, list]:
+        """(the line a person must read first: what rests on other checkpoints alone, if anything; the other
+        cannot-confirm lines)"""
+        if self.unconfirmed_layout and self.cannot_confirm:
+            return self.cannot_confirm[:1], self.cannot_confirm[1:]
+        return [], list(self.cannot_confirm)
 
 
 # --- The object graph against a reference ---------------------------------------------------------

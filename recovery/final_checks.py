@@ -17,6 +17,7 @@ from . import zeros
 from .fingerprint import fingerprint64
 from .layout import TensorSpec, reference_key
 from .other_saves import compare_with_other_saves, describe
+from .plausibility import judge_edges, layout_only
 from .vault.judgement import judge_against_vault
 
 
@@ -31,6 +32,7 @@ class Finishing:
     crcs: list                   # raw CRC32C of each placed tensor's bytes, joined across ranges
     nonfinite: list              # "key (n Inf/NaN)" of each tensor that holds any
     unread: str = ""             # the first tensor with bytes no range covered (then `crcs` is incomplete)
+    edges: dict = field(default_factory=dict)   # placed index -> (first bytes, last bytes) of sampled float tensors
     index_bytes: bytes = b""
     entries: dict = field(default_factory=dict)
     matched: list = field(default_factory=list)       # indexes into plan.placed
@@ -41,15 +43,20 @@ class Finishing:
 def finishing(plan, ranges: list) -> Finishing:
     """The ranges' pieces of each placed tensor joined into its CRC, in file order."""
     pieces: dict[int, list] = {}
+    heads, tails = {}, {}
     for rng in sorted(ranges, key=lambda r: (r.shard, r.start)):
         for i, raw, length, nonfinite in rng.pieces:
             pieces.setdefault(i, []).append((raw, length, nonfinite))
+        for i, (head, tail) in rng.edges.items():
+            heads.update({i: head} if head is not None else {})
+            tails.update({i: tail} if tail is not None else {})
+    edges = {i: (heads[i], tails[i]) for i in heads if i in tails}
     crcs, nonfinite = [], []
     for i, placed in enumerate(plan.placed):
         parts = pieces.get(i)
         if parts is None:
             if placed.size:
-                return Finishing(plan, ranges, crcs, nonfinite, unread=placed.spec.describe())
+                return Finishing(plan, ranges, crcs, nonfinite, unread=placed.spec.describe(), edges=edges)
             parts = [(0, 0, 0)]
         raw = parts[0][0]
         for more, length, _ in parts[1:]:
@@ -58,7 +65,7 @@ def finishing(plan, ranges: list) -> Finishing:
         bad = sum(p[2] for p in parts)
         if bad:
             nonfinite.append(f"{placed.spec.key} ({bad} Inf/NaN)")
-    return Finishing(plan, ranges, crcs, nonfinite)
+    return Finishing(plan, ranges, crcs, nonfinite, edges=edges)
 
 
 def in_band_checksums(done: Finishing, checks: list) -> str | None:
@@ -77,6 +84,31 @@ def in_band_checksums(done: Finishing, checks: list) -> str | None:
 def every_tensor_read(done: Finishing, checks: list) -> str | None:
     """Every tensor with bytes was covered by the ranges read (a range lost between workers is not silence)."""
     return f"no checksum for {done.unread}" if done.unread else None
+
+
+def plausible_values(done: Finishing, checks: list) -> str | None:
+    """A layout that rests on other checkpoints alone, against what the data shows at each float tensor's
+    edges (plausibility.judge_edges): an integer tensor read as float, a boundary that splits one
+    distribution (named only, where a sibling's values showed it to be of the same run). Only a source
+    that declares the shapes can settle those."""
+    plan = done.plan
+    if not plan.rests_on:
+        return None
+    integers, boundaries = judge_edges(plan, done.edges, set(layout_only(plan)))
+    named = boundaries if plan.same_run else []
+    done.cannot_confirm += [f"{found}; {plan.same_run}'s values show it to be of the same run, so this is named, "
+                            "not refused" for found in named[:3]]
+    findings = integers + [found for found in boundaries if found not in named]
+    if not findings:
+        checks.append(f"the values at the edges of {len(done.edges)} float tensor(s) look like what "
+                      f"{plan.layout.source} says they are (no integers read as floats"
+                      f"{'' if named else ', no boundary inside one run of values'})")
+        return None
+    more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
+    return (f"{plan.layout.source} fits the sizes, but the data does not hold what it says: {'; '.join(findings[:3])}"
+            f"{more}. The layout rests on {' and '.join(plan.rests_on)} alone (another architecture under the same "
+            "keys?): rebuild from a source that declares the shapes (--registry FILE --arch NAME, the run's "
+            "SavedModel or .meta)")
 
 
 def finite_floats(done: Finishing, checks: list) -> str | None:
@@ -135,7 +167,7 @@ def _row_bytes(spec: TensorSpec) -> int:
     return elements * (dtype(spec.dtype).itemsize or 0)
 
 
-DATA_CHECKS = (in_band_checksums, every_tensor_read, finite_floats, no_zero_fill)
+DATA_CHECKS = (in_band_checksums, every_tensor_read, plausible_values, finite_floats, no_zero_fill)
 
 
 def reads_back(done: Finishing, checks: list) -> str | None:

@@ -36,6 +36,7 @@ from .evidence import MAX_MATCHED_KEYS, Evidence
 from .final_checks import DATA_CHECKS, INDEX_CHECKS, Finishing, finishing, first_refusal
 from .fitting import fit_candidates
 from .layout import Layout, Refusal, reference_key
+from .plausibility import EdgeSample, compare_with_siblings, samples_edges, unconfirmed_layout
 from .records import REBUILT, UNRECOVERABLE
 
 
@@ -56,6 +57,8 @@ class RebuildPlan:
     allow_zeros: bool = False
     allow_unchanged: bool = False   # accept trained tensors whose bytes equal another save's (other_saves.py)
     exact: bool = False   # its source answered Source.exact: the index of these very bytes (every CRC must match)
+    rests_on: list = field(default_factory=list)   # its sources, when all are other checkpoints (plausibility.py)
+    same_run: str = ""   # the sibling whose values showed it to be of the orphan's run (plausibility.py)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class RangeChecksums:
     error: str = ""     # an in-band checksum that failed, a short read
     zero_runs: list = field(default_factory=list)     # (start, end) zero runs, see zeros.ZeroScanner.runs
     zero_tensors: list = field(default_factory=list)  # indexes in plan.placed whose bytes in the range are all zero
+    edges: dict = field(default_factory=dict)   # placed index -> (first bytes or None, last bytes or None), see
+                                                # plausibility.EdgeSample: a tensor's start or end in this range
 
 
 @dataclass
@@ -103,10 +108,13 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     if disagreement:
         return unrecoverable(ctx.display_prefix, refusals, disagreement, partial)
     cross_checked(plan, fits)
-    for reason in (check_object_graph(ctx, plan, [f.layout for f in fits]), check_counter(ctx, plan)):
+    checks = (lambda: check_object_graph(ctx, plan, [f.layout for f in fits]), lambda: check_counter(ctx, plan),
+              lambda: compare_with_siblings(ctx, plan, fits) if plan.rests_on else None)
+    for check in checks:
+        reason = check()
         if reason:
             refusals.append(Refusal(plan.layout.source, reason))
-            partial = Evidence(confirmed=_confirmations(plan.checks), cannot_confirm=list(plan.cannot_confirm))
+            partial = _partial_evidence(plan, plan.checks)
             return unrecoverable(ctx.display_prefix, refusals, f"{plan.layout.source} fits, but {reason}", partial)
     for other in fits:
         for spec_key, (size, crc) in other.layout.reference_crcs.items():
@@ -191,7 +199,10 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
             summer = checksummer(placed.spec.dtype, placed.spec.stored_shape,
                                  min(end, placed.offset + placed.size) - max(start, placed.offset)
                                  if placed.spec.dtype not in (DT_STRING, DT_VARIANT) else None)
-            spans.append((placed.offset, placed.size, zeros.ZeroWatch(summer, scanner)))
+            summer = zeros.ZeroWatch(summer, scanner)
+            if plan.rests_on and samples_edges(placed.spec):
+                summer = EdgeSample(summer)
+            spans.append((placed.offset, placed.size, summer))
             indexes.append(i)
     pieces, error = [], ""
     with storage.open_source(fs, plan.shard_paths[shard], plan.shard_sizes[shard]) as source:
@@ -205,7 +216,9 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
         length = min(end, offset + size) - max(start, offset)
         pieces.append((i, summer.crc, length, getattr(summer, "nonfinite", 0)))
     zero_tensors = [i for i, (_, _, summer) in zip(indexes, spans) if summer.all_zero]
-    return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors)
+    edges = {i: (summer.head if offset >= start else None, summer.tail if offset + size <= end else None)
+             for i, (offset, size, summer) in zip(indexes, spans) if isinstance(summer, EdgeSample)}
+    return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors, edges)
 
 
 def checksum_whole(fs, plan: RebuildPlan, on_bytes=None) -> list:
@@ -247,7 +260,8 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
     refused = first_refusal(DATA_CHECKS, done, checks)
     if refused:
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
-                              refusals=plan.refusals, bytes_scanned=_scanned(ranges))
+                              refusals=plan.refusals, bytes_scanned=_scanned(ranges),
+                              evidence=_partial_evidence(plan, checks, done.cannot_confirm))
     done = built(done)
     refused = first_refusal(INDEX_CHECKS, done, checks)
     evidence = _evidence(plan, checks, done.matched, done.cannot_confirm)
@@ -285,7 +299,8 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tu
     total = len(plan.placed)
     evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
                         reference_matched=len(matched), reference_total=total,
-                        matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]])
+                        matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]],
+                        unconfirmed_layout=unconfirmed_layout(plan))
     by = sorted({source for i in matched for *_, source in plan.references.get(reference_key(plan.placed[i].spec), ())})
     if plan.layout.expected_fingerprint is not None and len(matched) == total:
         by = ["fingerprint.pb"]
@@ -296,6 +311,12 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tu
             "the bytes present, so they prove only that those bytes are well-formed (and finite), not that they "
             "are the ones TensorFlow saved")
     return evidence
+
+
+def _partial_evidence(plan: RebuildPlan, checks: list, cannot_confirm: list = ()) -> Evidence:
+    """What a refused rebuild had confirmed before the refusal, and what rests on other checkpoints alone."""
+    return Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
+                    unconfirmed_layout=unconfirmed_layout(plan))
 
 
 def _scanned(ranges: list) -> int:

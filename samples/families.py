@@ -43,6 +43,18 @@ def _randomize(variables, seed: int):
             var.assign(rng.standard_normal(current.shape).astype(current.dtype))
 
 
+def _train(variables, seed: int, rate: float = 0.01):
+    """Move float variables by a small step, as training does between two saves of one run: every byte
+    changes, and the values stay close element by element (recovery/plausibility.py relies on it)."""
+    import numpy as np
+
+    rng = _rng(seed)
+    for var in variables:
+        current = np.asarray(var.numpy())
+        if np.issubdtype(current.dtype, np.floating):
+            var.assign((current + rate * rng.standard_normal(current.shape)).astype(current.dtype))
+
+
 def _keras3_adam(directory: str) -> Family:
     tf = _tf()
     ckpt = models.keras3_adam()
@@ -120,8 +132,9 @@ def _sharded(directory: str) -> Family:
     options = tf.train.CheckpointOptions(experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(
         max_shard_size=SHARD_SIZE_LIMIT))
     prefixes = []
+    _randomize(ckpt.module.trainable_variables, seed=0)
     for step in (100, 200):
-        _randomize(ckpt.module.trainable_variables, seed=step)
+        _train(ckpt.module.trainable_variables, seed=step)
         ckpt.module.step.assign(step)
         prefixes.append(ckpt.write(os.path.join(directory, f"sharded-{step}"), options=options))
     return Family("sharded", prefixes[-1], prefixes[:-1], "tf2", builder="samples.models:sharded_module")

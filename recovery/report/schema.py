@@ -34,7 +34,8 @@ RECORD_SCHEMA = (
     ("rehearsal", "string or null", "--rehearse: byte-identical, differs or refused; null otherwise"),
     ("seconds", "number", "time spent rebuilding or verifying the prefix"),
     ("evidence", "object", "what a rebuild rests on: {confirmed: [string], cannot_confirm: [string], "
-                           "reference_matched: integer, reference_total: integer, matched_keys: [string]}; "
+                           "reference_matched: integer, reference_total: integer, matched_keys: [string], "
+                           "unconfirmed_layout: [string]}; "
                            "{} when nothing was rebuilt or fitted"),
     ("mtime", "number or null", "newest modification time of the prefix's files (epoch seconds) where the store "
                                 "gives it"),

@@ -475,9 +475,11 @@ def test_a_transposed_tf1_sibling_and_the_orphans_own_meta_graph_are_refused_nam
     assert "sibling model.ckpt-100" in outcome.reason and "TF1 graph model.ckpt-200.meta" in outcome.reason
     assert "w float32[16, 8]" in outcome.reason and "w float32[8, 16]" in outcome.reason
 
-    os.remove(prefix + ".meta")          # the sibling alone: rebuilt, and the ambiguity said
+    os.remove(prefix + ".meta")          # the sibling alone, another graph's values: refused (issue 14.2)
     outcome = rebuild(context(prefix))
-    assert outcome.status == REBUILT
+    assert outcome.status == UNRECOVERABLE
+    assert "sibling model.ckpt-100's values are unlike this checkpoint's" in outcome.reason
+    assert "w float32[16, 8]" in outcome.reason and outcome.evidence.unconfirmed_layout == ["w"]
     assert any("cannot tell [16, 8] from [8, 16]" in c for c in outcome.evidence.cannot_confirm)
 
 
@@ -491,19 +493,23 @@ def test_a_registry_that_agrees_with_the_sibling_confirms_the_shapes(tmp_path):
     assert any("shapes as the model declares them (registered `model_a`)" in c for c in outcome.evidence.confirmed)
 
 
-def test_a_transposed_sibling_alone_is_rebuilt_but_says_what_the_data_cannot_tell(tmp_path, capsys):
+def test_a_transposed_sibling_of_another_model_alone_is_refused_naming_the_tensors(tmp_path, capsys):
+    """Issue 14.2: the sibling is another model's (its values unrelated): the data cannot tell the shapes, and
+    nothing shows the sibling to be of this run, so the layout it alone gives is refused, naming the tensors."""
     prefix, _ = _transposed_run(str(tmp_path))
     orphan(prefix)
     outcome = rebuild(context(prefix))
-    assert outcome.status == REBUILT          # the data cannot tell: it is said, not hidden
+    assert outcome.status == UNRECOVERABLE
+    assert "sibling ckpt-1's values are unlike this checkpoint's" in outcome.reason
+    assert "model/w/.ATTRIBUTES/VARIABLE_VALUE float32[16, 8]" in outcome.reason
     ambiguous = [c for c in outcome.evidence.cannot_confirm if "cannot tell" in c]
     assert ambiguous and "shapes taken from sibling ckpt-1" in ambiguous[0] and "[16, 8] from [8, 16]" in ambiguous[0]
 
-    # The CLI says the same.
-    assert main(["rebuild", prefix, "--no-tf-check", "--output", str(tmp_path / "out.index")]) == 0
-    out = capsys.readouterr().out
-    assert "evidence: " in out and "tensors confirmed by a reference CRC" in out
-    assert "cannot confirm: shapes taken from sibling ckpt-1; the data cannot tell [16, 8] from [8, 16]" in out
+    # The CLI says the same, and writes nothing.
+    assert main(["rebuild", prefix, "--no-tf-check", "--output", str(tmp_path / "out.index")]) == 1
+    err = capsys.readouterr().err
+    assert "values are unlike this checkpoint's" in err and not (tmp_path / "out.index").exists()
+    assert "!!  shapes taken from sibling ckpt-1 alone" in err
 
 
 def test_cli_lists_the_evidence_of_a_rebuild_and_of_a_refusal(family_copy, capsys):
