@@ -74,6 +74,9 @@ def _add_logging_flags(parser, default) -> None:
 
 # Beam's runner and harness loggers: worker start-up, pipeline-option warnings, job-service chatter.
 HARNESS_LOGGERS = ("apache_beam", "absl", "tensorflow", "gcsfs", "s3fs", "botocore", "urllib3", "google.auth")
+# fsspec's read-ahead logs, with a traceback at ERROR, the very error it then raises to us: that error is
+# reported in the command's own words (a refusal, a record), so its log is shown only with --debug.
+RAISED_AGAIN_LOGGERS = ("fsspec",)
 
 
 JOB_LINKS = "apache_beam.runners.dataflow.internal.apiclient"
@@ -102,6 +105,8 @@ def configure_logging(verbose: bool, debug: bool) -> None:
     logging.getLogger().setLevel(level)
     for name in HARNESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    for name in RAISED_AGAIN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     # Except the lines a person needs from a remote runner: the Dataflow job id and console link.
     logging.getLogger(JOB_LINKS).setLevel(logging.DEBUG if debug else logging.INFO)
     relay = logging.getLogger(WORKER_RELAY)
@@ -133,8 +138,11 @@ def main(argv=None) -> int:
         print(f"ckpt-rescue {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        from recovery.storage import is_transient
+        from recovery.storage import in_words, is_transient
 
+        if isinstance(exc, OSError) and not is_transient(exc):   # a file the command could not read or write
+            print(f"ckpt-rescue {args.command}: {in_words(exc)}", file=sys.stderr)
+            return EXIT_ATTENTION
         if not is_transient(exc):
             raise
         print(f"ckpt-rescue {args.command}: could not check: storage kept failing after retries "

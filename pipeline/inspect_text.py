@@ -61,8 +61,20 @@ def _render_orphan(r: Orphan) -> list[str]:
                      f"{graph.nodes} node(s)")
         lines.append(f"{len(graph.keys)} checkpoint key(s) in data order, then {OBJECT_GRAPH_KEY}:")
         lines += [f"  {key}" for key in graph.keys]
-    lines.append(f"to rebuild the index: ckpt-rescue rebuild {r.prefix}")
+    lines.append(_next_step(r))
     return lines
+
+
+def _next_step(r: Orphan) -> str:
+    """The rebuild command that can work here, or why none can yet."""
+    if not r.readable:
+        return "nothing can be rebuilt while its data cannot be read (above); fix that first"
+    if r.index_occupant:
+        output = r.prefix + ".index.rebuilt"
+        return (f"to rebuild the index (its name is taken by {r.index_occupant}, which is never replaced): "
+                f"ckpt-rescue rebuild {shlex.quote(r.prefix)} --output {shlex.quote(output)}; then move "
+                f"{shlex.quote(r.prefix + '.index')} aside and rename the new file to it")
+    return f"to rebuild the index: ckpt-rescue rebuild {shlex.quote(r.prefix)}"
 
 
 def _render_unreadable(r: Unreadable) -> list[str]:

@@ -57,10 +57,18 @@ def run(args) -> int:
     if args.rehearse:
         return _rehearse(fs, prefix, layouts, args.opened_vault)
     index_path = index_filename(prefix)
+    taken = storage.occupant(fs, index_path)
+    if taken and not args.output:
+        print(f"refused: {storage.display(fs, index_path)} is {taken}, not an index file; it is never replaced: "
+              "rebuild with --output FILE, check it, then move that aside and put the file in its place",
+              file=sys.stderr)
+        return EXIT_ATTENTION
     if storage.fresh_exists(fs, index_path) and not args.output:
         try:
             read_index(storage.read_bytes(fs, index_path))
-        except FormatError as exc:
+        except (FormatError, OSError) as exc:
+            if storage.is_transient(exc):
+                raise
             print(f"refused: {storage.display(fs, index_path)} exists but is unreadable ({exc}); it will not be "
                   "overwritten: rebuild with --output FILE, check, then replace it yourself", file=sys.stderr)
             return EXIT_ATTENTION
@@ -70,6 +78,11 @@ def run(args) -> int:
     judge = _start_judge(fs, args.tf_check)
     try:
         return _rebuild(fs, prefix, layouts, args, judge)
+    except OSError as exc:      # a data file that cannot be read (permissions, a storage that refuses), not a retry
+        if storage.is_transient(exc):
+            raise
+        print(f"refused: {storage.display(fs, prefix)}: {storage.in_words(exc)}; nothing written", file=sys.stderr)
+        return EXIT_ATTENTION
     finally:
         if judge is not None:
             judge.cancel()
@@ -173,15 +186,19 @@ def check_before_work(args) -> None:
     args.opened_vault = _open_vault(args)
 
 
-def _open_vault(args):
+def open_vault(url: str | None):
     """The vault --vault names, checked before any work: a location that is not a vault is a usage error."""
-    if not args.vault:
+    if not url:
         return None
     try:
-        vault = Vault.open(args.vault)
+        return Vault.open(url)
     except VaultError as exc:
         raise UsageError(f"--vault {exc}") from None
-    if args.template or args.arch:
+
+
+def _open_vault(args):
+    vault = open_vault(args.vault)
+    if vault is not None and (args.template or args.arch):
         print(f"note: {'--template' if args.template else '--arch'} chooses the source, so the vault is not "
               "consulted; drop it to let the vault's index of this prefix come first", file=sys.stderr)
     return vault

@@ -89,6 +89,10 @@ def _register_checkpoint(args) -> str:
                          "checkpoint prefix (not a data file, and not an orphan)") from None
     except FormatError as exc:
         raise UsageError(f"{args.from_checkpoint}.index is unreadable: {exc}") from None
+    except OSError as exc:     # a directory or a FIFO by that name, no permission: not the store failing
+        if storage.is_transient(exc):
+            raise
+        raise UsageError(f"--from-checkpoint {args.from_checkpoint} cannot be read: {storage.in_words(exc)}") from None
     relative = f"{LAYOUTS_DIR}/{args.name}.json"
     registry_fs, registry_path = storage.url_to_fs(args.registry)
     layout_path = posixpath.join(posixpath.dirname(registry_path) or ".", relative)

@@ -1,9 +1,17 @@
 """Gather what a rebuild may look at for one prefix: its data files, directory and object graph."""
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, locate_object_graph, parse_data_filename, shard_coverage
+from tfbundle import (
+    OBJECT_GRAPH_KEY,
+    FormatError,
+    index_filename,
+    locate_object_graph,
+    parse_data_filename,
+    shard_coverage,
+)
 
 from . import storage
 
@@ -54,14 +62,28 @@ def list_directory(fs, directory: str) -> list[dict]:
 
 
 def data_files_of(prefix: str, listing: list[dict]) -> list[DataFile]:
+    """The data files of `prefix` in a listing (`storage.ls`): regular files only."""
     found = []
     for item in listing:
-        if item.get("type") == "directory":
+        if item.get("type", "file") != "file":
             continue
         name = parse_data_filename(item["name"])
         if name and name.prefix == prefix:
             found.append(DataFile(item["name"], name.shard, name.num_shards, int(item["size"])))
     return sorted(found, key=lambda d: d.shard)
+
+
+def unread_files_of(prefix: str, listing: list[dict]) -> list[str]:
+    """"NAME is WHAT" for each entry of a listing (`storage.ls`) named like the index or a data file of
+    `prefix` that is not a regular file (a FIFO, a directory, a dangling link): never read."""
+    found = []
+    for item in listing:
+        name = item["name"].rstrip("/")
+        data = parse_data_filename(name)
+        if item.get("type", "file") != "file" and (name == index_filename(prefix) or (data and data.prefix == prefix)):
+            what = "a directory" if item.get("type") == "directory" else item.get("what") or "not a regular file"
+            found.append(f"{posixpath.basename(name)} is {what}, not a file: not read")
+    return sorted(found)
 
 
 def check_complete(prefix_display: str, files: list[DataFile]) -> None:

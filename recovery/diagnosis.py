@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from tfbundle import INDEX_SUFFIX, FormatError, index_filename, parse_data_filename
 
 from . import storage
-from .context import data_files_of
+from .context import data_files_of, unread_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
+from .listed import Listed
 from .records import EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 
@@ -70,11 +71,11 @@ def locate(fs, path: str, target: str):
         return _diagnose_file(fs, path, target)
     directory = storage.parent(path)
     try:
-        listing = fs.ls(directory, detail=True)
-    except FileNotFoundError:
+        listing = storage.ls(fs, directory)
+    except (FileNotFoundError, NotADirectoryError):
         return Diagnosis(target, f"no such directory: {storage.display(fs, directory) or '.'}")
     index_path = index_filename(path)
-    index_exists = any(i["name"] == index_path and i.get("type") != "directory" for i in listing)
+    index_exists = any(i["name"] == index_path and i.get("type") == "file" for i in listing)
     data_files = data_files_of(path, listing)
     if index_exists or data_files:
         return path, listing, index_exists, data_files
@@ -84,8 +85,8 @@ def locate(fs, path: str, target: str):
 def _nameless_prefix(fs, directory: str):
     """TF1 `saver.save(sess, "dir/")` writes `dir/.index` and `dir/.data-…`: then "dir/" IS the prefix."""
     prefix = directory.rstrip("/") + "/"
-    listing = fs.ls(directory, detail=True)
-    index_exists = any(i["name"] == index_filename(prefix) and i.get("type") != "directory" for i in listing)
+    listing = storage.ls(fs, directory)
+    index_exists = any(i["name"] == index_filename(prefix) and i.get("type") == "file" for i in listing)
     data_files = data_files_of(prefix, listing)
     if index_exists or data_files:
         return prefix, listing, index_exists, data_files
@@ -95,10 +96,11 @@ def _nameless_prefix(fs, directory: str):
 def _is_prefix(fs, prefix: str) -> bool:
     """Whether `prefix` has an index or data files: only such a prefix is worth suggesting."""
     try:
-        listing = fs.ls(storage.parent(prefix), detail=True)
+        listing = storage.ls(fs, storage.parent(prefix))
     except (FileNotFoundError, NotADirectoryError):
         return False
-    return any(i["name"] == index_filename(prefix) for i in listing) or bool(data_files_of(prefix, listing))
+    return (any(i["name"] == index_filename(prefix) and i.get("type") == "file" for i in listing)
+            or bool(data_files_of(prefix, listing)))
 
 
 # --- wrong paths ----------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def _archive(fs, path: str, target: str, head: bytes) -> Diagnosis:
     members = []
     if not path.endswith(".zip"):
         try:
-            with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:*") as archive:
+            with storage.open_read(fs, path) as f, tarfile.open(fileobj=f, mode="r:*") as archive:
                 members = [m.name for m in archive.getmembers() if m.isfile()]
         except (tarfile.TarError, OSError, EOFError):
             members = []
@@ -177,9 +179,17 @@ def lfs_pointer_diagnosis(fs, path: str, prefix: str | None, head: bytes) -> Dia
 
 
 def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
+    taken = storage.occupant(fs, path)
+    if taken:       # the path itself, passed as a prefix, is a FIFO, a device or a dangling link
+        return Diagnosis(target, f"this is {taken}, not a checkpoint prefix; a prefix names files PREFIX.index and "
+                                 "PREFIX.data-NNNNN-of-NNNNN", storage.display(fs, path))
+    unread = unread_files_of(path, listing)
+    if unread:      # named like its files, but nothing there can be read as one
+        return Diagnosis(target, f"no checkpoint with prefix {storage.display(fs, path)} can be read: "
+                                 + "; ".join(unread))
     directory = storage.prefix_directory(path)
-    contents = group_directory(directory, [(i["name"], i.get("size") or 0) for i in listing
-                                            if i.get("type") != "directory"])
+    contents = group_directory(directory, [Listed(i["name"], i.get("size") or 0) for i in listing
+                                            if i.get("type") == "file"])
     names = [posixpath.basename(p) for p in contents.checkpoints]
     close = difflib.get_close_matches(posixpath.basename(path), names, n=5, cutoff=0.4)
     candidates = [storage.display(fs, posixpath.join(directory, n)) for n in (close or names[:MAX_LISTED])]
@@ -195,9 +205,9 @@ def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
 
 
 def _directory(fs, path: str, target: str) -> Diagnosis:
-    found = fs.find(path, maxdepth=DIRECTORY_DEPTH, detail=True)
-    contents = group_directory(path, [(p, info.get("size") or 0) for p, info in found.items()
-                                      if info.get("type") != "directory"])
+    found = storage.listed(fs, fs.find(path, maxdepth=DIRECTORY_DEPTH, detail=True).values())
+    contents = group_directory(path, [Listed(info["name"], info.get("size") or 0) for info in found
+                                      if info.get("type") == "file"])
     rows = []
     for prefix, files in contents.checkpoints.items():
         state = "index + " if files.index_size is not None else "NO INDEX, "
@@ -216,8 +226,7 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
 # --- helpers --------------------------------------------------------------------------------------
 
 def read_head(fs, path: str) -> bytes:
-    with fs.open(path, "rb") as f:
-        return f.read(256)
+    return storage.read_head(fs, path)
 
 
 def hex_head(data: bytes) -> str:

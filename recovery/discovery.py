@@ -1,9 +1,11 @@
 """Turn a flat listing into what an audit reasons about: checkpoint prefixes per directory, the
 leftovers of interrupted saves, and `checkpoint` state files.
 
-Pure: it sees only (path, size) or (path, size, mtime) tuples, so the same grouping runs on a laptop
-listing and on a bucket listing fanned out over Beam workers. Modification times are kept per path
-(`DirectoryContents.mtimes`) so saves still in progress can be told from finished ones. A merge's
+Pure: it sees only the listing's files (`recovery.listed.Listed`: path, size, mtime, identity), so the
+same grouping runs on a laptop listing and on a bucket listing fanned out over Beam workers.
+Modification times are kept per path (`DirectoryContents.mtimes`) so saves still in progress can be
+told from finished ones, and the store's identity of each file's bytes (`identities`) so the vault
+can tell the data files it kept an index for from files saved again since. A merge's
 temp directory (`P_temp/`, `P_temp_<hex>/`) is grouped with the directory that holds P, because P
 cannot be judged without it.
 """
@@ -17,18 +19,25 @@ from google.protobuf import text_format
 
 from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
 
+from .listed import Listed
 from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"
-_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?$")
-_TEMPSTATE_RE = re.compile(r"\.tempstate\d+$")
-_STATE_TEMP_RE = re.compile(r"^checkpoint\.tmp[0-9a-f]+$")   # CheckpointManager writes the state file via a temp
+# Names may hold line breaks: `\Z` ends the name, where `$` would also match before a final line break.
+_TEMP_DIR_RE = re.compile(r"_temp(?:_[0-9a-f]{32})?\Z")
+_TEMPSTATE_RE = re.compile(r"\.tempstate\d+\Z")
+_STATE_TEMP_RE = re.compile(r"checkpoint\.tmp[0-9a-f]+")   # CheckpointManager writes the state file via a temp
+# What TensorFlow's sharded save writes into `P_temp/` (`P_temp_<hex>/`) before merging: part bundles only.
+_MERGE_INPUT_RE = re.compile(r"part-\d{5,}-of-\d{5,}(?:\.index|\.data-\d{5,}-of-\d{5,})(?:\.tempstate\d+)?")
 
 
 def checkpoint_directory(path: str) -> str:
-    """The directory whose checkpoints `path` belongs to (a merge temp dir counts as its parent's)."""
+    """The directory whose checkpoints `path` belongs to. A merge input (`P_temp/part-00000-of-00002.index`,
+    exactly as TensorFlow names it) counts as its parent's, since P cannot be judged without it; any other
+    file is its own directory's, so a user's directory that happens to be called `bert_temp/` is audited
+    as what it is."""
     parent = posixpath.dirname(path)
-    if _TEMP_DIR_RE.search(posixpath.basename(parent)):
+    if _TEMP_DIR_RE.search(posixpath.basename(parent)) and _MERGE_INPUT_RE.fullmatch(posixpath.basename(path)):
         return posixpath.dirname(parent)
     return parent
 
@@ -72,16 +81,23 @@ class DirectoryContents:
     state_files: list = field(default_factory=list)   # (path, size) of `checkpoint` files
     others: list = field(default_factory=list)        # (path, size) of everything else (.meta, saved_model.pb, ...)
     mtimes: dict = field(default_factory=dict)        # path -> epoch seconds, where the listing gave one
+    identities: dict = field(default_factory=dict)    # path -> the store's identity of its bytes, where it gave one
     _listing_index: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def listing(self) -> list[dict]:
-        """`fs.ls(directory, detail=True)`-shaped entries, what the rebuild sources expect."""
+        """`fs.ls(directory, detail=True)`-shaped entries, what the rebuild sources expect (with the
+        listing's `mtime` and `identity` where it gave them: recovery/vault reads the identity)."""
         entries, subdirs = [], set()
         for files in self._all_files():
             for path, size in files:
                 parent = posixpath.dirname(path)
                 if parent == self.directory:
-                    entries.append({"name": path, "size": size, "type": "file"})
+                    entry = {"name": path, "size": size, "type": "file"}
+                    if path in self.mtimes:
+                        entry["mtime"] = self.mtimes[path]
+                    if path in self.identities:
+                        entry["identity"] = self.identities[path]
+                    entries.append(entry)
                 else:
                     subdirs.add(parent)
         entries += [{"name": d, "size": 0, "type": "directory"} for d in sorted(subdirs)]
@@ -136,15 +152,17 @@ class DirectoryContents:
         yield self.others
 
 
-def group_directory(directory: str, files) -> DirectoryContents:
-    """Sort the (path, size[, mtime]) tuples of one checkpoint directory into prefixes, leftovers and state files."""
+def group_directory(directory: str, files: "list[Listed]") -> DirectoryContents:
+    """Sort the files (Listed) of one checkpoint directory into prefixes, leftovers and state files."""
     contents = DirectoryContents(directory)
     prefixes: dict[str, PrefixFiles] = {}
     listed = []
     for item in files:
-        path, size = item[0], item[1]
-        if len(item) > 2 and item[2] is not None:
-            contents.mtimes[path] = item[2]
+        path, size = item.path, item.size
+        if item.mtime is not None:
+            contents.mtimes[path] = item.mtime
+        if item.identity is not None:
+            contents.identities[path] = item.identity
         listed.append((path, size))
     for path, size in sorted(listed):
         leaf = posixpath.basename(path)
@@ -152,7 +170,7 @@ def group_directory(directory: str, files) -> DirectoryContents:
             contents.leftovers.append(_unrenamed(path, size))
         elif leaf == STATE_FILE and posixpath.dirname(path) == directory:
             contents.state_files.append((path, size))
-        elif _STATE_TEMP_RE.match(leaf):
+        elif _STATE_TEMP_RE.fullmatch(leaf):
             contents.leftovers.append(Leftover(path, "state file temp", "", [(path, size)]))
         elif path.endswith(naming.INDEX_SUFFIX):
             prefix = path[: -len(naming.INDEX_SUFFIX)]

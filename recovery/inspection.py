@@ -19,7 +19,7 @@ from tfbundle import (
 )
 
 from . import storage
-from .context import OrphanContext, find_object_graph
+from .context import OrphanContext, find_object_graph, unread_files_of
 from .diagnosis import LFS_POINTER, Diagnosis, fs_path, hex_head, lfs_pointer_diagnosis, locate, read_head
 from .layout import Layout
 from .protos import read_meta_graph
@@ -93,6 +93,8 @@ class Orphan:
     meta_graph: str | None = None     # TF1: the .meta whose Saver names the keys
     meta_keys: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    index_occupant: str = ""          # what takes up PREFIX.index though it is no file (a directory, a FIFO)
+    readable: bool = True             # every data file could be read: a rebuild can start
     kind: str = "orphan"
     exit_code: int = EXIT_ATTENTION
 
@@ -116,9 +118,11 @@ def inspect_path(target: str):
     if isinstance(found, Diagnosis):
         return found
     prefix, listing, index_exists, data_files = found
-    if index_exists:
-        return _healthy(fs, prefix, index_filename(prefix), data_files)
-    return _orphan(fs, prefix, data_files, listing)
+    result = _healthy(fs, prefix, index_filename(prefix), data_files) if index_exists else \
+        _orphan(fs, prefix, data_files, listing)
+    if isinstance(result, (Healthy, Orphan)):
+        result.problems[:0] = unread_files_of(prefix, listing)
+    return result
 
 
 # --- a readable prefix ----------------------------------------------------------------------------
@@ -183,18 +187,26 @@ def _extents_text(piece) -> str:
 def _orphan(fs, prefix: str, data_files: list, listing: list):
     display_files = [DataFileInfo(storage.display(fs, d.path), d.shard, d.size) for d in data_files]
     problems = _shard_problems(data_files)
+    unreadable = []
     for data_file in data_files:
-        head = read_head(fs, data_file.path)
+        try:
+            head = read_head(fs, data_file.path)
+        except OSError as exc:
+            if storage.is_transient(exc):
+                raise
+            unreadable.append(f"{storage.display(fs, data_file.path)} cannot be read: {exc.strerror or exc}")
+            continue
         if head.startswith(LFS_POINTER):
             return lfs_pointer_diagnosis(fs, data_file.path, prefix, head)
     graph = None
-    found = find_object_graph(fs, data_files)
+    found = None if unreadable else find_object_graph(fs, data_files)
     if found is not None:
         data_file, located = found
         graph = ObjectGraphInfo(storage.display(fs, data_file.path), located.offset, located.size,
                                 len(located.graph.nodes), located.graph.checkpoint_keys())
-    orphan = Orphan(storage.display(fs, prefix), display_files, graph, problems=problems)
-    if graph is None:
+    orphan = Orphan(storage.display(fs, prefix), display_files, graph, problems=unreadable + problems,
+                    index_occupant=storage.occupant(fs, index_filename(prefix)) or "", readable=not unreadable)
+    if graph is None and not unreadable:
         _add_meta_graph_keys(fs, prefix, data_files, listing, orphan)
     return orphan
 

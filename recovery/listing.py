@@ -5,25 +5,61 @@ group is one flat listing of a name prefix (one request per page of objects); el
 directory of the group is listed on its own. Sizes and modification times come with the listing (no
 per-file stat), and listings are never cached (see recovery.storage).
 
-Files are (path, size, mtime) with mtime in epoch seconds, or None where the store gives none.
-Earlier ckpt-rescue report directories inside a root are recognised by their files, and the indexes
-they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
+Files are `Listed`: path, size, modification time and the store's identity of the bytes, each as the
+listing gave it (None where the store gives none): regular files only. Whatever else a local tree
+holds (a FIFO, a device, a socket, a symbolic link to a directory or to nothing) is never opened nor
+followed; it is listed apart as `Unread`, and the audit gives it a record saying what it is. Earlier
+ckpt-rescue report directories inside a root are recognised by their marker alone, and the indexes
+they staged under `rebuilt/` are left out: a staged copy is not a checkpoint. An index vault inside a
+root (its marker, `ckpt-rescue-vault.json`) is left out whole: its `.index` files have no data beside them.
 """
 
 import itertools
 import posixpath
+from typing import NamedTuple
+
+from tfbundle import INDEX_SUFFIX, parse_data_filename
 
 from . import storage, stores
+from .discovery import STATE_FILE
+from .listed import listed
+from .stores.base import SPECIAL
 
 # Written into a report directory before a run does any work, so even a run that stopped before its
-# summary leaves a directory the next audit recognises as reports, not checkpoints.
+# summary leaves a directory the next audit recognises as reports, not checkpoints. Nothing else
+# decides: a training job's own `summary.json` and `records.jsonl` beside a `rebuilt/` directory of
+# checkpoints are not a report.
 REPORT_MARKER = ".ckpt-rescue-report"
 STAGED_DIR = "rebuilt"
-_REPORT_FILES = ("summary.json", "records.jsonl")   # reports written before the marker existed have both
+VAULT_MARKER = "ckpt-rescue-vault.json"   # recovery.vault.tree.MARKER: a vault's whole tree is left out
+
+
+class Unread(NamedTuple):
+    """A listed entry that is not a regular file: never opened, never descended into."""
+
+    path: str
+    what: str                      # in words: "a FIFO (named pipe)", "a symbolic link to a directory (...)"
+    why: str                       # stores.base: SPECIAL, DANGLING or LINKED_DIRECTORY (not followed)
+
+
+class Level(NamedTuple):
+    files: list                    # Listed: the regular files directly in the directory
+    children: list                 # subdirectories
+    unread: list                   # Unread
+
+
+class Found(NamedTuple):
+    files: list                    # Listed: every regular file below
+    unread: list                   # Unread
 
 
 class BadRoot(ValueError):
-    """A root that does not exist or is not a directory: a usage error, not a finding."""
+    """A root that is not a directory or cannot be listed: a usage error, not a finding."""
+
+
+class MissingRoot(BadRoot):
+    """A root that does not exist. Not a typo in the scheduler's own configuration only: a tree that
+    vanished looks the same, so the audit runs, reports it and exits 4 (nothing checked)."""
 
 
 def check_root(url: str) -> None:
@@ -36,15 +72,40 @@ def check_root(url: str) -> None:
         if storage.is_transient(exc):
             raise storage.StorageUnavailable(f"{url}: the store kept failing after retries ({exc})") from exc
         raise BadRoot(f"{url}: cannot be listed ({exc})") from None
-    raise BadRoot(f"{url}: {'is a file, not a directory' if exists else 'does not exist'}")
+    if exists:
+        raise BadRoot(f"{url}: is a file, not a directory")
+    raise MissingRoot(f"{url}: does not exist")
 
 
-def top_level(fs, root: str, exclude: str | None = None):
-    """(files, child directories) directly under `root`: files as (path, size, mtime). A child with
-    an empty name (objects named `root//...`) is `root/`."""
-    files, children = [], []
-    store = stores.store_for_fs(fs)
-    for entry in fs.ls(root, detail=True):
+def nearest_existing(url: str, limit: int = 3) -> list[str]:
+    """Paths that exist near a root that does not: the directories beside the first missing part of
+    its path whose names are closest to it (or the deepest ancestor that exists)."""
+    import difflib
+
+    fs, path = storage.url_to_fs(url)
+    missing, parent = path.rstrip("/"), storage.parent(path.rstrip("/"))
+    try:
+        while parent and parent != missing and not fs.isdir(parent):
+            missing, parent = parent, storage.parent(parent)
+        children = [entry["name"].rstrip("/") for entry in fs.ls(parent or "/", detail=True)
+                    if entry.get("type") == "directory"]
+    except (OSError, ValueError):
+        return []
+    names = {posixpath.basename(c): c for c in children}
+    close = difflib.get_close_matches(posixpath.basename(missing), list(names), n=limit, cutoff=0.5)
+    found = [storage.display(fs, names[name]) for name in close]
+    return found or ([storage.display(fs, parent)] if parent else [])
+
+
+def top_level(fs, root: str, exclude: str | None = None) -> Level:
+    """(files, child directories, unread entries) directly under `root`: files as Listed. A child with an
+    empty name (objects named `root//...`) is `root/`. An index vault is left out whole."""
+    children, entries = [], []
+    found = storage.listed(fs, fs.ls(root, detail=True))
+    if any(posixpath.basename(entry["name"].rstrip("/")) == VAULT_MARKER for entry in found
+           if entry.get("type") != "directory"):
+        return Level([], [], [])
+    for entry in found:
         name = entry["name"].rstrip("/")
         if name == root.rstrip("/"):
             if entry.get("type") == "directory":     # the prefix `root//`: object stores allow an empty name
@@ -55,37 +116,55 @@ def top_level(fs, root: str, exclude: str | None = None):
         if entry.get("type") == "directory":
             children.append(name)
         else:
-            files.append((name, int(entry.get("size") or 0), store.mtime(entry)))
-    if _is_report_dir(root.rstrip("/"), {posixpath.basename(f[0]) for f in files}):
+            entries.append(entry)
+    files, unread = _files_and_unread(fs, entries)
+    if _is_report_dir({posixpath.basename(f[0]) for f in files}):
         staged = posixpath.join(root.rstrip("/"), STAGED_DIR)
         children = [c for c in children if c != staged]
-    return files, children
+    return Level(files, children, unread)
 
 
 def everything_under(fs, directory: str, exclude: str | None = None) -> list:
-    """Every file below `directory` as (path, size, mtime), from one paginated recursive listing."""
-    return without_earlier_reports(_found(fs, fs.find(directory, detail=True, withdirs=False), exclude))
+    """Every regular file below `directory` as Listed, from one paginated recursive listing."""
+    return listed_under(fs, directory, exclude).files
 
 
-def _found(fs, found: dict, exclude: str | None) -> list:
+def listed_under(fs, directory: str, exclude: str | None = None) -> Found:
+    """Every regular file below `directory`, and every entry that is not one, from one recursive listing."""
+    return _found(fs, fs.find(directory, detail=True, withdirs=False), exclude)
+
+
+def _found(fs, found: dict, exclude: str | None, keep=lambda name: True) -> Found:
+    entries = [entry for name, entry in found.items() if not _excluded(name, exclude) and keep(name)]
+    files, unread = _files_and_unread(fs, [e for e in storage.listed(fs, entries) if e.get("type") != "directory"])
+    staged = _staging_of_reports(files)
+    return Found(_outside(files, staged), _outside(unread, staged))
+
+
+def _files_and_unread(fs, entries: list) -> tuple:
     store = stores.store_for_fs(fs)
-    return [(name, int(info.get("size") or 0), store.mtime(info)) for name, info in found.items()
-            if info.get("type") != "directory" and not _excluded(name, exclude)]
+    files = [listed(store, e["name"], e) for e in entries if e.get("type") == "file"]
+    unread = [Unread(e["name"], e.get("what") or "not a regular file", e.get("unread") or SPECIAL)
+              for e in entries if e.get("type") != "file"]
+    return files, unread
 
 
-def everything_under_group(fs, parent: str, prefix: str, members: tuple, exclude: str | None = None) -> list:
+def everything_under_group(fs, parent: str, prefix: str, members: tuple, exclude: str | None = None) -> Found:
     """Every file below the directories `members` of `parent`, which are exactly the ones whose names
-    start with `prefix` (see sibling_groups). Files directly in `parent` are its own listing's. Where
-    the store's recursive listing takes a name prefix (gcsfs, s3fs) the group is one listing."""
+    start with `prefix` (see sibling_groups), and every entry there that is not a regular file. Files
+    directly in `parent` are its own listing's. Where the store's recursive listing takes a name prefix
+    (gcsfs, s3fs) the group is one listing."""
     parent = parent.rstrip("/")
     if not stores.store_for_fs(fs).prefix_listing:
-        return [item for member in members for item in everything_under(fs, f"{parent}/{member}", exclude)]
+        found = [listed_under(fs, f"{parent}/{member}", exclude) for member in members]
+        return Found([f for one in found for f in one.files], [u for one in found for u in one.unread])
     wanted = set(members)
-    found = fs.find(parent, prefix=prefix, detail=True, withdirs=False)
-    files = [item for item in _found(fs, found, exclude)
-             if item[0].startswith(parent + "/") and item[0][len(parent) + 1:].split("/", 1)[0] in wanted
-             and "/" in item[0][len(parent) + 1:]]
-    return without_earlier_reports(files)
+
+    def in_group(name: str) -> bool:
+        below = name[len(parent) + 1:]
+        return name.startswith(parent + "/") and "/" in below and below.split("/", 1)[0] in wanted
+
+    return _found(fs, fs.find(parent, prefix=prefix, detail=True, withdirs=False), exclude, in_group)
 
 
 def sibling_groups(names, limit: int) -> list[tuple[str, tuple]]:
@@ -116,18 +195,29 @@ def _cut(prefix: str, members: tuple) -> list:
 
 
 def without_earlier_reports(files: list) -> list:
-    """Drop what earlier audits staged: `D/rebuilt/**` where D holds a report (marker, or summary and records)."""
-    names_by_dir: dict = {}
+    """Drop what earlier audits staged, `D/rebuilt/**` where D holds a report's marker, and every file of
+    an index vault (`V/**` where V holds the vault's marker)."""
+    return _outside(files, _staging_of_reports(files))
+
+
+def _staging_of_reports(files: list) -> list:
+    """`D/rebuilt/` of every directory D that holds a report's marker, and `V/` of every index vault."""
+    hidden = []
     for item in files:
-        names_by_dir.setdefault(posixpath.dirname(item[0]), set()).add(posixpath.basename(item[0]))
-    staged = [posixpath.join(d, STAGED_DIR) + "/" for d, names in names_by_dir.items() if _is_report_dir(d, names)]
-    if not staged:
-        return files
-    return [item for item in files if not any(item[0].startswith(s) for s in staged)]
+        directory, leaf = posixpath.dirname(item[0]), posixpath.basename(item[0])
+        if leaf == REPORT_MARKER:
+            hidden.append(posixpath.join(directory, STAGED_DIR) + "/")
+        elif leaf == VAULT_MARKER:
+            hidden.append(directory.rstrip("/") + "/")
+    return hidden
 
 
-def _is_report_dir(directory: str, names: set) -> bool:
-    return REPORT_MARKER in names or all(name in names for name in _REPORT_FILES)
+def _outside(items: list, staged: list) -> list:
+    return [item for item in items if not any(item[0].startswith(s) for s in staged)] if staged else items
+
+
+def _is_report_dir(names: set) -> bool:
+    return REPORT_MARKER in names
 
 
 def _excluded(path: str, exclude: str | None) -> bool:
@@ -138,10 +228,6 @@ def _excluded(path: str, exclude: str | None) -> bool:
 def hidden_checkpoint_files(fs, report_path: str) -> list:
     """Checkpoint files inside a report directory that are not ours: an audit that leaves the report
     directory out of its listing would never see them. Staged indexes under `rebuilt/` are ours."""
-    from tfbundle import INDEX_SUFFIX, parse_data_filename
-
-    from .discovery import STATE_FILE
-
     if not fs.exists(report_path):
         return []
     staged = posixpath.join(report_path.rstrip("/"), STAGED_DIR) + "/"

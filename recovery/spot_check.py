@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tfbundle import OBJECT_GRAPH_KEY, FormatError, checksummer, crc_mask, data_filename
 
 from . import storage
+from .healthy import graph_payload
 from .tensor_roles import is_counter, is_model_weight
 
 SPOT_CHECK_TENSORS = 3          # the smallest other tensors read
@@ -30,6 +31,7 @@ class SpotCheck:
     counter_differs: bool = False
     weight: str = ""                                 # the model tensor read, if any
     left_to_verify: tuple = ()                       # (name, bytes) of a larger model tensor not read
+    graph: bytes | None = None                       # the object graph's payload, when read and it matched
 
     @property
     def looks_stale(self) -> bool:
@@ -83,6 +85,8 @@ def _check(fs, prefix: str, index, chosen: list, names: dict, result: SpotCheck)
         actual = tensor_crc(entry, blob)
         if actual == entry.crc32c:
             result.checked.append(name)
+            if key == OBJECT_GRAPH_KEY.encode():
+                result.graph = graph_payload(blob)
             continue
         shown = f"data {actual:#010x}" if actual is not None else "the data is not such a tensor"
         result.mismatches.append(f"tensor {name!r} (shard {entry.shard_id}, bytes {entry.offset}-"

@@ -21,9 +21,10 @@ import fsspec
 from tfbundle import ByteSource
 
 from . import stores
-from .stores.base import StorageUnavailable, parent
+from .stores.base import NotARegularFile, StorageUnavailable, parent
+from .stores.local import open_regular
 
-__all__ = ["StorageUnavailable", "parent"]     # defined with the stores, used through this module
+__all__ = ["NotARegularFile", "StorageUnavailable", "parent"]     # defined with the stores, used through this module
 
 
 def url_to_fs(url: str, **options):
@@ -49,6 +50,17 @@ def unavailable_if_transient(fs, path: str, doing: str = "reading"):
                                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
                                      ) from exc
         raise
+
+
+def in_words(exc: BaseException) -> str:
+    """An error on one line for a person: "Permission denied: /a/b" for an OS error that names its file,
+    else the first line of its message, after its kind when the kind says more than the message
+    (s3fs raises PermissionError("Access Denied"))."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    text = (str(exc).strip().splitlines() or [""])[0]
+    kind = type(exc).__name__
+    return f"{kind}: {text}" if text and type(exc) not in (OSError, Exception) else text or kind
 
 
 def is_local(fs) -> bool:
@@ -90,10 +102,10 @@ def prefix_name(prefix: str) -> str:
 
 def open_source(fs, path: str, size: int | None = None) -> ByteSource:
     """Sequential-friendly read handle: the store's open options (large read-ahead blocks for remote
-    files), a plain file locally."""
+    files), a plain file locally (a regular one only: see open_read)."""
     store = stores.store_for_fs(fs)
     if store.local:
-        return ByteSource(open(path, "rb"), size, name=path)
+        return ByteSource(open_regular(path), size, name=path)
     with unavailable_if_transient(fs, path):
         handle = fs.open(path, "rb", **store.open_options)
     return ByteSource(_GuardedFile(fs, path, handle), size if size is not None else handle.size,
@@ -127,10 +139,25 @@ def fresh_exists(fs, path: str) -> bool:
         return fs.exists(path)
 
 
+def open_read(fs, path: str):
+    """A file opened for reading. Locally only a regular file (or a link to one) is opened: a FIFO or a
+    device named like a checkpoint file is refused (NotARegularFile, an OSError) instead of blocking."""
+    if stores.store_for_fs(fs).local:
+        return open_regular(path)
+    with unavailable_if_transient(fs, path):
+        return fs.open(path, "rb")
+
+
 def read_bytes(fs, path: str) -> bytes:
     with unavailable_if_transient(fs, path):
-        with fs.open(path, "rb") as f:
+        with open_read(fs, path) as f:
             return f.read()
+
+
+def read_head(fs, path: str, size: int = 256) -> bytes:
+    with unavailable_if_transient(fs, path):
+        with open_read(fs, path) as f:
+            return f.read(size)
 
 
 def info(fs, path: str) -> dict:
@@ -139,8 +166,22 @@ def info(fs, path: str) -> dict:
 
 
 def ls(fs, path: str) -> list:
+    """`fs.ls(path, detail=True)`, each entry as the store says the audit takes it (`listed`)."""
     with unavailable_if_transient(fs, path, "listing"):
-        return fs.ls(path, detail=True)
+        return listed(fs, fs.ls(path, detail=True))
+
+
+def listed(fs, entries) -> list:
+    """Listing entries typed "file" (regular files only, the only thing ever opened), "directory", or
+    "other" with "what" saying what it is (a FIFO, a device, a symbolic link to a directory or to nothing)."""
+    store = stores.store_for_fs(fs)
+    return [store.listed(entry) for entry in entries]
+
+
+def occupant(fs, path: str) -> str | None:
+    """What takes up `path` though no file is listed there (a directory, a FIFO, a dangling link), in
+    words; None when a file can be created there."""
+    return stores.store_for_fs(fs).occupant(path)
 
 
 def glob(fs, pattern: str) -> list:
@@ -148,13 +189,26 @@ def glob(fs, pattern: str) -> list:
         return fs.glob(pattern)
 
 
-def write_new(fs, path: str, data: bytes) -> None:
+def write_new(fs, path: str, data: bytes, durable: bool = True) -> None:
     """Create `path` with `data`, atomically, failing with FileExistsError if it already exists: the
     store's create-only write (a hard link locally, ifGenerationMatch=0 on GCS, If-None-Match: * on S3;
-    check then write where the store has nothing better)."""
+    check then write where the store has nothing better). `durable=False`: locally, no fsync (see
+    stores/local.py); an object store's write is durable once it returns either way."""
     store = stores.store_for_fs(fs)
+    if store.local and not durable:
+        store.create_new(fs, path, data, durable=False)
+        return
     with contextlib.nullcontext() if store.local else unavailable_if_transient(fs, path, "writing"):
         store.create_new(fs, path, data)
+
+
+def write_new_from(fs, path: str, source, size: int, **options) -> None:
+    """`write_new` of the next `size` bytes of the readable binary file `source`, never holding them all in
+    memory (a resumable upload on GCS, a multipart one on S3, both create-only); `options`: the store's
+    (part_bytes)."""
+    store = stores.store_for_fs(fs)
+    with contextlib.nullcontext() if store.local else unavailable_if_transient(fs, path, "writing"):
+        store.create_new_from(fs, path, source, size, **options)
 
 
 def write_replaceable(fs, path: str, data: bytes) -> None:

@@ -12,6 +12,7 @@ from tfbundle import index_filename
 
 from . import storage
 from .listing import STAGED_DIR
+from .stores import names
 
 
 class IndexAppeared(Exception):
@@ -20,6 +21,11 @@ class IndexAppeared(Exception):
 
 # Characters an encoded segment keeps as they are; everything else is percent-encoded (UTF-8).
 _SEGMENT_SAFE = "-_.~=+@,"
+_LAST_SEGMENT_ROOM = names.NAME_MAX - len(".index")
+# Encoded object paths longer than this are staged as one hashed name under LONG_PATHS, so that the report
+# directory's own path and this one stay within the OS's path limit (4096 bytes on Linux).
+_ENCODED_PATH_BUDGET = 2048
+LONG_PATHS = names.HASH_MARK + "long"      # never an encoded segment: `%` is always `%XX` there
 
 
 def staged_path(report_dir: str, display_prefix: str) -> str:
@@ -27,7 +33,10 @@ def staged_path(report_dir: str, display_prefix: str) -> str:
 
     The object path is percent-encoded segment by segment (`urllib.parse.unquote` gives it back), so
     the staged file stays under DIR whatever the name holds (`..`, `//`, a leading `/`, `\\`, `%`)
-    and two different prefixes never share a staged file.
+    and two different prefixes never share a staged file. A segment that would exceed the file name
+    limit keeps its head and ends in a hash of itself (`stores.names.fitted`); a path that would be
+    too long for the OS as a whole becomes one such segment under `%-long/`. Neither decodes back:
+    the record (its `prefix`) and promote.sh carry the full target.
     """
     if "://" in display_prefix:
         scheme, _, rest = display_prefix.partition("://")
@@ -35,8 +44,14 @@ def staged_path(report_dir: str, display_prefix: str) -> str:
         scheme, rest = "local", display_prefix[1:]
     else:
         scheme, rest = "relative", display_prefix
+    encoded = encode_object_path(rest)
+    if len(encoded.encode("utf-8")) > _ENCODED_PATH_BUDGET:
+        segments = [LONG_PATHS, names.fitted(encoded.replace("/", "%2F"), _LAST_SEGMENT_ROOM, hashed=encoded)]
+    else:
+        *parents, last = encoded.split("/")
+        segments = [names.fitted(segment) for segment in parents] + [names.fitted(last, _LAST_SEGMENT_ROOM)]
     return posixpath.join(report_dir.rstrip("/"), STAGED_DIR, encode_segment(scheme),
-                          index_filename(encode_object_path(rest)))
+                          index_filename("/".join(segments)))
 
 
 def encode_segment(segment: str) -> str:

@@ -9,8 +9,14 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 from samples import Family, write_family  # noqa: E402
+
+# Property tests must not depend on how fast the machine is: no per-example deadline (hypothesis's default
+# 200 ms fails a loaded machine), and no health check that times data generation.
+settings.register_profile("ckpt-rescue", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ckpt-rescue")
 
 pytest_plugins = ["storage_servers", "salvage_checkpoints"]   # emulator/fault-proxy fixtures; salvage test runs
 

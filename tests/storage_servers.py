@@ -138,7 +138,7 @@ def fake_gcs_server(tmp_path_factory):
     server = subprocess.Popen([binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend",
                                "memory", "-public-host", f"127.0.0.1:{port}"], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600    # a hang guard only: the loop ends as soon as it answers, or it dies
     while True:
         try:
             urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
@@ -319,7 +319,7 @@ class _RelayHandler(http.server.BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.seconds)
-        upstream = http.client.HTTPConnection(self.owner.upstream.hostname, self.owner.upstream.port, timeout=120)
+        upstream = http.client.HTTPConnection(self.owner.upstream.hostname, self.owner.upstream.port, timeout=600)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body or self.command in ("POST", "PUT", "PATCH"):

@@ -4,17 +4,18 @@ import re
 from dataclasses import dataclass
 
 INDEX_SUFFIX = ".index"
-_DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5,})-of-(?P<num_shards>\d{5,})$")
-_PART_RE = re.compile(r"^(?P<base>.+)(?:_temp(?:_[0-9a-f]{32})?/part|\.part)-(?P<part>\d{5,})-of-(?P<parts>\d{5,})$")
-
-
-_STEP_RE = re.compile(r"^(?P<stem>.+)-(?P<step>\d+)$")
+# Object names may hold any character, a line break too (`ck\npt-1` is a valid prefix for TensorFlow and
+# for every store): each pattern matches the whole name (fullmatch, DOTALL), never up to a line break.
+_DATA_RE = re.compile(r"(?P<prefix>.+)\.data-(?P<shard>\d{5,})-of-(?P<num_shards>\d{5,})", re.DOTALL)
+_PART_RE = re.compile(r"(?P<base>.+)(?:_temp(?:_[0-9a-f]{32})?/part|\.part)-(?P<part>\d{5,})-of-(?P<parts>\d{5,})",
+                      re.DOTALL)
+_STEP_RE = re.compile(r"(?P<stem>.+)-(?P<step>\d+)", re.DOTALL)
 
 
 def split_step(prefix: str) -> tuple[str, int] | None:
     """(stem, step) of a checkpoint name that ends in `-N`, as Saver and CheckpointManager number
     them: ("model.ckpt", 2000) for `runs/a/model.ckpt-2000`; None for an unnumbered name."""
-    match = _STEP_RE.match(prefix.rsplit("/", 1)[-1])
+    match = _STEP_RE.fullmatch(prefix.rsplit("/", 1)[-1])
     return (match["stem"], int(match["step"])) if match else None
 
 
@@ -48,7 +49,7 @@ class DataFileName:
 
 
 def parse_data_filename(path: str) -> DataFileName | None:
-    match = _DATA_RE.match(path)
+    match = _DATA_RE.fullmatch(path)
     if not match:
         return None
     return DataFileName(match["prefix"], int(match["shard"]), int(match["num_shards"]))
@@ -79,7 +80,7 @@ def shard_coverage(files) -> ShardCoverage:
 
 def part_of(prefix: str) -> tuple[str, int, int] | None:
     """For a merge-input prefix (`P_temp/part-00000-of-00002`, `P.part-…` on S3) return (P, part, parts)."""
-    match = _PART_RE.match(prefix)
+    match = _PART_RE.fullmatch(prefix)
     if not match:
         return None
     return match["base"], int(match["part"]), int(match["parts"])

@@ -20,7 +20,14 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.discovery import checkpoint_directory
 from recovery.failures import tree_failure
-from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
+from recovery.listed import Listed
+from recovery.listing import (
+    everything_under_group,
+    same_filesystem_path,
+    sibling_groups,
+    top_level,
+)
+from recovery.unread import unread_record
 
 from .errors import failures_become_records
 from .metrics import counter
@@ -28,14 +35,6 @@ from .metrics import counter
 SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
 EXPAND_LEVELS = 3        # directory levels listed one at a time (the root's included)
 DEEPER, GROUPS, RECORDS, WHOLE = "deeper", "groups", "records", "whole"
-
-
-class Listed(NamedTuple):
-    """One file as the listing gave it: mtime in epoch seconds, None where the store gives none."""
-
-    path: str
-    size: int
-    mtime: float | None
 
 
 class DirectoryKey(NamedTuple):
@@ -48,7 +47,7 @@ class DirectoryFiles(NamedTuple):
 
     root: str
     directory: str
-    files: Sequence[Listed]
+    files: Sequence[Listed]     # recovery.listed.Listed: path, size, mtime, identity
 
 
 class Expand(NamedTuple):
@@ -85,10 +84,12 @@ class ListDirectory(beam.DoFn):
     def process(self, element: Expand):
         fs, root_path = storage.url_to_fs(element.root)
         directory = element.directory or root_path
-        files, children = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
+        files, children, unread = top_level(fs, directory, same_filesystem_path(element.root, self.report_dir))
         counter("directories_expanded").inc()
         counter("files_listed").inc(len(files))
         yield from by_directory(element.root, files)
+        for entry in unread:
+            yield pvalue.TaggedOutput(RECORDS, unread_record(element.root, fs, entry))
         for below in split(element, directory, children, self.last):
             yield pvalue.TaggedOutput(DEEPER if isinstance(below, Expand) else GROUPS, below)
 
@@ -120,8 +121,9 @@ class ListGroup(beam.DoFn):
     def process(self, group: SiblingGroup):
         try:
             fs, _ = storage.url_to_fs(group.root)
-            found = everything_under_group(fs, group.parent, group.prefix, tuple(group.members),
-                                           same_filesystem_path(group.root, self.report_dir))
+            found, unread = everything_under_group(fs, group.parent, group.prefix, tuple(group.members),
+                                                   same_filesystem_path(group.root, self.report_dir))
+            unread_records = [unread_record(group.root, fs, entry) for entry in unread]
         except Exception as exc:  # noqa: BLE001
             for member in group.members:
                 yield pvalue.TaggedOutput(RECORDS, tree_failure(
@@ -129,6 +131,8 @@ class ListGroup(beam.DoFn):
             return
         counter("listing_groups").inc()
         counter("files_listed").inc(len(found))
+        for record in unread_records:
+            yield pvalue.TaggedOutput(RECORDS, record)
         below_parent = group.parent.rstrip("/") + "/"
         for directory in by_directory(group.root, found):
             if directory.directory.startswith(below_parent):
@@ -141,8 +145,8 @@ def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
     grouped: dict = {}
-    for path, size, mtime in files:
-        grouped.setdefault(checkpoint_directory(path), []).append(Listed(path, size, mtime))
+    for item in files:
+        grouped.setdefault(checkpoint_directory(item.path), []).append(item)
     return [DirectoryFiles(root, directory, found) for directory, found in grouped.items()]
 
 

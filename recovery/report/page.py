@@ -26,7 +26,7 @@ def render_page(summary: dict, overview: Overview, now: float) -> str:
         summary=summary, statuses=statuses, needs=list(NEEDS_A_PERSON),
         runs=sorted(runs, key=lambda r: (r["root"], r["directory"])), run_count=overview.run_count,
         causes=overview.causes(), cause_count=overview.cause_count,
-        rebuilt=overview.rebuilt(),
+        rebuilt=overview.rebuilt(), changes=overview.changes(),
         roots_chart=roots_chart, runs_chart=runs_chart, chart_runs=len(chart_runs),
         limits={"runs": HTML_RUNS, "causes": HTML_CAUSES, "samples": HTML_SAMPLES_PER_CAUSE,
                 "rebuilt": HTML_REBUILT},

@@ -12,12 +12,19 @@ from .templates import text_templates
 
 
 def promote_line(record) -> str:
-    """A line of promote.sh for a staged index: `promote STAGED TARGET`, or `leave` when an index is there."""
+    """A line of promote.sh for a staged index: `promote STAGED TARGET`, or `leave` when an index is there.
+    A name with a line break in it (object names may hold one) is written escaped, so that the script stays
+    one call per line: `promote_escaped` undoes the escapes with printf (the template)."""
     target = index_filename(record.prefix)
-    if one_line(target) != target or one_line(record.index_path) != record.index_path:
-        return "# skipped a name with a line break in it; promote it with its record's command\n"
     verb = "promote" if record.status == REBUILT else "leave"
+    if one_line(target) != target or one_line(record.index_path) != record.index_path:
+        return f"{verb}_escaped {shlex.quote(_escaped(record.index_path))} {shlex.quote(_escaped(target))}\n"
     return f"{verb} {shlex.quote(record.index_path)} {shlex.quote(target)}\n"
+
+
+def _escaped(text: str) -> str:
+    """`text` for printf's %b: a backslash doubled, every control character as `\\0NNN` (octal)."""
+    return "".join("\\\\" if c == "\\" else f"\\0{ord(c):03o}" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def promote_script(summary: dict, lines):

@@ -1,6 +1,6 @@
 """Writing a salvaged checkpoint: one data file, its index and the manifest of what is lost, each
 created, never replaced (local: a temp file hard-linked into place; GCS/S3: a create-only upload
-through storage.write_new), and the original never touched.
+streamed part by part through storage.write_new_from), and the original never touched.
 
 The data file holds the kept tensors in their original order, then the object graph; the index is
 what TensorFlow's BundleWriter writes for that file, built with tfbundle's writer, with the CRC each
@@ -12,7 +12,6 @@ it exists TensorFlow sees no checkpoint, so an interrupted salvage never looks l
 import json
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
@@ -33,6 +32,7 @@ from .. import storage
 from ..fitting import PlacedTensor
 from ..layout import TensorSpec
 from ..rebuild import build_entries
+from ..stores.names import temp_beside
 from .graph import tensor_crc
 from .manifest import manifest
 from .plan import SalvagePlan
@@ -75,10 +75,9 @@ def write_salvage(plan: SalvagePlan, out_url: str) -> Written:
     local = storage.is_local(fs)
     if local:
         os.makedirs(os.path.dirname(data_path) or ".", exist_ok=True)
-    scratch = os.path.dirname(data_path) if local else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(data_path)}.ckpt-rescue-{uuid.uuid4().hex}", dir=scratch)
+    tmp = temp_beside(data_path if local else os.path.join(tempfile.gettempdir(), os.path.basename(data_path)))
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "xb") as out:
             placed, crcs = _copy_kept(plan, out)
             out.flush()
             os.fsync(out.fileno())
@@ -136,9 +135,9 @@ def _index_for(placed: list, crcs: list) -> bytes:
 
 def _create_from(fs, path: str, tmp: str, local: bool) -> None:
     """Create `path` with the bytes of local file `tmp`: a hard link beside it locally (never replaces),
-    one create-only upload elsewhere (the data file is held in memory for that one request)."""
+    a create-only upload streamed part by part elsewhere (storage.write_new_from)."""
     if local:
         os.link(tmp, path)
         return
     with open(tmp, "rb") as f:
-        storage.write_new(fs, path, f.read())
+        storage.write_new_from(fs, path, f, os.path.getsize(tmp))

@@ -70,7 +70,7 @@ meta_graph_layouts = MetaGraphSource()
 
 def candidate_meta_paths(ctx: OrphanContext) -> list[str]:
     """`P.meta`, else the `.meta` of other steps of the same run (`model.ckpt-100.meta`), nearest step first."""
-    names = {item["name"] for item in ctx.directory_listing if item.get("type") != "directory"}
+    names = {item["name"] for item in ctx.directory_listing if item.get("type", "file") == "file"}
     own = ctx.prefix + META_SUFFIX
     if own in names:
         return [own]

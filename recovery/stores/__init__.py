@@ -8,7 +8,9 @@ but writes by check-then-write and cannot be probed (docs/architecture.md, "A ne
 
 import importlib
 import pkgutil
+import posixpath
 
+from . import names
 from .base import Store
 from .base import is_transient as _is_transient
 from .local import copy_command
@@ -67,5 +69,11 @@ def promote_command(staged: str, target: str) -> str:
 
 
 def replace_command(staged: str, target: str, aside_suffix: str) -> str:
-    """Keep the existing index aside, then put the staged one in its place (no overwrite)."""
-    return f"{store_for(target).move_aside_command(target, target + aside_suffix)} && {promote_command(staged, target)}"
+    """Keep the existing index aside, then put the staged one in its place (no overwrite). A local aside
+    name that would exceed the file name limit keeps a head and a hash (stores/names.py)."""
+    store = store_for(target)
+    aside = target + aside_suffix
+    if store.local:
+        directory, name = posixpath.split(aside)
+        aside = posixpath.join(directory, names.fitted(name))
+    return f"{store.move_aside_command(target, aside)} && {promote_command(staged, target)}"

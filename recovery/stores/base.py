@@ -23,8 +23,23 @@ class StorageUnavailable(Exception):
     store did not answer" into a verdict."""
 
 
+# Why a listed entry is not read ("unread" in a listed entry): a FIFO, device or socket; a symbolic link
+# to nothing; a symbolic link to a directory, which the listing does not follow.
+SPECIAL, DANGLING, LINKED_DIRECTORY = "special", "dangling", "linked-directory"
+
+
+class NotARegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket): never opened, since opening a FIFO
+    waits forever for a writer and opening a device may act on it. Not transient: a finding, not a retry."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 # HTTP statuses that mean "try again" on every HTTP store.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A file written with create_new_from goes up in parts of about this size: what one upload holds in memory.
+UPLOAD_PART_BYTES = 16 << 20
 
 
 class Store:
@@ -73,6 +88,21 @@ class Store:
                 return seconds
         return None
 
+    def listed(self, entry: dict) -> dict:
+        """A listing entry as the audit takes it: "type" is "file" (a regular file, the only thing ever
+        opened), "directory", or "other" with "what" saying what it is in words (a FIFO, a device, a
+        symbolic link to a directory or to nothing), and "unread" one of SPECIAL, DANGLING, LINKED_DIRECTORY.
+        An object store lists objects and prefixes only."""
+        if entry.get("type") in ("file", "directory"):
+            return entry
+        return {**entry, "type": "other", "what": f"not a file (listed as {entry.get('type')!r})", "unread": SPECIAL}
+
+    def occupant(self, path: str) -> str | None:
+        """What takes up `path` when a listing showed no file there, in words ("a directory", "a dangling
+        symbolic link ..."); None when a file may simply be created there. On an object store a
+        "directory" is only a name prefix, and an object of that name can always be created beside it."""
+        return None
+
     def identity(self, entry: dict) -> str | None:
         """A string that changes whenever the listed object's bytes may have changed, taken from the
         listing entry alone (no read, no extra request); None where the store gives nothing safe.
@@ -91,6 +121,15 @@ class Store:
         if fs.exists(path):
             raise FileExistsError(self.display(fs, path))
         fs.pipe_file(path, data)
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES) -> None:
+        """Create `path` from the next `size` bytes of the readable binary file `source`, holding about
+        `part_bytes` of them in memory at a time; FileExistsError (naming the path) when it exists. Default:
+        check, then fsspec's own streaming write; safe only with a single writer."""
+        refuse_if_exists(self, fs, path)
+        with fs.open(path, "wb") as out:
+            for part in read_parts(source, size, part_bytes):
+                out.write(part)
 
     def write_replaceable(self, fs, path: str, data: bytes) -> None:
         """Write one of our own outputs (a report file), replacing an older one."""
@@ -141,6 +180,25 @@ class ObjectStore(Store):
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         """`probe` for a URL that names a bucket."""
         return []
+
+
+def refuse_if_exists(store: Store, fs, path: str) -> None:
+    """FileExistsError (naming the path) when `path` exists now: before a large upload starts, so nothing
+    goes up only to be refused at the end (the upload's own precondition still guards a race)."""
+    fs.invalidate_cache(parent(path))
+    if fs.exists(path):
+        raise FileExistsError(store.display(fs, path))
+
+
+def read_parts(source, size: int, part_bytes: int):
+    """The next `size` bytes of `source`, in parts of at most `part_bytes`; OSError if it ends sooner."""
+    left = size
+    while left:
+        part = source.read(min(part_bytes, left))
+        if not part:
+            raise OSError(f"the source ended {left} bytes before the {size} to upload")
+        left -= len(part)
+        yield part
 
 
 def scheme(url: str) -> str:

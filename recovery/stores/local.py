@@ -2,11 +2,14 @@
 guarantees. A create-only write is a hard link of a fsynced temp file (a link never replaces a
 file), and the identity of a file's bytes is what rsync's quick check uses plus the inode."""
 
+import errno
+import io
 import os
 import shlex
-import uuid
+import stat
 
-from .base import Store
+from .base import DANGLING, LINKED_DIRECTORY, SPECIAL, UPLOAD_PART_BYTES, NotARegularFile, Store, read_parts
+from .names import temp_beside
 
 
 class LocalStore(Store):
@@ -25,6 +28,34 @@ class LocalStore(Store):
                 return url[len(prefix):]
         return url
 
+    def listed(self, entry: dict) -> dict:
+        """fsspec types every entry that is not a plain file or directory "other" (by lstat): a symbolic
+        link to a regular file is that file (its size, time and inode); anything else says what it is."""
+        if entry.get("type") != "other":
+            return entry
+        if not entry.get("islink"):
+            return {**entry, "what": what_mode(entry.get("mode")), "unread": SPECIAL}
+        target = entry.get("destination") or os.readlink(entry["name"])
+        try:
+            found = os.stat(entry["name"])
+        except OSError:
+            return {**entry, "what": f"a dangling symbolic link (to {target}, which does not exist)",
+                    "unread": DANGLING}
+        if stat.S_ISREG(found.st_mode):
+            return {**entry, "type": "file", "size": found.st_size, "mtime": found.st_mtime, "ino": found.st_ino}
+        return {**entry, "what": f"a symbolic link to {what_mode(found.st_mode)} ({target})",
+                "unread": LINKED_DIRECTORY if stat.S_ISDIR(found.st_mode) else SPECIAL}
+
+    def occupant(self, path: str) -> str | None:
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(found.st_mode):
+            listed = self.listed({"name": path, "type": "other", "islink": True})
+            return None if listed["type"] == "file" else listed["what"]
+        return None if stat.S_ISREG(found.st_mode) else what_mode(found.st_mode)
+
     def identity(self, entry: dict) -> str | None:
         """Modification time in nanoseconds, size and inode. A file rewritten in place keeps its inode
         but not its mtime; one replaced by a rename (rsync, most savers) gets a new inode. Only a
@@ -36,31 +67,75 @@ class LocalStore(Store):
             return None
         return f"{round(mtime * 1e9)}:{size}:{inode}"
 
-    def create_new(self, fs, path: str, data: bytes) -> None:
-        """Write a temp file beside `path`, fsync it, then hard-link it into place (link never replaces)."""
+    def create_new(self, fs, path: str, data: bytes, durable: bool = True) -> None:
+        self.create_new_from(fs, path, io.BytesIO(data), len(data), durable=durable)
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES,
+                        durable: bool = True) -> None:
+        """Write a temp file beside `path`, fsync it, then hard-link it into place (link never replaces).
+
+        `durable=False` skips both fsyncs, for files whose readers verify them and a crash may lose:
+        the vault's content-addressed entries (a lost or torn one is read as absent or damaged and kept
+        again), written by the thousand on an audit's first night."""
         directory = os.path.dirname(path) or "."
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.ckpt-rescue-{uuid.uuid4().hex}.tmp")
+        tmp = temp_beside(os.path.join(directory, os.path.basename(path)))
         try:
             with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                for part in read_parts(source, size, part_bytes):
+                    f.write(part)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.link(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
 
     def write_replaceable(self, fs, path: str, data: bytes) -> None:
         """Atomic replace: readers see the old file or the new one, never half of it."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        tmp = temp_beside(path)
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
 
     def promote_command(self, staged: str, target: str, other: Store) -> str | None:
         return copy_command(staged, target) if other.local else None
+
+
+def open_regular(path: str):
+    """`open(path, "rb")` of a regular file (or a link to one), refusing anything else without ever
+    opening it: a FIFO would block until a writer came, a device may act on being opened. The type is
+    checked again on the opened descriptor (opened non-blocking), so a swap in between cannot hang it."""
+    found = os.stat(path)
+    if not stat.S_ISREG(found.st_mode):
+        raise _not_regular(path, found.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise _not_regular(path, opened.st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_regular(path: str, mode: int) -> OSError:
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(errno.EISDIR, "is a directory, not a file", path)
+    return NotARegularFile(errno.EINVAL, f"is {what_mode(mode)}, not a regular file; never opened", path)
+
+
+def what_mode(mode: int | None) -> str:
+    """A file type in words, from a stat mode."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISREG, "a regular file"))
+    return next((words for test, words in kinds if mode is not None and test(mode)), "not a regular file")
 
 
 def copy_command(staged: str, target: str) -> str:

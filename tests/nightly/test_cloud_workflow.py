@@ -59,7 +59,7 @@ def _steps() -> dict:
 
 def test_the_setup_script_passes_shellcheck():
     checked = subprocess.run([os.path.join(venv_bin(), "shellcheck"), str(NIGHTLY / "cloud-scheduler.sh")],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=600)
     assert checked.returncode == 0, checked.stdout
 
 
@@ -70,7 +70,7 @@ def test_the_setup_script_builds_what_the_workflow_reads(tmp_path):
     gcloud.write_text(FAKE_GCLOUD.format(python=sys.executable))
     gcloud.chmod(gcloud.stat().st_mode | stat.S_IEXEC)
     done = subprocess.run(["bash", str(NIGHTLY / "cloud-scheduler.sh")], cwd=str(REPO), capture_output=True,
-                          text=True, timeout=120,
+                          text=True, timeout=600,
                           env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GCLOUD_CALLS": str(calls)})
     assert done.returncode == 0, done.stderr
     made = [json.loads(line) for line in calls.read_text().splitlines()]

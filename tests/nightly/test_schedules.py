@@ -82,7 +82,7 @@ def _parses(argv: list[str]) -> None:
 
 def _shellcheck(shell: str, script: str) -> None:
     checked = subprocess.run([os.path.join(venv_bin(), "shellcheck"), "--shell", shell, "-"], input=script,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=600)
     assert checked.returncode == 0, checked.stdout
 
 
@@ -131,7 +131,7 @@ def test_systemd_units_verify_and_the_service_runs_the_night(places, tmp_path):
     units = tmp_path / "units"
     shutil.copytree(SYSTEMD, units)
     verified = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in units.iterdir())],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=600)
     assert verified.returncode == 0 and not verified.stdout.strip() and not verified.stderr.strip(), verified.stderr
     _, _, timer = systemd_service(SYSTEMD / "ckpt-rescue-nightly.timer")
     assert timer["Timer.Persistent"] == "true" and "02:30" in timer["Timer.OnCalendar"]
@@ -160,7 +160,7 @@ def test_systemd_expansions_are_caught(tmp_path):
 
 def test_kubernetes_cronjob_validates_and_its_container_runs_the_night(places, tmp_path):
     validated = subprocess.run([os.path.join(venv_bin(), "kubernetes-validate"), "--strict", str(CRONJOB)],
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=600)
     assert validated.returncode == 0 and "passed" in validated.stdout, validated.stdout + validated.stderr
     cronjob, argv = kubernetes_container(CRONJOB, "audit")
     spec = cronjob["spec"]
@@ -206,5 +206,5 @@ def test_the_manifest_checks_catch_a_policy_that_retries_findings_and_a_misspell
     broken = tmp_path / "cronjob.yaml"
     broken.write_text(json.dumps(cronjob))
     validated = subprocess.run([os.path.join(venv_bin(), "kubernetes-validate"), "--strict", str(broken)],
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=600)
     assert validated.returncode != 0 and "podFailurePolicies" in validated.stdout + validated.stderr

@@ -24,7 +24,7 @@ def test_portable_runner_over_the_job_api(pristine_family, tmp_path):
     shutil.copytree(os.path.dirname(family.prefix), run)
     prefix = str(run / os.path.basename(family.prefix))
     original = orphan(prefix)
-    # a data file that is a dangling symlink: listing sees it, reading it raises inside a DoFn
+    # a data file that is a dangling symlink: the listing gives it a record of its own, never opens it
     os.symlink(str(tmp_path / "gone"), run / "ckpt-7.data-00000-of-00001")
     other_root = tmp_path / "elsewhere"
     other_root.mkdir()
@@ -39,9 +39,11 @@ def test_portable_runner_over_the_job_api(pristine_family, tmp_path):
     assert records[prefix].status == "rebuilt"
     with open(records[prefix].index_path, "rb") as f:
         assert f.read() == original
-    failed = records[str(run / "ckpt-7")]
-    assert failed.status == "unrecoverable" and "failed:" in failed.reason and "FileNotFoundError" in failed.reason
-    assert failed.command == f"ckpt-rescue inspect {run / 'ckpt-7'}"
+    dangling = str(run / "ckpt-7.data-00000-of-00001")
+    failed = records[dangling]
+    assert (failed.status, failed.kind) == ("unrecoverable", "listing")
+    assert "named like a checkpoint's data file: the file it pointed at is gone" in failed.reason
+    assert failed.command == f"ls -l -- {dangling}" and str(run / "ckpt-7") not in records
     summary = read_summary(str(report))
     assert summary["options"]["runner"] == "PortableRunner" and summary["exit_code"] == 1
     assert summary["per_root"][str(other_root)]["records"] == 0
@@ -75,8 +77,9 @@ def test_usage_errors_exit_2_before_anything_runs(tmp_path, capsys):
     (tmp_path / "outer" / "inner").mkdir(parents=True)
     bad_registry = tmp_path / "registry.yaml"
     bad_registry.write_text("architectures:\n  broken:\n    builder: no_such_module:build\n")
+    (tmp_path / "not-a-report").mkdir()
+    (tmp_path / "outer" / "inner" / "notes.txt").write_text("someone else's files")
     cases = [
-        (["audit", str(tmp_path / "missing"), "--report-dir", report], "does not exist"),
         (["audit", str(tmp_path / "a-file"), "--report-dir", report], "is a file"),
         (["audit", str(tmp_path)], "--report-dir"),
         (["audit", "--report-dir", report], "at least one ROOT"),
@@ -87,6 +90,18 @@ def test_usage_errors_exit_2_before_anything_runs(tmp_path, capsys):
         (["audit", str(tmp_path), "--report-dir", report, "--split-bytes", "lots"], "invalid size value"),
         (["audit", str(tmp_path / "outer" / "inner"), "--report-dir", str(tmp_path / "outer")], "contains the root"),
         (["audit", str(tmp_path), "--report-dir", report, "--min-age", "-1"], "invalid minutes value"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", str(tmp_path / "outer")], "is the root"),
+        (["audit", str(tmp_path / "outer" / "inner"), "--report-dir", report, "--vault", str(tmp_path / "outer")],
+         "contains the root"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", f"{report}/vault"],
+         "lies inside --report-dir"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", str(tmp_path / "outer" / "inner")],
+         "is not a vault"),
+        (["audit", str(tmp_path), "--report-dir", report, "--verify-share", "1/7"], "give it with --verify-data"),
+        (["audit", str(tmp_path), "--report-dir", report, "--verify-data", "--verify-share", "2/7"],
+         "invalid share value"),
+        (["audit", str(tmp_path), "--report-dir", report, "--previous", str(tmp_path / "not-a-report")],
+         "not a finished ckpt-rescue report"),
     ]
     for argv, words in cases:
         assert exit_code_of(argv) == 2, argv

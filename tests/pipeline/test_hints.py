@@ -186,11 +186,11 @@ def test_cloud_endpoint_hints_work_when_followed(pristine_family, gcs_bucket, s3
                              (s3_bucket, ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))):
         upload_tree(os.path.dirname(family.prefix), f"{bucket}/run")
         argv = [sys.executable, "-m", "pipeline", "inspect", f"{bucket}/run/{os.path.basename(family.prefix)}"]
-        result = subprocess.run(argv, env=bare, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(argv, env=bare, capture_output=True, text=True, timeout=600)
         assert result.returncode == 2
         assert all(name in result.stderr for name in settings), result.stderr
         fixed = {**bare, **{name: os.environ[name] for name in settings}}
-        result = subprocess.run(argv, env=fixed, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(argv, env=fixed, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         assert "healthy" in result.stdout
 

@@ -119,7 +119,7 @@ print(TEMPLATES, "addEventListener" in page, script.count("promote /rep/ckpt-1.i
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(target)
     done = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     location, profiles, portable, entries, report = done.stdout.splitlines()
     assert location.startswith(str(target))

@@ -11,27 +11,30 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from repo_paths import REPO
 from storage_servers import fake_gcs_fs, gcs_bucket, gcs_server, s3_bucket, s3_server, upload_tree  # noqa: F401
 
 from pipeline.cli import main
+from pipeline.preflight import TOTAL_SECONDS
 
 REPO_ROOT = str(REPO)
-ANSWER_WITHIN = 10.0   # seconds, the promise in docs/running.md
+# "In seconds rather than minutes" (docs/running.md) is the checks' own deadline (pipeline/preflight.py:
+# TOTAL_SECONDS): the tests see it fire in what the message says and in the calls a server received, never by
+# timing a process, which a loaded machine slows down at will. Subprocesses get a generous timeout that only
+# ends a hang.
+SUBPROCESS_TIMEOUT = 600
 CLOUD_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT",
              "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
              "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
-def cli(args, env=None, cwd=None, timeout=120):
-    """Run `python -m pipeline ARGS` in a fresh process; (exit code, stdout, stderr, seconds)."""
-    started = time.monotonic()
+def cli(args, env=None, cwd=None, timeout=SUBPROCESS_TIMEOUT):
+    """Run `python -m pipeline ARGS` in a fresh process; (exit code, stdout, stderr)."""
     result = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
                             cwd=cwd or REPO_ROOT, timeout=timeout)
-    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
+    return result.returncode, result.stdout, result.stderr
 
 
 def bare_env(home, **extra) -> dict:
@@ -66,9 +69,8 @@ CLOUD_COMMANDS = [
 def test_cloud_paths_without_credentials_answer_in_seconds(command, args, tmp_path):
     args = [str(tmp_path / "reports") if a == "REPORTS" else str(tmp_path / "out.index") if a == "OUT" else a
             for a in args]
-    code, out, err, seconds = cli(args, env=bare_env(tmp_path), cwd=tmp_path)
+    code, out, err = cli(args, env=bare_env(tmp_path), cwd=tmp_path)
     assert code == 2, err
-    assert seconds < ANSWER_WITHIN, seconds
     assert "Traceback" not in err and out == ""
     assert f"ckpt-rescue {command}: cannot access cloud storage" in err
     gcs = args[1].startswith("gs://") or args[3].startswith("gs://")
@@ -85,13 +87,22 @@ def test_cloud_paths_without_credentials_answer_in_seconds(command, args, tmp_pa
 
 
 def test_wrong_credentials_configuration_is_named(tmp_path):
-    code, _, err, seconds = cli(["inspect", "gs://b/x"], env=bare_env(
+    code, _, err = cli(["inspect", "gs://b/x"], env=bare_env(
         tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "key.json")))
-    assert (code, seconds < ANSWER_WITHIN) == (2, True)
+    assert code == 2
     assert f"{tmp_path / 'key.json'} was not found" in err
-    code, _, err, seconds = cli(["inspect", "s3://b/x"], env=bare_env(tmp_path, AWS_PROFILE="no-such-profile"))
-    assert (code, seconds < ANSWER_WITHIN) == (2, True)
+    code, _, err = cli(["inspect", "s3://b/x"], env=bare_env(tmp_path, AWS_PROFILE="no-such-profile"))
+    assert code == 2
     assert "no-such-profile" in err and "could not be found" in err
+
+
+class SilentServer(str):
+    """The server's URL; `.accepted` holds the connections it took (each a call someone gave up on)."""
+
+    def __new__(cls, url: str, accepted: list):
+        made = super().__new__(cls, url)
+        made.accepted = accepted
+        return made
 
 
 @pytest.fixture
@@ -113,7 +124,7 @@ def silent_server():
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield SilentServer(f"http://127.0.0.1:{listener.getsockname()[1]}", accepted)
     stop.set()
     thread.join()
     for conn in accepted:
@@ -124,19 +135,18 @@ def silent_server():
 def test_a_store_that_never_answers_is_given_up_in_seconds(silent_server, tmp_path):
     env = bare_env(tmp_path, STORAGE_EMULATOR_HOST=silent_server, AWS_ENDPOINT_URL=silent_server,
                    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    code, _, err, seconds = cli(["audit", "gs://b/runs", "s3://b/runs", "--report-dir", str(tmp_path / "r")],
-                                env=env)
-    assert code == 2 and seconds < ANSWER_WITHIN, (seconds, err)
+    code, _, err = cli(["audit", "gs://b/runs", "s3://b/runs", "--report-dir", str(tmp_path / "r")], env=env)
+    assert code == 2, err
     assert err.count("no answer within") == 2 and silent_server in err
+    assert len(silent_server.accepted) == 2         # one bounded call per store, given up, never retried
 
 
 def test_a_metadata_server_that_never_answers_cannot_hold_the_check(silent_server, tmp_path):
     """Outside GCP, google-auth's metadata probe can hang (3 s x 3 tries): the whole check still ends in time."""
     host = silent_server[len("http://"):]
-    code, _, err, seconds = cli(["inspect", "gs://b/x"], env=bare_env(tmp_path, GCE_METADATA_HOST=host,
-                                                                       GCE_METADATA_IP=host))
-    assert code == 2 and seconds < ANSWER_WITHIN, (seconds, err)
-    assert "while looking for Google credentials" in err
+    code, _, err = cli(["inspect", "gs://b/x"], env=bare_env(tmp_path, GCE_METADATA_HOST=host, GCE_METADATA_IP=host))
+    assert code == 2, err
+    assert f"no answer within {TOTAL_SECONDS:.0f} s while looking for Google credentials" in err   # our deadline
 
 
 def test_emulators_pass_the_check_and_missing_buckets_are_named(pristine_family, gcs_bucket, s3_bucket,  # noqa: F811
@@ -148,9 +158,7 @@ def test_emulators_pass_the_check_and_missing_buckets_are_named(pristine_family,
         assert main(["inspect", remote]) == 0, capsys.readouterr().err
         assert f"checkpoint {remote}: healthy" in capsys.readouterr().out
         scheme = bucket.split("://")[0]
-        started = time.monotonic()
         assert main(["inspect", f"{scheme}://no-such-bucket-h8/run/ckpt-1"]) == 2
-        assert time.monotonic() - started < ANSWER_WITHIN
         assert "bucket no-such-bucket-h8 not found" in capsys.readouterr().err
 
 
@@ -262,9 +270,7 @@ def test_bad_template_and_unregistered_arch_are_usage_errors(family_copy, tmp_pa
             (["--template", healthy.prefix + ".index"], "--template"),
             (["--template", other.prefix], "has no index: a template must be a healthy checkpoint"),
             (["--registry", str(registry), "--arch", "apq"], "--arch apq is not registered")):
-        started = time.monotonic()
         assert main(["rebuild", family.prefix, *args]) == 2, args
-        assert time.monotonic() - started < ANSWER_WITHIN
         assert words in capsys.readouterr().err
     assert main(["rebuild", family.prefix, "--registry", str(registry), "--arch", "apq"]) == 2
     assert "did you mean app?" in capsys.readouterr().err
@@ -376,7 +382,5 @@ def test_fake_gcs_server_passes_the_check_and_a_missing_bucket_is_named(fake_gcs
     fake_gcs_fs.mkdir("preflight-bucket")
     fake_gcs_fs.pipe_file("preflight-bucket/run/ckpt-1.index", b"x")
     check_access([("ROOT", "gs://preflight-bucket/run"), ("--report-dir", "gs://preflight-bucket/reports")])
-    started = time.monotonic()
     with pytest.raises(UsageError, match="bucket missing-bucket-h8 not found"):
         check_access([("ROOT", "gs://missing-bucket-h8/run")])
-    assert time.monotonic() - started < ANSWER_WITHIN

@@ -9,7 +9,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 
 import apache_beam as beam
 import pytest
@@ -44,6 +43,9 @@ def test_promote_commands_never_overwrite():
 
 # --- Through the real pipeline on TensorFlow-written checkpoints ---------------------------------------
 
+SAVED = 1_796_400_000.0     # when the planted tree's files were saved (2026-12-04T16:00Z), set on them explicitly
+
+
 @pytest.fixture(scope="module")
 def audited(pristine_family, tmp_path_factory):
     """The planted tree plus run directories with hostile names, audited by two worker processes."""
@@ -57,13 +59,14 @@ def audited(pristine_family, tmp_path_factory):
     shutil.copytree(os.path.dirname(adam.prefix), os.path.join(planted.root, "runs", "intact"))
     lone = os.path.join(planted.root, "decoys", '<img src=x onerror="document.title=1">ckpt-7')
     shutil.copy(adam.siblings[0] + ".data-00000-of-00001", lone + ".data-00000-of-00001")
-    aged = time.time() - 2 * 86400      # saved two days ago: no save in progress, and an age to show
     for directory, _, files in os.walk(planted.root):
         for name in files:
-            os.utime(os.path.join(directory, name), (aged, aged))
+            os.utime(os.path.join(directory, name), (SAVED, SAVED))
     reports = str(base / "reports")
-    code = cli_main(["audit", planted.root, "--report-dir", reports, "--registry", planted.registry,
-                     "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    with pytest.MonkeyPatch.context() as env:     # the audit's clock, two days after the save: none in progress
+        env.setenv("CKPT_RESCUE_NOW", str(SAVED + 2 * 86400))
+        code = cli_main(["audit", planted.root, "--report-dir", reports, "--registry", planted.registry,
+                         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     return planted, reports, code, hostile_latest, lone
 
 
@@ -181,7 +184,9 @@ def test_an_empty_audit_still_writes_every_file(tmp_path):
         _ = p | beam.Create([], reshuffle=False).with_output_types(Record) | WriteReports(reports, META)
     assert open(os.path.join(reports, "records.jsonl")).read() == ""
     assert open(os.path.join(reports, "failures.csv")).read() == "prefix,status,reason\n"
-    assert read_summary(reports)["records"] == 0 and read_summary(reports)["exit_code"] == 0
+    summary = read_summary(reports)
+    assert summary["records"] == 0 and summary["exit_code"] == 4    # nothing checked: never a quiet 0
+    assert summary["warnings"][0].startswith("nothing was judged")
     done = subprocess.run(["sh", os.path.join(reports, "promote.sh")], capture_output=True, text=True)
     assert done.returncode == 0 and "0 promoted" in done.stdout
 
@@ -198,7 +203,7 @@ def _chromium(chromium: str, profile_dir: str, *args) -> subprocess.CompletedPro
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile_dir}",
-         *args], capture_output=True, text=True, timeout=120)
+         *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recovery import storage
-from recovery.listing import everything_under_group, sibling_groups
+from recovery.listing import everything_under_group, listed_under, sibling_groups, top_level
+from recovery.unread import unread_record
 
 names = st.lists(st.text(alphabet="ab-1_", max_size=5), max_size=60)    # "": objects named `parent//...`
 
@@ -32,5 +33,61 @@ def test_a_group_on_disk_lists_below_its_members_only(tmp_path):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"1")
     fs, path = storage.url_to_fs(str(tmp_path / "p"))
-    found = everything_under_group(fs, path, "run-1", ("run-1", "run-10"))
-    assert sorted(os.path.relpath(f[0], path) for f in found) == ["run-1/a.index", "run-10/b.index"]
+    found, unread = everything_under_group(fs, path, "run-1", ("run-1", "run-10"))
+    assert sorted(os.path.relpath(f[0], path) for f in found) == ["run-1/a.index", "run-10/b.index"] and not unread
+
+
+def test_an_index_vault_inside_a_root_is_never_listed(tmp_path):
+    """Its .index files have no data beside them: the vault is left out by its marker, whether a directory
+    listing or a recursive group listing comes to it, and a vault-looking folder without one is not."""
+    from recovery.listing import everything_under, top_level
+    from recovery.vault import ORIGIN_SEEN_HEALTHY, ShardRecord, Vault
+
+    (tmp_path / "root" / "run").mkdir(parents=True)
+    (tmp_path / "root" / "run" / "ckpt-1.data-00000-of-00001").write_bytes(b"x")
+    from tfbundle import BundleHeader, write_index
+
+    index = write_index(BundleHeader(num_shards=1), {})
+    vault = Vault.open(str(tmp_path / "root" / "keep" / "vault"), create=True)
+    vault.keep(str(tmp_path / "root" / "run" / "ckpt-1"), index, [ShardRecord("ckpt-1.data-00000-of-00001", 1)],
+               ORIGIN_SEEN_HEALTHY, 1_796_500_000.0)
+    (tmp_path / "root" / "keep" / "not-a-vault" / "v1").mkdir(parents=True)
+    (tmp_path / "root" / "keep" / "not-a-vault" / "v1" / "x.index").write_bytes(index)
+    fs, root = storage.url_to_fs(str(tmp_path / "root"))
+    found = sorted(os.path.relpath(f.path, root) for f in everything_under(fs, root))
+    assert found == ["keep/not-a-vault/v1/x.index", "run/ckpt-1.data-00000-of-00001"]
+    assert top_level(fs, str(tmp_path / "root" / "keep" / "vault")) == ([], [], [])
+    assert everything_under_group(fs, f"{root}/keep", "", ("not-a-vault", "vault")).files == [
+        f for f in everything_under(fs, f"{root}/keep")]
+
+
+def test_what_is_not_a_regular_file_is_listed_apart_and_gets_its_own_record(tmp_path):
+    """Never opened nor followed: a FIFO named like a data file needs a person, a socket is noted, a link to
+    a directory outside the root says where the checkpoints it hides are, one inside the root does not."""
+    import socket
+
+    run, outside = tmp_path / "root" / "run", tmp_path / "outside"
+    run.mkdir(parents=True)
+    outside.mkdir()
+    (run / "ckpt-1.index").write_bytes(b"1")
+    os.mkfifo(run / "ckpt-1.data-00000-of-00001")
+    os.symlink(str(outside), run / "latest")
+    os.symlink(str(run), tmp_path / "root" / "alias")
+    root = str(tmp_path / "root")
+    fs, _ = storage.url_to_fs(root)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(run / "tb.sock"))
+        found = listed_under(fs, str(run))
+        level = top_level(fs, root)
+    assert [f[0] for f in found.files] == [str(run / "ckpt-1.index")]
+    assert [u.path for u in level.unread] == [str(tmp_path / "root" / "alias")] and level.children == [str(run)]
+    records = {u.path: unread_record(root, fs, u) for u in found.unread + level.unread}
+    fifo = records[str(run / "ckpt-1.data-00000-of-00001")]
+    assert (fifo.kind, fifo.status, fifo.directory) == ("listing", "unrecoverable", str(run))
+    assert fifo.reason.startswith("a FIFO (named pipe), named like a checkpoint's data file")
+    assert records[str(run / "tb.sock")].status == "healthy" and "not a checkpoint file's" in records[
+        str(run / "tb.sock")].reason
+    latest = records[str(run / "latest")]
+    assert (latest.status, latest.source) == ("healthy", str(outside)) and "not followed" in latest.reason
+    alias = records[str(tmp_path / "root" / "alias")]
+    assert alias.source == "" and "audited under their own path" in alias.reason

@@ -149,3 +149,33 @@ def test_gcs_objects_with_dot_dot_and_double_slash_stage_apart(hostile_tree, fau
         assert words[:3] == ["gsutil", "cp", "-n"] and words[3:] == [record.index_path, prefix + ".index"]
         staged.add(record.index_path)
     assert len(staged) == len(expected)
+
+
+LONG_NAMES = ["ü" * 100, "ü" * 99 + "ö", "a" * 240, "a" * 239 + "b", "日" * 80 + "/" + "日" * 80, "x/" * 900 + "ckpt-1",
+              "x/" * 900 + "ckpt-2", "%" * 100]
+
+
+@pytest.mark.parametrize("scheme", ["gs://bucket/", "s3://bucket/", "/", ""])
+def test_long_names_are_staged_within_the_limits_and_apart(scheme):
+    """A segment past the file name limit keeps its head and a hash; a path past the OS's path limit
+    becomes one such name under `%-long/`. Neither decodes back (the record names the target), and
+    none is another prefix's staged file, short or long."""
+    report = "/reports/today"
+    staged = {staged_path(report, scheme + name) for name in LONG_NAMES + HOSTILE}
+    assert len(staged) == len(LONG_NAMES) + len(HOSTILE)
+    for path in staged:
+        _assert_contained(report, path)
+        assert all(len(segment.encode()) <= 255 for segment in path.split("/")) and len(path.encode()) < 3000
+    for name in HOSTILE:                                   # short names keep their readable, reversible form
+        assert _decoded(report, staged_path(report, scheme + name)) == scheme + name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("aü/%日-~"), min_size=120, max_size=600), min_size=2, max_size=2,
+                unique=True))
+def test_any_two_long_names_stage_apart_and_fit(names):
+    first, second = (staged_path("/rep", "gs://b/" + n) for n in names)
+    assert first != second
+    for path in (first, second):
+        _assert_contained("/rep", path)
+        assert all(len(segment.encode()) <= 255 for segment in path.split("/"))

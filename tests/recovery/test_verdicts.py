@@ -43,12 +43,23 @@ def classify(directory: str, **options) -> dict:
     return {getattr(r, "display_prefix", None) or r.prefix: r for r in results}
 
 
+# The moment every age in these tests is measured at (2026-12-07T12:53:20Z): classification gets it as
+# `now=`, an audit as CKPT_RESCUE_NOW. Files get their times from it explicitly; nothing waits for time to pass.
+NOW = 1_796_648_000.0
+
+
 def backdate(root: str, seconds: float = HOUR) -> None:
-    """Age every file under root, as the checkpoints a nightly audit finds are."""
-    when = time.time() - seconds
+    """Set every file under root to `seconds` before NOW (0: a save that just finished)."""
+    when = NOW - seconds
     for directory, _, files in os.walk(root):
         for name in files:
             os.utime(os.path.join(directory, name), (when, when))
+
+
+def audit_at_now(root: str, report: str, monkeypatch, *extra) -> tuple:
+    """`audit` with its clock at NOW (the CKPT_RESCUE_NOW it documents)."""
+    monkeypatch.setenv("CKPT_RESCUE_NOW", str(NOW))
+    return audit(root, report, *extra)
 
 
 def audit(root: str, report: str, *extra) -> tuple:
@@ -376,79 +387,116 @@ def test_the_audit_stages_the_right_index_for_a_stale_one_and_overwrites_nothing
 
 # --- 5. saves in progress ---------------------------------------------------------------------------
 
-def test_young_files_are_in_progress_and_old_ones_are_judged(family_copy):
+def test_young_findings_are_in_progress_and_young_complete_checkpoints_are_healthy(family_copy):
+    """A complete, self-consistent checkpoint is healthy at any age; only a finding on files younger than
+    --min-age (here the orphan, and the state file that names it) is deferred, and nothing is rebuilt."""
     family = family_copy("keras3_adam")
     directory = os.path.dirname(family.prefix)
     orphan(family.prefix)
-    backdate(directory, 0)          # a save that just finished (the copy keeps the session's old times)
-    now = time.time()
-    young = classify(directory, min_age=600, now=now)
-    assert young and all(not isinstance(r, OrphanTask) and r.status == IN_PROGRESS for r in young.values())
+    backdate(directory, 60)         # a save that finished a minute before NOW
+    young = classify(directory, min_age=600, now=NOW)
+    assert not any(isinstance(r, OrphanTask) for r in young.values())
+    assert all(young[s].status == HEALTHY for s in family.siblings)
     latest = young[family.prefix]
-    assert now - latest.mtime < 600 and "less than --min-age" in latest.reason
-    assert latest.mtime == max(os.path.getmtime(family.prefix + ".data-00000-of-00001"), latest.mtime)
+    assert latest.status == IN_PROGRESS
+    assert "still being written" in young[os.path.join(directory, "checkpoint")].reason
+    assert latest.mtime == NOW - 60 and "written 60 s ago, less than --min-age (10.0 min)" in latest.reason
+    assert "looks like an orphan (no index)" in latest.reason and "--min-age 0" in latest.reason
+    assert latest.mtime == os.path.getmtime(family.prefix + ".data-00000-of-00001")
 
-    backdate(directory)
-    old = classify(directory, min_age=600, now=time.time())
-    assert isinstance(old[family.prefix], OrphanTask) and old[family.prefix].mtime < now - 600
+    backdate(directory, 601)        # a second past --min-age: judged
+    old = classify(directory, min_age=600, now=NOW)
+    assert isinstance(old[family.prefix], OrphanTask) and old[family.prefix].mtime == NOW - 601
     assert all(old[s].status == HEALTHY for s in family.siblings)
-    assert classify(directory, min_age=0)[family.siblings[0]].status == HEALTHY   # 0 disables the check
+    backdate(directory, 0)
+    assert classify(directory, min_age=0, now=NOW)[family.siblings[0]].status == HEALTHY   # 0 disables the check
 
 
 def test_a_young_part_directory_makes_its_reused_prefix_in_progress(tmp_path):
     prefix, _, _ = crashed_merge(str(tmp_path / "run"))
     backdate(str(tmp_path / "run"))
     part = os.path.join(prefix + "_temp", "part-00000-of-00001.index")
-    os.utime(part, None)                      # the next save is writing its temp bundle right now
-    results = classify(str(tmp_path / "run"), min_age=600)
+    os.utime(part, (NOW - 5, NOW - 5))        # the next save is writing its temp bundle right now
+    results = classify(str(tmp_path / "run"), min_age=600, now=NOW)
     assert results[prefix].status == IN_PROGRESS and results[prefix + "_temp/part-00000-of-00001"].status == IN_PROGRESS
+    os.utime(part, (NOW - HOUR, NOW - HOUR))  # the same part, an hour old: both judged
+    results = classify(str(tmp_path / "run"), min_age=600, now=NOW)
+    assert IN_PROGRESS not in {getattr(r, "status", "judged") for r in results.values()}
 
 
 @pytest.mark.slow
-def test_the_nightly_default_reports_a_fresh_save_in_progress_and_rebuilds_nothing(family_copy, tmp_path):
+def test_the_nightly_default_reports_a_fresh_save_in_progress_and_rebuilds_nothing(family_copy, tmp_path,
+                                                                                   monkeypatch):
     family = family_copy("keras3_adam")
     root = os.path.dirname(family.prefix)
     orphan(family.prefix)
-    backdate(root, 0)               # a save that just finished (the copy keeps the session's old times)
-    code, records = audit(root, str(tmp_path / "report"))
-    assert code == 0                                      # never an alarm
-    assert {r.status for r in records.values()} == {IN_PROGRESS}
+    backdate(root, 60)              # a save that finished a minute before the audit's clock
+    code, records = audit_at_now(root, str(tmp_path / "report"), monkeypatch)
+    assert code == 0                                      # never an alarm: half of it is deferred, not most
+    deferred = {p for p, r in records.items() if r.status == IN_PROGRESS}
+    assert deferred == {family.prefix}
+    assert {records[s].status for s in family.siblings} == {HEALTHY}
     assert not os.path.exists(tmp_path / "report" / "rebuilt")
-    assert all(r.mtime and time.time() - r.mtime < 600 for r in records.values())
+    assert all(r.mtime == NOW - 60 for r in records.values())
     backdate(root)
-    code, records = audit(root, str(tmp_path / "report2"))
-    assert records[family.prefix].status == "rebuilt" and records[family.prefix].mtime < time.time() - 600
+    code, records = audit_at_now(root, str(tmp_path / "report2"), monkeypatch)
+    assert records[family.prefix].status == "rebuilt" and records[family.prefix].mtime == NOW - HOUR
+
+
+def test_the_audit_clock_must_be_a_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CKPT_RESCUE_NOW", "yesterday")
+    assert cli_main(["audit", str(tmp_path), "--report-dir", str(tmp_path / "report")]) == 2
+    assert "CKPT_RESCUE_NOW='yesterday': give the time as seconds since the epoch" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()            # found before any work
 
 
 @pytest.mark.slow
-def test_a_fresh_upload_to_a_bucket_is_in_progress_until_min_age_allows(pristine_family, gcs_bucket, tmp_path):  # noqa: F811
+def test_a_fresh_upload_with_a_lost_index_defers_only_the_finding(pristine_family, gcs_bucket, tmp_path,  # noqa: F811
+                                                                   monkeypatch):
     from storage_servers import upload_tree
 
     family = pristine_family("keras3_adam")
     root = f"{gcs_bucket}/run"
     upload_tree(os.path.dirname(family.prefix), root)
+    fs, path = storage.url_to_fs(root)
+    fs.rm_file(f"{path}/{os.path.basename(family.prefix)}.index")     # the upload lost the latest index
+    store = storage.stores.store_for_fs(fs)
+    uploaded = {e["name"]: store.mtime(e) for e in fs.ls(path, detail=True)}
+    newest = max(uploaded.values())                       # the emulator's own object times
     reports = f"{gcs_bucket}/reports"
+    monkeypatch.setenv("CKPT_RESCUE_NOW", str(newest + 60))
     code, records = audit(root, reports)
-    assert code == 0 and records and {r.status for r in records.values()} == {IN_PROGRESS}
-    assert all(abs(time.time() - r.mtime) < 300 for r in records.values())
-    code, records = audit(root, reports, "--min-age", "0")
-    assert code == 0 and {r.status for r in records.values()} == {HEALTHY}
+    latest = f"{root}/{os.path.basename(family.prefix)}"
+    assert code == 0 and records[latest].status == IN_PROGRESS
+    assert {records[f"{root}/{os.path.basename(s)}"].status for s in family.siblings} == {HEALTHY}   # at any age
+    assert {r.mtime for r in records.values()} <= set(uploaded.values())
+    monkeypatch.setenv("CKPT_RESCUE_NOW", str(newest + 601))
+    code, records = audit(root, reports)
+    assert records[latest].status == "rebuilt" and {r.status for r in records.values()} <= {HEALTHY, "rebuilt",
+                                                                                          "incomplete"}
 
 
 def test_listings_carry_modification_times_on_every_store(tmp_path, gcs_bucket, s3_bucket):  # noqa: F811
+    """Local files carry the times set on them; a store's objects the time it stored them, which lies
+    between the moments before the upload and after the listing (a second either side: the stores keep
+    whole seconds or milliseconds), however long those took."""
     from storage_servers import upload_tree
 
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "sub" / "x.index").write_bytes(b"12345")
     (tmp_path / "d" / "top.index").write_bytes(b"1")
+    backdate(str(tmp_path / "d"))
     for url in (str(tmp_path / "d"), "memory://mtimes/d", f"{gcs_bucket}/d", f"{s3_bucket}/d"):
+        before = time.time()
         if "://" in url:
             upload_tree(str(tmp_path / "d"), url)
         fs, path = storage.url_to_fs(url)
-        files, children = top_level(fs, path)
+        files, children, _ = top_level(fs, path)
         below = everything_under(fs, children[0])
-        for name, _, mtime in files + below:
-            assert isinstance(mtime, float) and abs(time.time() - mtime) < 300, (url, name, mtime)
+        after = time.time()
+        for name, _, mtime, _ in files + below:
+            assert isinstance(mtime, float), (url, name, mtime)
+            assert mtime == NOW - HOUR if "://" not in url else before - 1 <= mtime <= after + 1, (url, name, mtime)
 
 
 # --- 6. `checkpoint` state files ---------------------------------------------------------------------
@@ -556,13 +604,15 @@ def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_pa
 
 # --- 11. report directories inside a root --------------------------------------------------------------
 
-def test_earlier_reports_are_left_out_of_a_listing():
-    files = [("/r/run/ckpt-1.index", 9, None), ("/r/old/summary.json", 1, None), ("/r/old/records.jsonl", 1, None),
-             ("/r/old/rebuilt/local/r/run/ckpt-1.index", 9, None), ("/r/crashed/" + REPORT_MARKER, 1, None),
+def test_earlier_reports_are_left_out_of_a_listing_by_their_marker_alone():
+    """A report's marker hides its `rebuilt/`; a training job's own summary.json and records.jsonl beside a
+    `rebuilt/` directory of checkpoints do not (tests/pipeline/test_hostile_names.py audits such a tree)."""
+    files = [("/r/run/ckpt-1.index", 9, None), ("/r/job/summary.json", 1, None), ("/r/job/records.jsonl", 1, None),
+             ("/r/job/rebuilt/ckpt-1.index", 9, None), ("/r/crashed/" + REPORT_MARKER, 1, None),
              ("/r/crashed/rebuilt/local/x.index", 9, None), ("/r/mine/rebuilt/ckpt-2.index", 9, None)]
     kept = [f[0] for f in without_earlier_reports(files)]
-    assert kept == ["/r/run/ckpt-1.index", "/r/old/summary.json", "/r/old/records.jsonl",
-                    "/r/crashed/" + REPORT_MARKER, "/r/mine/rebuilt/ckpt-2.index"]   # no report: a real checkpoint
+    assert kept == ["/r/run/ckpt-1.index", "/r/job/summary.json", "/r/job/records.jsonl", "/r/job/rebuilt/ckpt-1.index",
+                    "/r/crashed/" + REPORT_MARKER, "/r/mine/rebuilt/ckpt-2.index"]
 
 
 @pytest.mark.slow

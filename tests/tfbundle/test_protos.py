@@ -68,7 +68,7 @@ def test_committed_modules_are_what_make_protos_generates(tmp_path):
         os.makedirs(tmp_path / os.path.dirname(path), exist_ok=True)
         shutil.copy(os.path.join(ROOT, path), tmp_path / path)
     result = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--pyi_out=.",
-                             *PROTO_FILES], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                             *PROTO_FILES], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     for path in PROTO_FILES:
         for suffix in ("_pb2.py", "_pb2.pyi"):

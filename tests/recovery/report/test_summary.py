@@ -70,3 +70,24 @@ def test_a_status_from_a_newer_writer_is_counted_and_shown_after_the_known_ones(
     assert list(summary["counts"]) == [*STATUSES, "salvaged"] and summary["counts"]["salvaged"] == 1
     assert summary["per_root"]["/r/a"]["counts"]["salvaged"] == 1
     assert summary["records"] == sum(summary["counts"].values()) == len(records)
+
+
+def test_symbolic_links_not_followed_are_counted_and_named_the_same_however_merged():
+    """Listing records with a `source` are links to directories outside their root: summary.json counts
+    them and names the first NOT_FOLLOWED_SHOWN, in order, whether one process or many workers added them."""
+    from recovery.report.aggregates import NOT_FOLLOWED_SHOWN, Totals
+
+    links = [Record(f"/r/run-{i:02d}/latest", HEALTHY, "not followed", "/r", kind="listing", source=f"/data/run-{i}")
+             for i in range(NOT_FOLLOWED_SHOWN + 5)]
+    noted = Record("/r/run-00/alias", HEALTHY, "its target lies inside this root", "/r", kind="listing")
+    whole = summarize(list(reversed(links)) + [noted], META, 1_700_000_012.5)
+    assert whole["not_followed"]["count"] == NOT_FOLLOWED_SHOWN + 5
+    shown = [f"/r/run-{i:02d}/latest -> /data/run-{i}" for i in range(NOT_FOLLOWED_SHOWN)]
+    assert whole["not_followed"]["where"] == shown
+    halves = [Totals(), Totals()]
+    for i, record in enumerate(links + [noted]):
+        halves[i % 2].add(record)
+    merged = halves[0].merge([halves[1]])
+    assert (merged.not_followed, merged.not_followed_where) == (whole["not_followed"]["count"],
+                                                                whole["not_followed"]["where"])
+    assert summarize(sample_records(), META, 1.0)["not_followed"] == {"count": 0, "where": []}

@@ -62,3 +62,70 @@ def test_bare_paths_and_file_urls_are_local_and_say_where():
     assert store_for("runs/a") is STORE and store_for("/runs/a") is STORE and store_for("file:///runs/a") is STORE
     assert local_path("file:///runs/a") == "/runs/a" and local_path("runs/a") == "runs/a"
     assert local_path("gs://b/runs") is None and local_path("memory://runs") is None
+
+
+def _entries(directory) -> dict:
+    """name -> entry of one directory, as the audit's listing takes them (storage.ls)."""
+    fs, path = storage.url_to_fs(str(directory))
+    return {os.path.basename(e["name"]): e for e in storage.ls(fs, path)}
+
+
+def test_only_regular_files_are_files_and_everything_else_says_what_it_is(tmp_path):
+    """A FIFO, a socket, a directory behind a link and a link to nothing are never files; a link to a
+    regular file is that file, with its size and time (a run dir's `latest.index -> ckpt-3.index`)."""
+    import socket
+
+    _write(str(tmp_path / "ckpt-3.index"), b"0123456789", NOON)
+    os.symlink("ckpt-3.index", tmp_path / "latest.index")
+    os.mkfifo(tmp_path / "ckpt-1.data-00000-of-00001")
+    os.symlink(str(tmp_path / "gone"), tmp_path / "ckpt-2.index")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), tmp_path / "latest")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "tb.sock"))
+        found = _entries(tmp_path)
+    link = found["latest.index"]
+    assert (link["type"], link["size"], link["mtime"]) == ("file", 10, found["ckpt-3.index"]["mtime"])
+    assert STORE.identity(link) == STORE.identity(found["ckpt-3.index"])      # the bytes it leads to
+    assert (found["ckpt-1.data-00000-of-00001"]["type"], found["ckpt-1.data-00000-of-00001"]["what"],
+            found["ckpt-1.data-00000-of-00001"]["unread"]) == ("other", "a FIFO (named pipe)", "special")
+    assert found["ckpt-2.index"]["what"] == f"a dangling symbolic link (to {tmp_path / 'gone'}, which does not exist)"
+    assert found["ckpt-2.index"]["unread"] == "dangling"
+    assert (found["latest"]["what"], found["latest"]["unread"]) == (
+        f"a symbolic link to a directory ({tmp_path / 'elsewhere'})", "linked-directory")
+    assert (found["tb.sock"]["what"], found["elsewhere"]["type"]) == ("a socket", "directory")
+
+
+def test_a_fifo_is_refused_without_ever_blocking_and_a_regular_file_reads(tmp_path):
+    os.mkfifo(tmp_path / "ckpt-1.index")            # nobody ever writes it: opening it to read would wait forever
+    fs, _ = storage.url_to_fs(str(tmp_path))
+    with pytest.raises(storage.NotARegularFile, match=r"is a FIFO \(named pipe\), not a regular file; never opened"):
+        storage.read_bytes(fs, str(tmp_path / "ckpt-1.index"))
+    with pytest.raises(IsADirectoryError):
+        storage.read_head(fs, str(tmp_path))
+    assert not storage.is_transient(storage.NotARegularFile(22, "x", "p"))   # a finding, not a retry
+    _write(str(tmp_path / "ckpt-2.index"), b"index", NOON)
+    os.symlink("ckpt-2.index", tmp_path / "latest.index")
+    assert storage.read_bytes(fs, str(tmp_path / "latest.index")) == b"index"
+
+
+def test_what_takes_up_a_name_a_file_would_need(tmp_path):
+    (tmp_path / "a.index").mkdir()
+    os.mkfifo(tmp_path / "b.index")
+    os.symlink(str(tmp_path / "gone"), tmp_path / "c.index")
+    _write(str(tmp_path / "d.index"), b"x", NOON)
+    os.symlink("d.index", tmp_path / "e.index")
+    assert STORE.occupant(str(tmp_path / "a.index")) == "a directory"
+    assert STORE.occupant(str(tmp_path / "b.index")) == "a FIFO (named pipe)"
+    assert STORE.occupant(str(tmp_path / "c.index")).startswith("a dangling symbolic link")
+    assert [STORE.occupant(str(tmp_path / n)) for n in ("d.index", "e.index", "f.index")] == [None, None, None]
+
+
+def test_temp_files_beside_a_long_name_stay_within_the_limit(tmp_path):
+    """create_new and write_replaceable write a temp file beside the target first: its name is short
+    whatever the target's (a 250-byte name plus a suffix used to fail with "File name too long")."""
+    fs, _ = storage.url_to_fs(str(tmp_path))
+    long = str(tmp_path / ("ü" * 122 + ".index"))     # 250 bytes
+    STORE.create_new(fs, long, b"created")
+    STORE.write_replaceable(fs, long, b"replaced")
+    assert open(long, "rb").read() == b"replaced" and os.listdir(tmp_path) == [os.path.basename(long)]

@@ -111,9 +111,9 @@ def test_listing_reads_the_time_under_the_stores_own_key(seam):
     fs.pipe_file(f"{directory}/sub/x.index", b"12345")
     for path in fs.find(directory):
         SeamFileSystem.store[path].created = SAVED
-    files, children = top_level(fs, directory)
+    files, children, _ = top_level(fs, directory)
     below = everything_under(fs, children[0])
-    assert [(os.path.basename(p), size, mtime) for p, size, mtime in files + below] == [
+    assert [(os.path.basename(p), size, mtime) for p, size, mtime, _ in files + below] == [
         ("top.index", 1, SAVED.timestamp()), ("x.index", 5, SAVED.timestamp())]
 
 
