@@ -6,7 +6,8 @@ when it could not check."""
 
 from ..records import DELETED, IN_PROGRESS
 
-LOOKED_FOR = "looked at every depth for `*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files"
+LOOKED_FOR = ("looked at every depth for `*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files, without "
+              "following symbolic links to directories")
 
 
 def warnings_and_silence(per_root: dict, counts: dict, meta: dict, vault_failed: int = 0) -> tuple[list, bool]:

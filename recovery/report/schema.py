@@ -81,10 +81,10 @@ SUMMARY_SCHEMA = (
     ("rebuilt_data_bytes", "integer", "data bytes of the rebuilt checkpoints (what the rebuilt indexes recover)"),
     ("staged_indexes", "integer", "indexes staged under rebuilt/ (promote.sh promotes them)"),
     ("written_in_place", "integer", "indexes written beside their data (--in-place)"),
+    ("salvageable", "integer", "records refused for damage that a salvage can help (their `salvage` field is set)"),
     ("not_followed", "object", "symbolic links to directories outside their root, which the listing does not "
                                "follow: {count: integer, where: [\"LINK -> TARGET\", the first 20]}; checkpoints "
                                "reached only through them were not audited"),
-    ("salvageable", "integer", "records refused for damage that a salvage can help (their `salvage` field is set)"),
     ("exit_code", "integer", "the run's exit code (docs/running.md, \"Exit codes\"): 0 nothing needs a person, 1 "
                              "something does, 3 storage kept failing, 4 too little was checked (see warnings)"),
     ("previous_run", "object or null", "the run compared with: {run_id, report_dir, finished}; null when none is "
