@@ -11,7 +11,8 @@ writes is read back as a Layout, so the keys, dtypes and shapes are TensorFlow's
   becomes the object-graph root itself, so the keys carry no extra `root/` prefix and no
   save_counter, the same keys and order as the original save.
 Resolution happens on the launching machine, once per builder function in a process; workers get
-only the resulting Layouts.
+only the resulting Layouts, each with the object graph TensorFlow wrote for the model (compared with
+an orphan's, as a sibling's is, tolerating what a save of the same model may add or leave out).
 """
 
 import importlib
@@ -57,7 +58,10 @@ def builder_layout(builder: str, base_dir: str, name: str) -> Layout:
     cache_key = (module_file, builder)
     cached = _RESOLVED.get_or_compute(cache_key, lambda: _layout_of_root(_call(function, builder, name), builder,
                                                                         name))
-    return Layout(list(cached.tensors), cached.num_shards, f"registered `{name}`", "registry")
+    # The object graph TensorFlow wrote for the model is a reference for an orphan's (agreement.py); the
+    # CRCs of its freshly built values are not.
+    return Layout(list(cached.tensors), cached.num_shards, f"registered `{name}`", "registry",
+                  reference_graph=cached.reference_graph, graph_declared=cached.reference_graph is not None)
 
 
 def _import(builder: str, base_dir: str, name: str):

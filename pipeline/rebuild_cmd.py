@@ -39,6 +39,9 @@ def add_arguments(parser):
                         help="accept Inf/NaN in float tensors (a run that really diverged)")
     parser.add_argument("--allow-zeros", action="store_true",
                         help="accept zero-filled blocks inside tensors or a data file of zeros (see docs/running.md)")
+    parser.add_argument("--allow-unchanged-tensors", action="store_true",
+                        help="accept trained tensors (or a whole shard) whose bytes equal another save's, when they "
+                             "really did not change between the saves (see README, \"What a rebuilt index proves\")")
     parser.add_argument("--tf-check", choices=("sample", "full", "off"), default="sample",
                         help="TensorFlow's final check where it is installed: parse the index and read a sample "
                              "(strings, variants, each dtype, every shard's ends; default), read every tensor "
@@ -96,10 +99,11 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         raise UsageError(f"no such directory: {storage.display(fs, storage.prefix_directory(prefix))}") from None
     progress = Progress(sum(d.size for d in ctx.data_files), f"rebuilding {storage.display(fs, prefix)}")
     outcome = rebuild(ctx, allow_nonfinite=args.allow_nonfinite, on_bytes=progress,
-                      allow_zeros=args.allow_zeros)
+                      allow_zeros=args.allow_zeros, allow_unchanged=args.allow_unchanged_tensors)
     progress.finish()
     if outcome.status != REBUILT:
         print(f"refused: {outcome.prefix}: {outcome.reason}", file=sys.stderr)
+        _print_lead(outcome.evidence, sys.stderr)
         for refusal in outcome.refusals[4:]:
             print(f"  also: {refusal}", file=sys.stderr)
         _print_evidence(outcome.evidence, sys.stderr)
@@ -127,6 +131,7 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
         print(f"not written: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     print(f"rebuilt {storage.display(fs, prefix)} from {outcome.source}")
+    _print_lead(outcome.evidence, sys.stdout)
     for check in checks:
         print(f"  ok  {check}")
     for note in skipped:
@@ -136,8 +141,14 @@ def _rebuild(fs, prefix, layouts, args, judge) -> int:
     return EXIT_OK
 
 
+def _print_lead(evidence, stream) -> None:
+    """What rests on other checkpoints alone comes first, before any "ok": the one thing a person must weigh."""
+    for line in evidence.leading()[0] if evidence is not None else ():
+        print(f"  !!  {line}", file=stream)
+
+
 def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
-    """What the layout rests on (unless the checks were just printed), and what remains unproven."""
+    """What the layout rests on (unless the checks were just printed), and what else remains unproven."""
     if evidence is None:
         return
     if confirmed:
@@ -145,7 +156,7 @@ def _print_evidence(evidence, stream, confirmed: bool = True) -> None:
             print(f"  ok  {line}", file=stream)
     else:
         print(f"  evidence: {evidence.summary()}", file=stream)
-    for line in evidence.cannot_confirm:
+    for line in evidence.leading()[1]:
         print(f"  cannot confirm: {line}", file=stream)
 
 

@@ -12,9 +12,10 @@ from tfbundle.varint import decode_varint
 
 from . import storage
 from .context import OrphanContext
-from .evidence import compare_object_graphs, shape_ambiguity
+from .evidence import compare_declared_graph, compare_object_graphs
 from .healthy import read_object_graph
 from .layout import Layout
+from .plausibility import rests_on_other_checkpoints, unconfirmed_layout_line
 
 
 def first_disagreement(fits: list, display_prefix: str) -> str:
@@ -48,17 +49,17 @@ def _differing_keys(a, b) -> str:
 
 
 def cross_checked(plan, fits: list) -> None:
-    """Say which sources agree, and what the data cannot tell when no source declares the shapes."""
+    """Say which sources agree, and what the data cannot tell when the layout rests on other checkpoints alone."""
     sources = list(dict.fromkeys(f.layout.source for f in fits))
     if len(sources) > 1:
         plan.checks.append(f"{len(sources)} sources agree on every key, dtype, shape and offset: {', '.join(sources)}")
     declared = [f.layout.source for f in fits if f.source.declares_shapes(f.layout)]
     if declared:
         plan.checks.append(f"shapes as the model declares them ({declared[0]})")
-    elif not any(f.source.exact(f.layout) for f in fits):
-        ambiguity = shape_ambiguity(plan.placed, " and ".join(sources))
-        if ambiguity:
-            plan.cannot_confirm.append(ambiguity)
+    plan.rests_on = rests_on_other_checkpoints(fits)
+    line = unconfirmed_layout_line(plan, plan.rests_on) if plan.rests_on else ""
+    if line:
+        plan.cannot_confirm.insert(0, line)
 
 
 def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:
@@ -73,6 +74,12 @@ def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:
         return _unreadable_graph(ctx, plan)
     checked, identical = False, []
     for layout in layouts:
+        if layout.graph_declared and layout.reference_graph is not None:
+            checked = True
+            refused = _against_declared_graph(plan, layout, graph)
+            if refused:
+                return refused
+            continue
         reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
         if reference is None:
             continue
@@ -103,6 +110,24 @@ def check_object_graph(ctx: OrphanContext, plan, layouts: list) -> str | None:
                            f"({graph.size} bytes, CRC {graph.masked_crc:#010x})")
     if not checked and plan.layout.expected_fingerprint is None:
         plan.cannot_confirm.append("the object graph's bytes: no source holds a CRC or a copy of this graph")
+    return None
+
+
+def _against_declared_graph(plan, layout: Layout, graph) -> str | None:
+    """The orphan's graph against the one a registry builder's model makes: a refusal reason or None."""
+    difference, left_out = compare_declared_graph(layout.reference_graph, graph.payload)
+    if difference is not None and not difference.legitimate:
+        return (f"the object graph differs from the one the builder of {layout.source} makes, at {difference.where}: "
+                "damaged data or another model; a rebuilt index would bless it with a fresh CRC")
+    also = f" except where TensorFlow itself makes them differ: {difference.where}" if difference else ""
+    plan.checks.append(f"object graph equals the one the builder of {layout.source} makes{also}")
+    if difference:
+        plan.cannot_confirm.append(f"the object graph's variable names ({difference.where}): no reference holds "
+                                   "these exact bytes")
+    if left_out:
+        plan.cannot_confirm.append(f"the object graph's edges only one of the two graphs has ({', '.join(left_out[:6])}"
+                                   "): they lead to no values or are the root's save_counter, which saves of one "
+                                   "model may add or leave out, so they were not compared")
     return None
 
 

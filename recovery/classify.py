@@ -1,10 +1,11 @@
 """Judge every prefix of one directory with its neighbours in view: healthy, incomplete, corrupt,
 stale, or an orphan to rebuild; and say what each leftover and `checkpoint` state file means.
 
-Only indexes, part indexes and state files are read here (small), and a few small tensors of each
-healthy-looking checkpoint (spot_check.py); data files are judged by their listed sizes. An index
-that exists but cannot be read makes its prefix an orphan whose rebuilt index may only be staged:
-replacing an existing file is a person's decision.
+Only indexes, part indexes and state files are read here (small), and a few tensors of each
+healthy-looking checkpoint (spot_check.py: its counters, its largest model tensor within a budget);
+data files are judged by their listed sizes. An index that exists but cannot be read makes its
+prefix an orphan whose rebuilt index may only be staged: replacing an existing file is a person's
+decision.
 """
 
 import dataclasses
@@ -30,7 +31,7 @@ from .records import (
     inspect_command,
 )
 from .sizes import read_sized_index, shard_sizes
-from .spot_check import spot_check
+from .spot_check import WEIGHT_BUDGET, spot_check
 from .state_files import classify_state_file
 from .tasks import OrphanTask
 
@@ -185,15 +186,20 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
     if spot.mismatches and not full_check_follows:
         return dataclasses.replace(record, status=CORRUPT, command=inspect_command(display), reason=(
             f"{spot.mismatches[0]} (spot check; the other {len(spot.checked)} checked tensor(s) match): the data is "
-            "damaged (bit rot, a bad copy); --verify-data checks every tensor"))
+            "damaged (bit rot, a bad copy), or the index is from an earlier save to this prefix in which only this "
+            "tensor differed; --verify-data checks every tensor"))
+    checks = list(record.checks)
     if spot.mismatches:
-        return dataclasses.replace(record, checks=(*record.checks,
-                                                   f"spot check: {spot.mismatches[0]}; --verify-data follows"))
-    if spot.checked:
-        return dataclasses.replace(record, checks=(
-            *record.checks, f"spot check: {len(spot.checked)} small tensor(s) ({spot.bytes_read} bytes) match their "
-                            f"CRCs in the index: {', '.join(spot.checked)}"))
-    return record
+        checks.append(f"spot check: {spot.mismatches[0]}; --verify-data follows")
+    elif spot.checked:
+        checks.append(f"spot check: {len(spot.checked)} tensor(s) ({spot.bytes_read} bytes) match their CRCs in the "
+                      f"index: {', '.join(spot.checked)}")
+    if spot.left_to_verify and not full_check_follows:
+        name, size = spot.left_to_verify
+        within = f"; the largest within it, {spot.weight}, was read" if spot.weight else ""
+        checks.append(f"note: spot check: the largest model tensor, {name} ({size} bytes), is over the spot check's "
+                      f"budget of {WEIGHT_BUDGET} bytes and was left to --verify-data{within}")
+    return dataclasses.replace(record, checks=tuple(checks))
 
 
 def judge_sizes(fs, found: PrefixFiles, index, root: str, directory: str) -> Record:

@@ -4,7 +4,14 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfbundle import FormatError, index_filename, locate_object_graph, parse_data_filename, shard_coverage
+from tfbundle import (
+    OBJECT_GRAPH_KEY,
+    FormatError,
+    index_filename,
+    locate_object_graph,
+    parse_data_filename,
+    shard_coverage,
+)
 
 from . import storage
 
@@ -34,6 +41,12 @@ class OrphanContext:
     vault: Any = None                # recovery.vault.Vault to ask first (--vault), or None
     notes: list = field(default_factory=list)             # what a source could not consult, for cannot_confirm
     fitted_sources: list = field(default_factory=list)   # sources whose layout fit so far (set by the engine)
+
+    def data_order_keys(self) -> list | None:
+        """The object graph's keys in the order their data was written (the graph itself last), or None (TF1)."""
+        if self.object_graph is None:
+            return None
+        return [*self.object_graph.checkpoint_keys(), OBJECT_GRAPH_KEY]
 
     @property
     def num_shards(self) -> int:

@@ -14,8 +14,8 @@ from .caches import SharedCache
 from .context import OrphanContext
 from .healthy import indexed_siblings, locate_tensor
 from .layout import SAVE_COUNTER_KEY
+from .tensor_roles import COUNTER_KEYS
 
-COUNTER_KEYS = (SAVE_COUNTER_KEY, "global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE")
 RUN_SIBLINGS_READ = 2
 
 

@@ -7,11 +7,12 @@ counter that matches the name, a SavedModel fingerprint. `Evidence` lists them, 
 unproven, for every rebuilt (and, as far as it got, every refused) checkpoint.
 """
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tfbundle import DT_STRING, DT_VARIANT, FormatError, parse_object_graph
+from tfbundle import FormatError, parse_object_graph
 
 MAX_MATCHED_KEYS = 100   # matched_keys names at most this many: records stay small for 4000-tensor models
 
@@ -23,28 +24,19 @@ class Evidence:
     reference_matched: int = 0           # tensors whose computed CRC equals a CRC a source holds for them
     reference_total: int = 0             # tensors in the rebuilt index
     matched_keys: list[str] = field(default_factory=list)   # the first MAX_MATCHED_KEYS of those
+    # tensors whose shape, dtype and boundaries rest on other checkpoints alone (plausibility.py); then
+    # cannot_confirm's first line names them too
+    unconfirmed_layout: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return f"{self.reference_matched} of {self.reference_total} tensors confirmed by a reference CRC"
 
-
-# --- Shapes the data cannot tell apart ------------------------------------------------------------
-
-def shape_ambiguity(placed: list, source: str) -> str:
-    """The cannot-confirm line for shapes that came from one source only, or "" when nothing is ambiguous.
-
-    The data holds bytes, not shapes: a [8,16] float tensor is 512 bytes as a [16,8] one is.
-    """
-    ambiguous = [p.spec for p in placed
-                 if p.spec.dtype not in (DT_STRING, DT_VARIANT) and len(p.spec.stored_shape) >= 2
-                 and len(set(p.spec.stored_shape)) > 1]
-    if not ambiguous:
-        return ""
-    first = ambiguous[0]
-    shape = list(first.stored_shape)
-    other = list(reversed(shape))
-    return (f"shapes taken from {source}; the data cannot tell {shape} from {other} ({first.key}), nor any "
-            f"other arrangement of the same size, for {len(ambiguous)} tensor(s) of rank 2 or more")
+    def leading(self) -> tuple[list, list]:
+        """(the line a person must read first: what rests on other checkpoints alone, if anything; the other
+        cannot-confirm lines)"""
+        if self.unconfirmed_layout and self.cannot_confirm:
+            return self.cannot_confirm[:1], self.cannot_confirm[1:]
+        return [], list(self.cannot_confirm)
 
 
 # --- The object graph against a reference ---------------------------------------------------------
@@ -78,6 +70,85 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
         ref_graph, graph = parse_object_graph(reference), parse_object_graph(orphan)
     except FormatError as exc:
         return GraphDifference(False, f"{_first_byte(reference, orphan)}; it does not parse ({exc})")
+    return _compare_graphs(ref_graph, graph, lambda: _first_byte(reference, orphan))
+
+
+def compare_declared_graph(reference: bytes, orphan: bytes) -> tuple:
+    """(GraphDifference or None, names left out): the orphan's object graph against the one a registry
+    builder's model makes, TensorFlow having saved it when the registry was resolved.
+
+    Besides what compare_object_graphs accepts, a save of the same model may add or leave out edges
+    that lead to no values (functions a training step or an export attaches: `train_function`,
+    `signatures`) and, at the root, `save_counter` (`Checkpoint.save()` adds it, `write()` does not)
+    and `root` (the edge `tf.train.Checkpoint(root)` makes to itself). Such an edge that only one of
+    the graphs has is left out; everything else, those edges where both have them included, is
+    compared node for node. The names left out are returned, for the evidence.
+    """
+    if reference == orphan:
+        return None, []
+    try:
+        ref_graph, graph = parse_object_graph(reference), parse_object_graph(orphan)
+    except FormatError as exc:
+        return GraphDifference(False, f"{_first_byte(reference, orphan)}; it does not parse ({exc})"), []
+    ref_optional, optional = _optional_edges(ref_graph), _optional_edges(graph)
+    left_out = (set(ref_optional) ^ set(optional))
+    ref_graph, graph = _without(ref_graph, ref_optional, left_out), _without(graph, optional, left_out)
+    names = sorted({name for _, name in left_out})
+    if ref_graph == graph:
+        return None, names
+    return _compare_graphs(ref_graph, graph, lambda: "a field of an object that holds values"), names
+
+
+ROOT_EDGES = ("save_counter", "root")   # what Checkpoint.save() and tf.train.Checkpoint(root) add at the root
+
+
+def _optional_edges(graph) -> dict:
+    """(path of the parent, name) -> (parent id, child id) of every edge a save of the same model may add or
+    leave out: to objects that hold no values, and the root's ROOT_EDGES."""
+    nodes = graph.nodes
+    holds = {i for i, n in enumerate(nodes) if n.attributes or n.slot_variables or n.registered_saver}
+    for _ in nodes:   # a node holds values when a child does
+        grown = holds | {i for i, n in enumerate(nodes) if any(c in holds for c, _ in n.children)}
+        if grown == holds:
+            break
+        holds = grown
+    paths, order = {0: ()}, [0]
+    for node_id in order:
+        for child, name in nodes[node_id].children:
+            if 0 <= child < len(nodes) and child not in paths:
+                paths[child] = (*paths[node_id], name)
+                order.append(child)
+    return {(paths[parent], name): (parent, child) for parent in order for child, name in nodes[parent].children
+            if child not in holds or (parent == 0 and name in ROOT_EDGES)}
+
+
+def _without(graph, optional: dict, left_out: set):
+    """The graph without the `left_out` edges, renumbered in TensorFlow's order (breadth first from the
+    root, then slot variables), so that graphs equal but for those edges compare equal."""
+    nodes = graph.nodes
+    dropped = {optional[key] for key in left_out if key in optional}
+    order, kept = [0], {0}
+    for node_id in order:
+        for child, _ in nodes[node_id].children:
+            if (node_id, child) not in dropped and 0 <= child < len(nodes) and child not in kept:
+                kept.add(child)
+                order.append(child)
+    for node in nodes:
+        for _, _, slot in node.slot_variables:
+            if slot not in kept and 0 <= slot < len(nodes):
+                kept.add(slot)
+                order.append(slot)
+    new_id = {old: new for new, old in enumerate(order)}
+    return dataclasses.replace(graph, nodes=[dataclasses.replace(
+        nodes[old],
+        children=[(new_id.get(c, -1), name) for c, name in nodes[old].children if (old, c) not in dropped],
+        slot_variables=[(new_id.get(o, -1), name, new_id.get(s, -1)) for o, name, s in nodes[old].slot_variables])
+        for old in order])
+
+
+def _compare_graphs(ref_graph, graph, where_else) -> GraphDifference:
+    """Where two parsed graphs differ, and whether TensorFlow makes that difference itself (see
+    compare_object_graphs); `where_else()` names the place when no field this reader parses differs."""
     if len(ref_graph.nodes) != len(graph.nodes):
         return GraphDifference(False, f"the reference has {len(ref_graph.nodes)} objects, this data "
                                       f"{len(graph.nodes)}")
@@ -111,7 +182,7 @@ def compare_object_graphs(reference: bytes, orphan: bytes) -> GraphDifference | 
             renamed.append((ref_attr.full_name, attr.full_name))
     if not renamed:
         # Equal as far as this reader parses them: the difference is in a field it does not read.
-        return GraphDifference(False, f"{_first_byte(reference, orphan)}, in a field ckpt-rescue does not parse")
+        return GraphDifference(False, f"{where_else()}, in a field ckpt-rescue does not parse")
     inconsistent = _inconsistent_renaming(names)
     if inconsistent:
         return GraphDifference(False, inconsistent)

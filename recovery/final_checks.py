@@ -8,13 +8,16 @@ They see the plan (rebuild.RebuildPlan) through `Finishing` only; checks of the 
 before any data is read, are in agreement.py and counters.py.
 """
 
+import shlex
 from dataclasses import dataclass, field
 
 from tfbundle import DT_STRING, DT_VARIANT, crc_combine, dtype, read_index
 
 from . import zeros
 from .fingerprint import fingerprint64
-from .layout import TensorSpec
+from .layout import TensorSpec, reference_key
+from .other_saves import compare_with_other_saves, describe
+from .plausibility import judge_edges, layout_only
 from .vault.judgement import judge_against_vault
 
 
@@ -29,6 +32,7 @@ class Finishing:
     crcs: list                   # raw CRC32C of each placed tensor's bytes, joined across ranges
     nonfinite: list              # "key (n Inf/NaN)" of each tensor that holds any
     unread: str = ""             # the first tensor with bytes no range covered (then `crcs` is incomplete)
+    edges: dict = field(default_factory=dict)   # placed index -> (first bytes, last bytes) of sampled float tensors
     index_bytes: bytes = b""
     entries: dict = field(default_factory=dict)
     matched: list = field(default_factory=list)       # indexes into plan.placed
@@ -39,15 +43,20 @@ class Finishing:
 def finishing(plan, ranges: list) -> Finishing:
     """The ranges' pieces of each placed tensor joined into its CRC, in file order."""
     pieces: dict[int, list] = {}
+    heads, tails = {}, {}
     for rng in sorted(ranges, key=lambda r: (r.shard, r.start)):
         for i, raw, length, nonfinite in rng.pieces:
             pieces.setdefault(i, []).append((raw, length, nonfinite))
+        for i, (head, tail) in rng.edges.items():
+            heads.update({i: head} if head is not None else {})
+            tails.update({i: tail} if tail is not None else {})
+    edges = {i: (heads[i], tails[i]) for i in heads if i in tails}
     crcs, nonfinite = [], []
     for i, placed in enumerate(plan.placed):
         parts = pieces.get(i)
         if parts is None:
             if placed.size:
-                return Finishing(plan, ranges, crcs, nonfinite, unread=placed.spec.describe())
+                return Finishing(plan, ranges, crcs, nonfinite, unread=placed.spec.describe(), edges=edges)
             parts = [(0, 0, 0)]
         raw = parts[0][0]
         for more, length, _ in parts[1:]:
@@ -56,7 +65,7 @@ def finishing(plan, ranges: list) -> Finishing:
         bad = sum(p[2] for p in parts)
         if bad:
             nonfinite.append(f"{placed.spec.key} ({bad} Inf/NaN)")
-    return Finishing(plan, ranges, crcs, nonfinite)
+    return Finishing(plan, ranges, crcs, nonfinite, edges=edges)
 
 
 def in_band_checksums(done: Finishing, checks: list) -> str | None:
@@ -77,6 +86,31 @@ def every_tensor_read(done: Finishing, checks: list) -> str | None:
     return f"no checksum for {done.unread}" if done.unread else None
 
 
+def plausible_values(done: Finishing, checks: list) -> str | None:
+    """A layout that rests on other checkpoints alone, against what the data shows at each float tensor's
+    edges (plausibility.judge_edges): an integer tensor read as float, a boundary that splits one
+    distribution (named only, where a sibling's values showed it to be of the same run). Only a source
+    that declares the shapes can settle those."""
+    plan = done.plan
+    if not plan.rests_on:
+        return None
+    integers, boundaries = judge_edges(plan, done.edges, set(layout_only(plan)))
+    named = boundaries if plan.same_run else []
+    done.cannot_confirm += [f"{found}; {plan.same_run}'s values show it to be of the same run, so this is named, "
+                            "not refused" for found in named[:3]]
+    findings = integers + [found for found in boundaries if found not in named]
+    if not findings:
+        checks.append(f"the values at the edges of {len(done.edges)} float tensor(s) look like what "
+                      f"{plan.layout.source} says they are (no integers read as floats"
+                      f"{'' if named else ', no boundary inside one run of values'})")
+        return None
+    more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
+    return (f"{plan.layout.source} fits the sizes, but the data does not hold what it says: {'; '.join(findings[:3])}"
+            f"{more}. The layout rests on {' and '.join(plan.rests_on)} alone (another architecture under the same "
+            "keys?): rebuild from a source that declares the shapes (--registry FILE --arch NAME, the run's "
+            "SavedModel or .meta)")
+
+
 def finite_floats(done: Finishing, checks: list) -> str | None:
     """Inf/NaN where a float tensor is expected: what a misplaced layout reads (unless the run diverged)."""
     if done.nonfinite and not done.plan.allow_nonfinite:
@@ -94,12 +128,17 @@ def no_zero_fill(done: Finishing, checks: list) -> str | None:
     plan = done.plan
     partial = {i for r in done.ranges for i in {p[0] for p in r.pieces} - set(r.zero_tensors)}
     whole = [p.spec.describe() for i, p in enumerate(plan.placed) if p.size and i not in partial]
-    findings = []
+    findings, on_rows = [], []
     for shard, size in enumerate(plan.shard_sizes):
         runs = zeros.combine_runs([r.zero_runs for r in done.ranges if r.shard == shard], size)
         tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p.spec)) for p in plan.placed
                    if p.spec.shard == shard]
         findings += zeros.judge(shard, size, runs, tensors)
+        on_rows += zeros.on_row_boundaries(shard, runs, tensors)
+    done.cannot_confirm += [run.describe_rows() for run in on_rows[:3]]
+    if len(on_rows) > 3:
+        done.cannot_confirm.append(f"{len(on_rows) - 3} more zero run(s) that end on row boundaries: pruned rows or "
+                                   "lost pages")
     if whole:
         checks.append(f"{len(whole)} tensor(s) are entirely zero: {', '.join(whole[:8])}"
                       + (f" and {len(whole) - 8} more" if len(whole) > 8 else "")
@@ -128,7 +167,7 @@ def _row_bytes(spec: TensorSpec) -> int:
     return elements * (dtype(spec.dtype).itemsize or 0)
 
 
-DATA_CHECKS = (in_band_checksums, every_tensor_read, finite_floats, no_zero_fill)
+DATA_CHECKS = (in_band_checksums, every_tensor_read, plausible_values, finite_floats, no_zero_fill)
 
 
 def reads_back(done: Finishing, checks: list) -> str | None:
@@ -177,7 +216,36 @@ def fingerprint_matches(done: Finishing, checks: list) -> str | None:
     return None
 
 
-INDEX_CHECKS = (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
+def other_saves_bytes(done: Finishing, checks: list) -> str | None:
+    """A CRC equal to another save's proves the bytes are that save's (other_saves.py): trained tensors
+    equal to one save while the rest changed, or a whole shard equal to one, are refused, never counted
+    as confirmed; tensors only one other save holds are confirmed with that said."""
+    plan = done.plan
+    if plan.layout.expected_fingerprint is not None and len(done.matched) == len(plan.placed):
+        return None     # fingerprint.pb proved the whole index: these are the bytes TensorFlow wrote
+    found = compare_with_other_saves(plan, done.crcs)
+    flagged = found.flagged(plan)
+    done.matched = [i for i in done.matched if i not in flagged]
+    single = [i for i in found.single if i in set(done.matched)]
+    if single:
+        saves = sorted({s for i in single for *_, s in plan.references[reference_key(plan.placed[i].spec)]})
+        done.cannot_confirm.append(f"{len(single)} tensor(s) have the CRC the only other save that holds them "
+                                   f"holds ({', '.join(saves)}): unchanged since that save, or that save's bytes; "
+                                   "no third save tells which")
+    if not found.found:
+        return None
+    what = describe(plan, found)
+    if plan.allow_unchanged:
+        checks.append(f"allowed (--allow-unchanged-tensors): {what}")
+        done.cannot_confirm.append(f"the bytes of {len(flagged)} tensor(s) equal another save's (accepted with "
+                                   "--allow-unchanged-tensors): that save's bytes, not confirmed as this one's")
+        return None
+    return (f"{what}: those bytes are another save's, not this one's (a shard replaced by another step's: a sync "
+            "tool, a partial copy). Restore the data from a good copy; if these tensors really did not change "
+            f"between the saves, `ckpt-rescue rebuild {shlex.quote(plan.display_prefix)} --allow-unchanged-tensors`")
+
+
+INDEX_CHECKS = (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches, other_saves_bytes)
 
 
 def first_refusal(checks_to_run: tuple, done: Finishing, checks: list) -> str | None:

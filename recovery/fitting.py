@@ -11,7 +11,7 @@ from tfbundle.tensors import count_variant_elements, probe_string_count
 
 from . import storage
 from .context import OrphanContext
-from .layout import Layout, Refusal, TensorSpec
+from .layout import Layout, Refusal, TensorSpec, reference_key
 from .sources import SOURCES, Source
 
 
@@ -105,11 +105,28 @@ def fit(ctx: OrphanContext, source: Source, layout: Layout) -> "Fit | Refusal":
             return Refusal(layout.source, f"accounts for {offset} bytes of shard {shard} but the file has "
                                           f"{data_file.size} ({abs(data_file.size - offset)} bytes {more_or_less}): "
                                           "the shapes or dtypes differ from what was saved")
+    if source.exact(layout):
+        moved = misplaced(layout, placed)
+        if moved:
+            return Refusal(layout.source, f"is the index of these very bytes, but {moved}: it is not copied exactly, "
+                                          "so nothing is written")
     checks = [f"{layout.source}: {len(placed)} tensors tile all {ctx.num_shards} data file(s) exactly "
               f"({sum(d.size for d in ctx.data_files)} bytes)"] + notes
     if ctx.object_graph is not None:
         checks.append("keys equal the checkpoint's own object graph")
     return Fit(source, layout, placed, checks)
+
+
+def misplaced(layout: Layout, placed: list) -> str:
+    """"" when every tensor lies where the layout's own index put it (shard, offset, size; an empty
+    tensor's offset too); else the first that does not, in words."""
+    for p in placed:
+        recorded = layout.placements.get(reference_key(p.spec))
+        if recorded is not None and recorded != (p.spec.shard, p.offset, p.size):
+            shard, offset, size = recorded
+            return (f"it puts {p.spec.describe()} at byte {offset} of shard {shard} ({size} bytes) and the data at "
+                    f"byte {p.offset} of shard {p.spec.shard} ({p.size} bytes)")
+    return ""
 
 
 def measure_here(source, offset: int, spec: TensorSpec) -> tuple:

@@ -44,7 +44,13 @@ class Layout:
     # bytes here give the same CRC is confirmed by a reference computed before any damage.
     reference_crcs: dict = field(default_factory=dict)
     reference_graph: bytes | None = None    # the source's object-graph payload, when it carries it
+    # The reference graph is the one a registry builder's model makes (saved by TensorFlow when the
+    # registry was resolved), not a save of this run: compared with evidence.compare_declared_graph.
+    graph_declared: bool = False
     vaulted: object = None        # recovery.vault.judgement.VaultedIndex: the prefix's own vaulted index, if from it
+    # Where the source's own index puts each tensor: (key, slice) -> (shard, offset, size). An exact
+    # source (Source.exact) is held to it, empty tensors' offsets included.
+    placements: dict = field(default_factory=dict)
 
     def keys(self) -> list[str]:
         """Distinct full tensor names, in first-appearance order."""
@@ -78,6 +84,8 @@ class Layout:
         }
         if self.reference_graph is not None and len(self.reference_graph) <= MAX_STORED_GRAPH:
             doc["object_graph_payload"] = base64.b64encode(self.reference_graph).decode("ascii")
+            if self.graph_declared:
+                doc["object_graph_declared"] = True
         return json.dumps(doc, indent=1)
 
     @classmethod
@@ -94,7 +102,8 @@ class Layout:
                 for spec, t in zip(tensors, doc["tensors"]) if "crc32c" in t and "size" in t}
         graph = doc.get("object_graph_payload")
         return cls(tensors, doc.get("num_shards", 1), source or doc.get("source", ""), kind, reference_crcs=crcs,
-                   reference_graph=base64.b64decode(graph) if graph is not None else None)
+                   reference_graph=base64.b64decode(graph) if graph is not None else None,
+                   graph_declared=bool(doc.get("object_graph_declared")))
 
 
 def reference_key(spec: "TensorSpec") -> tuple:
@@ -104,12 +113,15 @@ def reference_key(spec: "TensorSpec") -> tuple:
 def layout_from_index(index: BundleIndex, source: str = "", kind: str = "", key_order=None) -> Layout:
     """The data order of a healthy index: entries sorted by (shard, offset), slices under their name.
 
-    Empty tensors share their offset with the next tensor, so offsets alone cannot place them;
-    `key_order` (e.g. an object graph's keys in data order) breaks such ties. Without it, ties
-    keep key order, which is TF1's order.
+    An empty tensor's offset is where the writer stood when it was added (BundleWriter::Add sets it to
+    the running size), so it shares its offset with the next tensor written and precedes it: among
+    entries at one offset, empty ones come first. `key_order` (an object graph's keys in data order)
+    orders empty tensors among themselves; without it they keep key order, which is TF1's order.
+    The entries' own placements are kept (`placements`): a source that is the index of these very
+    bytes is then held to them exactly.
     """
-    rank = {key: i for i, key in enumerate(key_order or ())}
-    stored, crcs = [], {}
+    rank = _ranks(key_order or (), [k.decode("utf-8", "surrogateescape") for k in index.entries if not is_slice_key(k)])
+    stored, crcs, placements = [], {}, {}
     full_shapes = {k.decode("utf-8", "surrogateescape"): e.shape for k, e in index.entries.items() if e.slices}
     for key, entry in index.entries.items():
         if entry.slices:
@@ -119,10 +131,24 @@ def layout_from_index(index: BundleIndex, source: str = "", kind: str = "", key_
             spec = TensorSpec(name, entry.dtype, tuple(full_shapes.get(name, entry.shape)), entry.shard_id, piece)
         else:
             spec = TensorSpec(key.decode("utf-8", "surrogateescape"), entry.dtype, tuple(entry.shape), entry.shard_id)
-        stored.append((entry.shard_id, entry.offset, rank.get(spec.key, len(rank)), spec))
+        stored.append((entry.shard_id, entry.offset, entry.size > 0, rank.get(spec.key, len(rank)), spec))
         crcs[reference_key(spec)] = (entry.size, entry.crc32c)
-    stored.sort(key=lambda item: item[:3])
-    return Layout([item[3] for item in stored], index.header.num_shards or 1, source, kind, reference_crcs=crcs)
+        placements[reference_key(spec)] = (entry.shard_id, entry.offset, entry.size)
+    stored.sort(key=lambda item: item[:4])
+    return Layout([item[4] for item in stored], index.header.num_shards or 1, source, kind, reference_crcs=crcs,
+                  placements=placements)
+
+
+def _ranks(key_order, keys: list) -> dict:
+    """key -> its rank in `key_order`; a key that extends an attribute's key (a table's `-keys`, an
+    iterator's `_STATE`: see expand_attribute_key) ranks with that attribute."""
+    rank = {key: i for i, key in enumerate(key_order)}
+    for key in keys:
+        if key not in rank:
+            owner = max((a for a in key_order if key.startswith(a)), key=len, default=None)
+            if owner is not None:
+                rank[key] = rank[owner]
+    return rank
 
 
 @dataclass

@@ -36,6 +36,7 @@ from .evidence import MAX_MATCHED_KEYS, Evidence
 from .final_checks import DATA_CHECKS, INDEX_CHECKS, Finishing, finishing, first_refusal
 from .fitting import fit_candidates
 from .layout import Layout, Refusal, reference_key
+from .plausibility import EdgeSample, compare_with_siblings, samples_edges, unconfirmed_layout
 from .records import REBUILT, UNRECOVERABLE
 
 
@@ -54,7 +55,10 @@ class RebuildPlan:
     # (key, slice) -> [(size, masked crc, source)]: CRCs the agreeing sources hold for the same tensors
     references: dict = field(default_factory=dict)
     allow_zeros: bool = False
+    allow_unchanged: bool = False   # accept trained tensors whose bytes equal another save's (other_saves.py)
     exact: bool = False   # its source answered Source.exact: the index of these very bytes (every CRC must match)
+    rests_on: list = field(default_factory=list)   # its sources, when all are other checkpoints (plausibility.py)
+    same_run: str = ""   # the sibling whose values showed it to be of the orphan's run (plausibility.py)
 
 
 @dataclass
@@ -66,6 +70,8 @@ class RangeChecksums:
     error: str = ""     # an in-band checksum that failed, a short read
     zero_runs: list = field(default_factory=list)     # (start, end) zero runs, see zeros.ZeroScanner.runs
     zero_tensors: list = field(default_factory=list)  # indexes in plan.placed whose bytes in the range are all zero
+    edges: dict = field(default_factory=dict)   # placed index -> (first bytes or None, last bytes or None), see
+                                                # plausibility.EdgeSample: a tensor's start or end in this range
 
 
 @dataclass
@@ -82,7 +88,7 @@ class RebuildOutcome:
 
 
 def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
-            allow_zeros: bool = False) -> "RebuildPlan | RebuildOutcome":
+            allow_zeros: bool = False, allow_unchanged: bool = False) -> "RebuildPlan | RebuildOutcome":
     """Fit every source that applies and cross-check them; the first that fits gives the layout.
 
     `sources`: the `recovery.sources.Source`s to ask, in order; by default SOURCES (or, under
@@ -102,10 +108,13 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     if disagreement:
         return unrecoverable(ctx.display_prefix, refusals, disagreement, partial)
     cross_checked(plan, fits)
-    for reason in (check_object_graph(ctx, plan, [f.layout for f in fits]), check_counter(ctx, plan)):
+    checks = (lambda: check_object_graph(ctx, plan, [f.layout for f in fits]), lambda: check_counter(ctx, plan),
+              lambda: compare_with_siblings(ctx, plan, fits) if plan.rests_on else None)
+    for check in checks:
+        reason = check()
         if reason:
             refusals.append(Refusal(plan.layout.source, reason))
-            partial = Evidence(confirmed=_confirmations(plan.checks), cannot_confirm=list(plan.cannot_confirm))
+            partial = _partial_evidence(plan, plan.checks)
             return unrecoverable(ctx.display_prefix, refusals, f"{plan.layout.source} fits, but {reason}", partial)
     for other in fits:
         for spec_key, (size, crc) in other.layout.reference_crcs.items():
@@ -116,6 +125,7 @@ def prepare(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False,
     plan.refusals = refusals
     plan.allow_nonfinite = allow_nonfinite
     plan.allow_zeros = allow_zeros
+    plan.allow_unchanged = allow_unchanged
     return plan
 
 
@@ -189,7 +199,10 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
             summer = checksummer(placed.spec.dtype, placed.spec.stored_shape,
                                  min(end, placed.offset + placed.size) - max(start, placed.offset)
                                  if placed.spec.dtype not in (DT_STRING, DT_VARIANT) else None)
-            spans.append((placed.offset, placed.size, zeros.ZeroWatch(summer, scanner)))
+            summer = zeros.ZeroWatch(summer, scanner)
+            if plan.rests_on and samples_edges(placed.spec):
+                summer = EdgeSample(summer)
+            spans.append((placed.offset, placed.size, summer))
             indexes.append(i)
     pieces, error = [], ""
     with storage.open_source(fs, plan.shard_paths[shard], plan.shard_sizes[shard]) as source:
@@ -203,7 +216,9 @@ def checksum_range(fs, plan: RebuildPlan, shard: int, start: int, end: int, chun
         length = min(end, offset + size) - max(start, offset)
         pieces.append((i, summer.crc, length, getattr(summer, "nonfinite", 0)))
     zero_tensors = [i for i, (_, _, summer) in zip(indexes, spans) if summer.all_zero]
-    return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors)
+    edges = {i: (summer.head if offset >= start else None, summer.tail if offset + size <= end else None)
+             for i, (offset, size, summer) in zip(indexes, spans) if isinstance(summer, EdgeSample)}
+    return RangeChecksums(shard, start, end, pieces, error, scanner.runs(), zero_tensors, edges)
 
 
 def checksum_whole(fs, plan: RebuildPlan, on_bytes=None) -> list:
@@ -245,7 +260,8 @@ def finalize(plan: RebuildPlan, ranges: list) -> RebuildOutcome:
     refused = first_refusal(DATA_CHECKS, done, checks)
     if refused:
         return RebuildOutcome(plan.display_prefix, UNRECOVERABLE, refused, plan.layout.source, checks=checks,
-                              refusals=plan.refusals, bytes_scanned=_scanned(ranges))
+                              refusals=plan.refusals, bytes_scanned=_scanned(ranges),
+                              evidence=_partial_evidence(plan, checks, done.cannot_confirm))
     done = built(done)
     refused = first_refusal(INDEX_CHECKS, done, checks)
     evidence = _evidence(plan, checks, done.matched, done.cannot_confirm)
@@ -283,7 +299,8 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tu
     total = len(plan.placed)
     evidence = Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
                         reference_matched=len(matched), reference_total=total,
-                        matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]])
+                        matched_keys=[plan.placed[i].spec.key for i in matched[:MAX_MATCHED_KEYS]],
+                        unconfirmed_layout=unconfirmed_layout(plan))
     by = sorted({source for i in matched for *_, source in plan.references.get(reference_key(plan.placed[i].spec), ())})
     if plan.layout.expected_fingerprint is not None and len(matched) == total:
         by = ["fingerprint.pb"]
@@ -296,14 +313,20 @@ def _evidence(plan: RebuildPlan, checks: list, matched: list, cannot_confirm: tu
     return evidence
 
 
+def _partial_evidence(plan: RebuildPlan, checks: list, cannot_confirm: list = ()) -> Evidence:
+    """What a refused rebuild had confirmed before the refusal, and what rests on other checkpoints alone."""
+    return Evidence(confirmed=_confirmations(checks), cannot_confirm=[*plan.cannot_confirm, *cannot_confirm],
+                    unconfirmed_layout=unconfirmed_layout(plan))
+
+
 def _scanned(ranges: list) -> int:
     return sum(r.end - r.start for r in ranges)
 
 
 def rebuild(ctx: OrphanContext, sources=None, allow_nonfinite: bool = False, on_bytes=None,
-            allow_zeros: bool = False) -> RebuildOutcome:
+            allow_zeros: bool = False, allow_unchanged: bool = False) -> RebuildOutcome:
     """All three phases in this process, one sequential pass per data file."""
-    plan = prepare(ctx, sources, allow_nonfinite, allow_zeros)
+    plan = prepare(ctx, sources, allow_nonfinite, allow_zeros, allow_unchanged)
     if isinstance(plan, RebuildOutcome):
         return plan
     return finalize(plan, checksum_whole(ctx.fs, plan, on_bytes))

@@ -1,6 +1,13 @@
-"""The cheap check every healthy-looking index gets: do a few small tensors' bytes match their CRCs in
-the index? Step counters first (they change with every save, so an index from another save shows
-there), then the object graph, then the smallest other tensors, all in one batch of ranged reads.
+"""The cheap check every healthy-looking index gets: do a few tensors' bytes match their CRCs in the
+index? An index from another save shows where the data changed since, so the check always reads the
+tensors that change at every save (step counters, the optimizer's iterations), the largest model
+tensor up to WEIGHT_BUDGET (weights change when training did, even where no counter is saved, as with
+Keras `save_weights` or `Checkpoint.write`), the object graph, then the smallest other tensors; all in
+one batch of ranged reads.
+
+A CRC needs the whole tensor, so the weight read is bounded: the largest model tensor of at most
+WEIGHT_BUDGET bytes is read, and a larger one is left to --verify-data, which the record says.
+BENCHMARKS.md ("Spot check budget") has the measurement behind the number.
 """
 
 from dataclasses import dataclass, field
@@ -8,14 +15,12 @@ from dataclasses import dataclass, field
 from tfbundle import OBJECT_GRAPH_KEY, FormatError, checksummer, crc_mask, data_filename
 
 from . import storage
-from .counters import COUNTER_KEYS
 from .healthy import graph_payload
+from .tensor_roles import is_counter, is_model_weight
 
-SPOT_CHECK_TENSORS = 3
-SPOT_CHECK_BYTES = 1 << 20
-COUNTER_SUFFIXES = (*COUNTER_KEYS, "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE",
-                    "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
-                    "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")
+SPOT_CHECK_TENSORS = 3          # the smallest other tensors read
+SPOT_CHECK_BYTES = 1 << 20      # ... within this many bytes (with the object graph)
+WEIGHT_BUDGET = 16 << 20        # the largest model tensor read, at most this big
 
 
 @dataclass
@@ -24,6 +29,8 @@ class SpotCheck:
     mismatches: list = field(default_factory=list)   # what did not match, in words
     bytes_read: int = 0
     counter_differs: bool = False
+    weight: str = ""                                 # the model tensor read, if any
+    left_to_verify: tuple = ()                       # (name, bytes) of a larger model tensor not read
     graph: bytes | None = None                       # the object graph's payload, when read and it matched
 
     @property
@@ -33,27 +40,47 @@ class SpotCheck:
         return bool(self.mismatches) and (self.counter_differs or len(self.mismatches) > 1 or not self.checked)
 
 
-def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: int = SPOT_CHECK_BYTES) -> SpotCheck:
-    """The CRCs of a few small tensors against the data: step counters first (they change with every
-    save), then the object graph, then the smallest other tensors; at most `limit` tensors and `budget`
-    bytes, read in one batch of ranged reads."""
+def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: int = SPOT_CHECK_BYTES,
+               weight_budget: int = WEIGHT_BUDGET) -> SpotCheck:
+    """The CRCs of every step counter, of the largest model tensor within `weight_budget`, of the object
+    graph and of at most `limit` smallest other tensors (within `budget` bytes), against the data."""
+    result = SpotCheck()
     entries = [(k, e) for k, e in index.data_entries() if e.size]
-    chosen, spent = [], 0
-    counters = [(k, e) for k, e in entries if k.decode("utf-8", "replace").endswith(COUNTER_SUFFIXES)]
-    graph = [(k, e) for k, e in entries if k == OBJECT_GRAPH_KEY.encode()]
-    others = sorted((item for item in entries if item not in counters and item not in graph), key=lambda kv: kv[1].size)
-    for key, entry in counters + graph + others:
-        if len(chosen) < limit and spent + entry.size <= budget and (key, entry) not in chosen:
+    names = {k: k.decode("utf-8", "replace") for k, _ in entries}
+    counters = [(k, e) for k, e in entries if is_counter(names[k])]
+    weights = sorted(((k, e) for k, e in entries if is_model_weight(names[k], e.dtype)), key=lambda kv: -kv[1].size)
+    weight = next(((k, e) for k, e in weights if e.size <= weight_budget), None)
+    if weights and weights[0][1].size > weight_budget:
+        result.left_to_verify = (names[weights[0][0]], weights[0][1].size)
+    chosen = counters + ([weight] if weight else [])
+    graph = [(k, e) for k, e in entries if k == OBJECT_GRAPH_KEY.encode() and e.size <= budget]
+    others = sorted((item for item in entries if item not in chosen and item not in graph), key=lambda kv: kv[1].size)
+    spent = sum(e.size for _, e in graph)
+    chosen += graph
+    for key, entry in others[:limit]:
+        if spent + entry.size <= budget:
             chosen.append((key, entry))
             spent += entry.size
-    result = SpotCheck()
     if not chosen:
         return result
+    result.weight = names[weight[0]] if weight else ""
+    _check(fs, prefix, index, chosen, names, result)
+    if len(result.mismatches) == 1 and weight and _mismatched(result, names[weight[0]]):
+        # The model tensor alone differs, beside counters that match: a second one tells an index of
+        # another save (both differ) from damage to one tensor (the second matches).
+        second = next(((k, e) for k, e in weights if e.size <= weight_budget and (k, e) not in chosen), None)
+        if second:
+            _check(fs, prefix, index, [second], names, result)
+    return result
+
+
+def _check(fs, prefix: str, index, chosen: list, names: dict, result: SpotCheck) -> None:
+    """Read `chosen` (key, entry) in one batch and add what matched and what did not to `result`."""
     num_shards = index.header.num_shards or 1
     paths = [data_filename(prefix, e.shard_id, num_shards) for _, e in chosen]
     blobs = read_ranges(fs, paths, [e.offset for _, e in chosen], [e.offset + e.size for _, e in chosen])
     for (key, entry), blob in zip(chosen, blobs):
-        name = key.decode("utf-8", "replace")
+        name = names[key]
         result.bytes_read += len(blob)
         actual = tensor_crc(entry, blob)
         if actual == entry.crc32c:
@@ -65,8 +92,11 @@ def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: 
         result.mismatches.append(f"tensor {name!r} (shard {entry.shard_id}, bytes {entry.offset}-"
                                  f"{entry.offset + entry.size}): checksum does not match (index {entry.crc32c:#010x}, "
                                  f"{shown})")
-        result.counter_differs |= name.endswith(COUNTER_SUFFIXES)
-    return result
+        result.counter_differs |= is_counter(name)
+
+
+def _mismatched(result: SpotCheck, name: str) -> bool:
+    return any(m.startswith(f"tensor {name!r} ") for m in result.mismatches)
 
 
 def read_ranges(fs, paths: list, starts: list, ends: list) -> list:

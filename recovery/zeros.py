@@ -17,6 +17,9 @@ the first step, a save before training) are counted, not refused; sparse or prun
 rows never updated and their optimizer slots give runs that end at row boundaries or where a value's
 first non-zero byte happens to be, which is off block alignment (1 in 4096 by chance per edge).
 
+Runs accepted because an edge falls on a row boundary are still named in the evidence
+(`on_row_boundaries`): pruned rows or a lost page, the data cannot tell which.
+
 Limits: zeroing that starts and ends exactly on tensor or row boundaries is indistinguishable from
 data (e.g. a 4 KiB block inside a tensor at file offset 0 whose rows are 4 KiB, or a zeroed tail
 that begins where a tensor begins); a zeroed region smaller than one aligned page is not looked
@@ -167,6 +170,11 @@ class ZeroFinding:
                 f"alignment inside {', '.join(self.inside[:3])}" + (" ..." if len(self.inside) > 3 else "")
                 + ", not on tensor boundaries")
 
+    def describe_rows(self) -> str:
+        return (f"shard {self.shard} bytes {self.start}-{self.end} ({self.end - self.start} bytes) inside "
+                f"{', '.join(self.inside[:2])} are zeros that end on row boundaries: pruned rows or a lost page; the "
+                "data cannot tell which")
+
 
 def _edge_kind(position: int, tensors: list, offsets: list) -> tuple:
     """('boundary'|'row'|'block'|'data', name of the tensor the edge is inside or '')."""
@@ -195,3 +203,17 @@ def judge(shard: int, shard_size: int, runs: list, tensors: list) -> list:
         inside = list(dict.fromkeys(name for k, name in kinds if name))
         findings.append(ZeroFinding(shard, start, end, inside))
     return findings
+
+
+def on_row_boundaries(shard: int, runs: list, tensors: list) -> list:
+    """The runs `judge` accepts because an edge ends on a row boundary inside a tensor (and no edge is
+    data-like): pruned or never-updated rows look like that, and so does a lost page whose edges happen
+    to fall between rows. Accepted, but the data cannot tell which: the evidence names them."""
+    tensors = [t for t in tensors if t[1]]
+    offsets = [t[0] for t in tensors]
+    named = []
+    for start, end in runs:
+        kinds = [_edge_kind(start, tensors, offsets), _edge_kind(end, tensors, offsets)]
+        if any(k == "row" for k, _ in kinds) and all(k in ("row", "boundary") for k, _ in kinds):
+            named.append(ZeroFinding(shard, start, end, list(dict.fromkeys(name for _, name in kinds if name))))
+    return named

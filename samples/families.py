@@ -43,6 +43,18 @@ def _randomize(variables, seed: int):
             var.assign(rng.standard_normal(current.shape).astype(current.dtype))
 
 
+def _train(variables, seed: int, rate: float = 0.01):
+    """Move float variables by a small step, as training does between two saves of one run: every byte
+    changes, and the values stay close element by element (recovery/plausibility.py relies on it)."""
+    import numpy as np
+
+    rng = _rng(seed)
+    for var in variables:
+        current = np.asarray(var.numpy())
+        if np.issubdtype(current.dtype, np.floating):
+            var.assign((current + rate * rng.standard_normal(current.shape)).astype(current.dtype))
+
+
 def _keras3_adam(directory: str) -> Family:
     tf = _tf()
     ckpt = models.keras3_adam()
@@ -82,6 +94,11 @@ def _tf1_saver(directory: str) -> Family:
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         init = v1.random_normal_initializer(seed=11)
+        # Zero-size variables first ("Aempty" < "Counts"), in the middle (right before the slices of the
+        # partitioned "embedding", at the same offset) and last, in the Saver's sorted write order.
+        v1.get_variable("Aempty", [0, 3], initializer=init)
+        v1.get_variable("e_empty", [0], initializer=init)
+        v1.get_variable("zz_empty", [4, 0], dtype=tf.int32, initializer=v1.zeros_initializer())
         v1.get_variable("dense/kernel", [4, 3], initializer=init)
         v1.get_variable("dense/bias", [3], initializer=init)
         v1.get_variable("embedding", [10, 5], initializer=init, partitioner=v1.fixed_size_partitioner(3))
@@ -115,8 +132,9 @@ def _sharded(directory: str) -> Family:
     options = tf.train.CheckpointOptions(experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(
         max_shard_size=SHARD_SIZE_LIMIT))
     prefixes = []
+    _randomize(ckpt.module.trainable_variables, seed=0)
     for step in (100, 200):
-        _randomize(ckpt.module.trainable_variables, seed=step)
+        _train(ckpt.module.trainable_variables, seed=step)
         ckpt.module.step.assign(step)
         prefixes.append(ckpt.write(os.path.join(directory, f"sharded-{step}"), options=options))
     return Family("sharded", prefixes[-1], prefixes[:-1], "tf2", builder="samples.models:sharded_module")

@@ -85,10 +85,13 @@ def savedmodel_module():
     tf = _tf()
     return _module({
         "kernel": tf.Variable(tf.zeros([3, 4], tf.float32)),
+        "unused": tf.Variable(tf.zeros([0, 4], tf.float32)),     # zero-size tensors in the middle and last
         "bias": tf.Variable(tf.zeros([4], tf.float32)),
+        "no_scales": tf.Variable(tf.zeros([0], tf.float16)),
         "scale": tf.Variable(tf.zeros([2], tf.float16)),
         "steps": tf.Variable(tf.constant(0, tf.int64)),
         "mask": tf.Variable(tf.zeros([5], tf.bool)),
+        "no_ids": tf.Variable(tf.zeros([2, 0], tf.int32)),
     })
 
 
@@ -111,14 +114,17 @@ def sharded_module():
 
 
 def mixed_dtypes_module():
-    """One variable per interesting dtype, including strings (with an empty one) and a 0-element tensor."""
+    """One variable per interesting dtype, including strings (with an empty one) and 0-element tensors
+    first, in the middle and last in the write order."""
     tf = _tf()
     return _module({
+        "no_ids": tf.Variable(tf.zeros([0], tf.int32)),
         "bf16": tf.Variable(tf.zeros([3], tf.bfloat16)),
         "f16": tf.Variable(tf.zeros([2, 2], tf.float16)),
         "i8": tf.Variable(tf.zeros([4], tf.int8)),
         "u8": tf.Variable(tf.zeros([5], tf.uint8)),
         "flags": tf.Variable(tf.zeros([3], tf.bool)),
+        "no_rows": tf.Variable(tf.zeros([0, 2], tf.float64)),
         "c64": tf.Variable(tf.zeros([2], tf.complex64)),
         "f64": tf.Variable(tf.zeros([2], tf.float64)),
         "count": tf.Variable(tf.constant(0, tf.int64)),

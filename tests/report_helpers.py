@@ -130,8 +130,9 @@ def check_record_line(line: dict) -> None:
     if line["evidence"]:                  # {} when nothing was rebuilt or fitted
         evidence = line["evidence"]
         assert set(evidence) == {"confirmed", "cannot_confirm", "reference_matched", "reference_total",
-                                 "matched_keys"}
-        assert all(conforms(evidence[k], "array of string") for k in ("confirmed", "cannot_confirm", "matched_keys"))
+                                 "matched_keys", "unconfirmed_layout"}
+        assert all(conforms(evidence[k], "array of string")
+                   for k in ("confirmed", "cannot_confirm", "matched_keys", "unconfirmed_layout"))
         assert conforms(evidence["reference_matched"], "integer") and conforms(evidence["reference_total"], "integer")
 
 

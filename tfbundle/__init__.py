@@ -15,6 +15,7 @@ from .naming import (
     INDEX_SUFFIX,
     data_filename,
     index_filename,
+    name_stem,
     parse_data_filename,
     shard_coverage,
     split_step,
@@ -31,6 +32,6 @@ __all__ = [
     "FormatError", "HEADER_KEY", "INDEX_SUFFIX", "OBJECT_GRAPH_KEY", "ObjectGraph", "TensorSlice", "checksummer",
     "crc_combine", "crc_mask", "crc_unmask", "data_filename", "decode_slice_key", "dtype",
     "encode_slice_key", "index_filename", "is_slice_key", "locate_object_graph", "measure",
-    "num_elements", "numeric_size", "parse_data_filename", "parse_object_graph", "read_index",
+    "name_stem", "num_elements", "numeric_size", "parse_data_filename", "parse_object_graph", "read_index",
     "scan_spans", "shard_coverage", "split_step", "step_of", "write_index",
 ]

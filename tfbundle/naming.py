@@ -25,6 +25,14 @@ def step_of(prefix: str) -> int | None:
     return split[1] if split else None
 
 
+def name_stem(prefix: str) -> str:
+    """The name a run gives its checkpoints, without what tells them apart: "ckpt" for `ckpt-57` and
+    `ckpt-best`, "ema" for `ema-4`, "model.ckpt" for `model.ckpt-2000`, "weights" for `weights`."""
+    leaf = prefix.rstrip("/").rsplit("/", 1)[-1]
+    split = split_step(leaf)
+    return split[0] if split else leaf.rsplit("-", 1)[0]
+
+
 def data_filename(prefix: str, shard: int, num_shards: int) -> str:
     return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
 

@@ -17,7 +17,7 @@ from .fold import Fold
 from .page import render_page
 from .parts import OUTPUTS, lines_for, merged_lines, parts_dir, remove_parts, write_part
 from .promote import promote_script
-from .schema import DIRECTORIES, FAILURES, FAILURES_HEADER, HTML, PROMOTE, RECORDS, SUMMARY, record_from_dict
+from .schema import DIRECTORIES, FAILURES, FAILURES_HEADER, HTML, PROMOTE, RECORDS, SUMMARY, printable, record_from_dict
 from .summary import summary_from_totals
 
 
@@ -41,7 +41,7 @@ def finish(report_dir: str, meta: dict, finished: float, overview: Overview, par
         _stream_to(fs, f"{base}/{DIRECTORIES}", merged_lines(fs, by_output[DIRECTORIES], DIRECTORIES))
     if storage.is_local(fs):
         os.chmod(f"{base}/{PROMOTE}", 0o755)
-    storage.write_replaceable(fs, f"{base}/{HTML}", render_page(summary, overview, finished).encode("utf-8"))
+    storage.write_replaceable(fs, f"{base}/{HTML}", printable(render_page(summary, overview, finished)).encode("utf-8"))
     storage.write_replaceable(fs, f"{base}/{SUMMARY}",
                               (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     remove_parts(fs, path, meta.get("run_id", ""))

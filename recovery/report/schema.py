@@ -37,7 +37,8 @@ RECORD_SCHEMA = (
     ("rehearsal", "string or null", "--rehearse: byte-identical, differs or refused; null otherwise"),
     ("seconds", "number", "time spent rebuilding or verifying the prefix"),
     ("evidence", "object", "what a rebuild rests on: {confirmed: [string], cannot_confirm: [string], "
-                           "reference_matched: integer, reference_total: integer, matched_keys: [string]}; "
+                           "reference_matched: integer, reference_total: integer, matched_keys: [string], "
+                           "unconfirmed_layout: [string]}; "
                            "{} when nothing was rebuilt or fitted"),
     ("mtime", "number or null", "newest modification time of the prefix's files (epoch seconds) where the store "
                                 "gives it"),
@@ -138,5 +139,11 @@ def sort_key(record) -> tuple:
 
 
 def one_line(text: str) -> str:
-    """Line breaks become spaces, so a line-oriented file keeps one line per record."""
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    """Line breaks become spaces, so a line-oriented file keeps one line per record (see `printable`)."""
+    return printable(text).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def printable(text: str) -> str:
+    """A byte of a name that is not UTF-8 (read as a lone surrogate, e.g. a damaged object graph's) as its
+    escape `\\xf3`, so that text quoting it can be written as UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -9,7 +9,7 @@ from tfbundle import INDEX_SUFFIX, FormatError, naming, read_index
 
 from .. import storage
 from ..context import OrphanContext
-from ..layout import Layout, Refusal, layout_from_index
+from ..layout import Layout, Refusal, layout_from_index, reference_key
 from .protocol import Source
 
 SOURCE = "part index"
@@ -47,7 +47,7 @@ def _part_index_layouts(ctx: OrphanContext) -> list:
         if len(paths) != expected or any(p[2] != expected for p in parts):
             results.append(Refusal(label, f"found {len(paths)} of {expected} part indexes; a merge needs all"))
             continue
-        tensors, crcs, failed = [], {}, None
+        tensors, crcs, placements, failed = [], {}, {}, None
         for shard, path in enumerate(paths):
             try:
                 part = read_index(storage.read_bytes(ctx.fs, path))
@@ -57,15 +57,18 @@ def _part_index_layouts(ctx: OrphanContext) -> list:
             if part.header.num_shards != 1:
                 failed = Refusal(label, f"{storage.display(ctx.fs, path)} describes {part.header.num_shards} shards")
                 break
-            part_layout = layout_from_index(part)
+            part_layout = layout_from_index(part, key_order=ctx.data_order_keys())
             crcs.update(part_layout.reference_crcs)
             for spec in part_layout.tensors:
                 tensors.append(type(spec)(spec.key, spec.dtype, spec.shape, shard, spec.slice))
+                _, offset, size = part_layout.placements[reference_key(spec)]
+                placements[reference_key(spec)] = (shard, offset, size)
         if failed:
             results.append(failed)
             continue
         # The part indexes hold the CRCs of these very bytes: every tensor has an exact reference.
-        results.append(Layout(tensors, expected, label, "part-index", reference_crcs=crcs))
+        # Offsets too, empty tensors' included: the rebuilt index is the merge of these, copied exactly.
+        results.append(Layout(tensors, expected, label, "part-index", reference_crcs=crcs, placements=placements))
     return results
 
 

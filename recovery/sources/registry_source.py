@@ -100,4 +100,5 @@ def _with_references(found: "Layout | Refusal", registered: Layout) -> "Layout |
     if isinstance(found, Layout):
         found.reference_crcs = dict(registered.reference_crcs)
         found.reference_graph = registered.reference_graph
+        found.graph_declared = registered.graph_declared
     return found

@@ -1,10 +1,13 @@
 """Source 2: a healthy checkpoint of the same run in the same directory (or --template).
 
-Same model, same layout; only the bytes differ. Siblings nearest in step come first, and only
-those whose keys match the orphan's object graph are offered.
+Same model, same layout; only the bytes differ. Siblings of the same checkpoint name come first
+(`ckpt-3` takes `ckpt-best` before `ema-4`), then the nearest in step. Up to MAX_SIBLINGS_READ
+indexes are read, and every one whose keys match the orphan's object graph is offered: the engine
+fits and cross-checks them all, and their CRCs tell a tensor that changes between the run's saves
+from one that does not (other_saves.py).
 """
 
-from tfbundle import OBJECT_GRAPH_KEY, FormatError, index_filename, step_of
+from tfbundle import FormatError, index_filename, name_stem, step_of
 
 from .. import storage
 from ..context import OrphanContext
@@ -12,21 +15,22 @@ from ..healthy import indexed_siblings, read_index_cached
 from ..layout import Layout, Refusal, describe_key_mismatch, keys_mismatch, layout_from_index
 from .protocol import Source
 
-MAX_SIBLINGS_READ = 8     # indexes read per orphan before giving up; they are small but not free
-MAX_OFFERED = 2
+MAX_SIBLINGS_READ = 8     # indexes read per orphan (README: "Sources of a layout"); small, but not free
 
 
 def _sibling_prefixes(ctx: OrphanContext) -> list[tuple[str, int]]:
-    """(prefix, index size) of every other checkpoint in the directory, nearest step first."""
+    """(prefix, index size) of every other checkpoint in the directory, nearest first (see `nearness`)."""
     return sorted(indexed_siblings(ctx), key=lambda found: nearness(ctx.prefix, found[0]))
 
 
 def nearness(own_prefix: str, prefix: str) -> tuple:
-    """Sort key of a sibling: nearest step first; on a tie, the later step; unnumbered names last."""
+    """Sort key of a sibling: the same checkpoint name first, then the nearest step; on a tie, the later
+    step; unnumbered names after numbered ones."""
+    other_name = name_stem(own_prefix) != name_stem(prefix)
     own_step, step = step_of(own_prefix), step_of(prefix)
     if own_step is None or step is None:
-        return (1, 0, prefix)
-    return (0, abs(step - own_step), -step)
+        return (other_name, 1, 0, prefix)
+    return (other_name, 0, abs(step - own_step), -step)
 
 
 def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: str,
@@ -44,10 +48,7 @@ def layout_from_prefix(ctx: OrphanContext, fs, prefix: str, kind: str, label: st
 def layout_for_orphan(ctx: OrphanContext, index, label: str, kind: str) -> "Layout | Refusal":
     """Another checkpoint's index as a layout for this orphan, in its data order; refused, naming the
     keys, unless its keys are the orphan's object graph's."""
-    graph_order = None
-    if ctx.object_graph is not None:
-        graph_order = ctx.object_graph.checkpoint_keys() + [OBJECT_GRAPH_KEY]
-    layout = layout_from_index(index, label, kind, graph_order)
+    layout = layout_from_index(index, label, kind, ctx.data_order_keys())
     if ctx.object_graph is not None:
         missing, extra = keys_mismatch(layout, ctx.object_graph)
         if missing or extra:
@@ -56,20 +57,13 @@ def layout_for_orphan(ctx: OrphanContext, index, label: str, kind: str) -> "Layo
 
 
 def _sibling_layouts(ctx: OrphanContext):
-    """Layouts of the nearest healthy siblings, nearest first; at most MAX_OFFERED whose keys match."""
+    """Layouts of the nearest MAX_SIBLINGS_READ healthy siblings, nearest first (refusals where keys differ)."""
     if ctx.template:
         fs, path = storage.split_prefix(ctx.template)
         yield layout_from_prefix(ctx, fs, path, "template", f"template {ctx.template}")
         return
-    offered = 0
     for prefix, size in _sibling_prefixes(ctx)[:MAX_SIBLINGS_READ]:
-        label = f"sibling {storage.prefix_name(prefix)}"
-        found = layout_from_prefix(ctx, ctx.fs, prefix, "sibling", label, size)
-        yield found
-        if isinstance(found, Layout):
-            offered += 1
-            if offered >= MAX_OFFERED:
-                return
+        yield layout_from_prefix(ctx, ctx.fs, prefix, "sibling", f"sibling {storage.prefix_name(prefix)}", size)
 
 
 class SiblingSource(Source):

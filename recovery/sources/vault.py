@@ -31,7 +31,7 @@ from ..vault import (
 )
 from ..vault.judgement import VaultedIndex
 from .protocol import Source
-from .sibling import MAX_OFFERED, MAX_SIBLINGS_READ, layout_for_orphan, nearness
+from .sibling import MAX_SIBLINGS_READ, layout_for_orphan, nearness
 
 
 def present_shards(ctx) -> list:
@@ -151,7 +151,6 @@ class VaultSiblings(Source):
         kept = ctx.vault.directory_entries(directory)
         others = sorted((prefix for prefix in kept if prefix != ctx.display_prefix and prefix not in live),
                         key=lambda prefix: nearness(ctx.display_prefix, prefix))
-        offered = 0
         for prefix in others[:MAX_SIBLINGS_READ]:
             entry = kept[prefix][0]
             rebuilt = ", rebuilt by ckpt-rescue" if entry.origin == ORIGIN_REBUILT else ""
@@ -159,10 +158,7 @@ class VaultSiblings(Source):
             found = vaulted_layout(ctx, entry, label, "sibling")
             if isinstance(found, Layout):
                 _unless_graph_differs(ctx, found, entry)
-                offered += 1
             yield found
-            if offered >= MAX_OFFERED:
-                return
 
 
 vault_own_index = VaultOwnIndex()

@@ -194,6 +194,6 @@ def test_rebuild_with_the_vault_as_a_user_runs_it(family_copy, tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", family.prefix, "--vault", vault,
                              "--no-tf-check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "7 of 7 tensors confirmed by the index as it was on 2025-12-05 02:30 UTC" in result.stdout
+    assert "10 of 10 tensors confirmed by the index as it was on 2025-12-05 02:30 UTC" in result.stdout   # 7 + 3 empty
     with open(index_filename(family.prefix), "rb") as f:
         assert f.read() == original

@@ -87,16 +87,25 @@ FLIPS = {
 }
 
 
+def _builder_layouts() -> dict:
+    """The registry entry `adam: {builder: samples.models:keras3_adam}`, resolved as the launcher does."""
+    from pipeline.builders import builder_layout
+
+    return {"adam": builder_layout("samples.models:keras3_adam", ".", "adam")}
+
+
 @pytest.mark.parametrize("flip", sorted(FLIPS))
-@pytest.mark.parametrize("reference", ["sibling", "template", "registered"])
+@pytest.mark.parametrize("reference", ["sibling", "template", "registered", "builder"])
 def test_a_flipped_bit_in_the_object_graph_is_refused_showing_where(family_copy, tmp_path, reference, flip):
     family = family_copy("keras3_adam")
-    layouts = _register(tmp_path, "adam", family.siblings[-1]) if reference == "registered" else None
+    layouts = {"registered": lambda: _register(tmp_path, "adam", family.siblings[-1]),
+               "builder": _builder_layouts}.get(reference, lambda: None)()
     orphan(family.prefix)
     before = open(_data(family.prefix), "rb").read()
     _flip_in_graph(family.prefix, *FLIPS[flip])
     options = {"sibling": {}, "template": {"template": family.siblings[-1]},
-               "registered": {"registry_layouts": layouts, "arch": "adam"}}[reference]
+               "registered": {"registry_layouts": layouts, "arch": "adam"},
+               "builder": {"registry_layouts": layouts, "arch": "adam"}}[reference]
     outcome = rebuild(context(family.prefix, **options))
     assert outcome.status == UNRECOVERABLE
     assert "object graph differs from the one" in outcome.reason
@@ -118,6 +127,25 @@ def test_an_intact_object_graph_is_confirmed_by_the_reference(family_copy, tmp_p
     outcome = assert_rebuilt_identically(context(family.prefix, **options), None, original, values)
     assert any(c.startswith("object graph identical to the one") for c in outcome.evidence.confirmed)
     assert OBJECT_GRAPH_KEY in outcome.evidence.matched_keys
+
+
+def test_a_builders_object_graph_confirms_the_orphans_and_survives_the_trip_to_workers(family_copy):
+    """Issue 14.5: a builder entry alone. TensorFlow wrote the model's graph when the builder was resolved
+    (another process's names: `adam_1`); the orphan's equals it but for what TensorFlow makes differ."""
+    from recovery.layout import Layout
+
+    family = family_copy("keras3_adam")
+    layouts = _builder_layouts()
+    shipped = Layout.from_json(layouts["adam"].to_json(), kind="registry")      # registry-layouts.json
+    assert shipped.graph_declared and shipped.reference_graph == layouts["adam"].reference_graph
+    assert not shipped.reference_crcs          # fresh values of a built model confirm nothing
+    values = tensor_values(family.prefix)
+    original = orphan(family.prefix)
+    outcome = assert_rebuilt_identically(context(family.prefix, registry_layouts={"adam": shipped}, arch="adam"),
+                                         None, original, values)
+    [said] = [c for c in outcome.checks if c.startswith("object graph equals the one the builder of")]
+    assert "registered `adam`" in said and "uniquify" in said
+    assert not any("no source holds a CRC or a copy of this graph" in c for c in outcome.evidence.cannot_confirm)
 
 
 def _strip_layout_file(registry_dir, name: str, fields: tuple) -> dict:
@@ -447,9 +475,11 @@ def test_a_transposed_tf1_sibling_and_the_orphans_own_meta_graph_are_refused_nam
     assert "sibling model.ckpt-100" in outcome.reason and "TF1 graph model.ckpt-200.meta" in outcome.reason
     assert "w float32[16, 8]" in outcome.reason and "w float32[8, 16]" in outcome.reason
 
-    os.remove(prefix + ".meta")          # the sibling alone: rebuilt, and the ambiguity said
+    os.remove(prefix + ".meta")          # the sibling alone, another graph's values: refused (issue 14.2)
     outcome = rebuild(context(prefix))
-    assert outcome.status == REBUILT
+    assert outcome.status == UNRECOVERABLE
+    assert "sibling model.ckpt-100's values are unlike this checkpoint's" in outcome.reason
+    assert "w float32[16, 8]" in outcome.reason and outcome.evidence.unconfirmed_layout == ["w"]
     assert any("cannot tell [16, 8] from [8, 16]" in c for c in outcome.evidence.cannot_confirm)
 
 
@@ -463,19 +493,23 @@ def test_a_registry_that_agrees_with_the_sibling_confirms_the_shapes(tmp_path):
     assert any("shapes as the model declares them (registered `model_a`)" in c for c in outcome.evidence.confirmed)
 
 
-def test_a_transposed_sibling_alone_is_rebuilt_but_says_what_the_data_cannot_tell(tmp_path, capsys):
+def test_a_transposed_sibling_of_another_model_alone_is_refused_naming_the_tensors(tmp_path, capsys):
+    """Issue 14.2: the sibling is another model's (its values unrelated): the data cannot tell the shapes, and
+    nothing shows the sibling to be of this run, so the layout it alone gives is refused, naming the tensors."""
     prefix, _ = _transposed_run(str(tmp_path))
     orphan(prefix)
     outcome = rebuild(context(prefix))
-    assert outcome.status == REBUILT          # the data cannot tell: it is said, not hidden
+    assert outcome.status == UNRECOVERABLE
+    assert "sibling ckpt-1's values are unlike this checkpoint's" in outcome.reason
+    assert "model/w/.ATTRIBUTES/VARIABLE_VALUE float32[16, 8]" in outcome.reason
     ambiguous = [c for c in outcome.evidence.cannot_confirm if "cannot tell" in c]
     assert ambiguous and "shapes taken from sibling ckpt-1" in ambiguous[0] and "[16, 8] from [8, 16]" in ambiguous[0]
 
-    # The CLI says the same.
-    assert main(["rebuild", prefix, "--no-tf-check", "--output", str(tmp_path / "out.index")]) == 0
-    out = capsys.readouterr().out
-    assert "evidence: " in out and "tensors confirmed by a reference CRC" in out
-    assert "cannot confirm: shapes taken from sibling ckpt-1; the data cannot tell [16, 8] from [8, 16]" in out
+    # The CLI says the same, and writes nothing.
+    assert main(["rebuild", prefix, "--no-tf-check", "--output", str(tmp_path / "out.index")]) == 1
+    err = capsys.readouterr().err
+    assert "values are unlike this checkpoint's" in err and not (tmp_path / "out.index").exists()
+    assert "!!  shapes taken from sibling ckpt-1 alone" in err
 
 
 def test_cli_lists_the_evidence_of_a_rebuild_and_of_a_refusal(family_copy, capsys):

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 
+import numpy as np
 import pytest
 from source_helpers import context, orphan
 from transform_helpers import flip_byte, float_tensor_near
@@ -22,6 +23,8 @@ from recovery.final_checks import (
     finite_floats,
     in_band_checksums,
     no_zero_fill,
+    other_saves_bytes,
+    plausible_values,
     reads_back,
     vault_agreement,
 )
@@ -50,8 +53,8 @@ def entry(index_bytes: bytes, key: str):
 
 
 def test_the_checks_run_data_first_then_index():
-    assert DATA_CHECKS == (in_band_checksums, every_tensor_read, finite_floats, no_zero_fill)
-    assert INDEX_CHECKS == (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches)
+    assert DATA_CHECKS == (in_band_checksums, every_tensor_read, plausible_values, finite_floats, no_zero_fill)
+    assert INDEX_CHECKS == (reads_back, vault_agreement, exact_source_crcs, fingerprint_matches, other_saves_bytes)
 
 
 def test_in_band_checksums_refuse_a_string_tensor_whose_lengths_do_not_verify(family_copy):
@@ -91,6 +94,26 @@ def test_finite_floats_refuse_inf_and_nan_unless_allowed(family_copy):
     checks = []
     assert finite_floats(streamed(dataclasses.replace(plan, allow_nonfinite=True)), checks) is None
     assert checks == [f"non-finite floats allowed: ['{key} (1 Inf/NaN)']"]
+
+
+def test_plausible_values_refuse_integers_where_the_sibling_has_floats_and_only_when_it_alone_says_so(family_copy):
+    family = family_copy("keras3_adam")          # siblings of the same run: its layout rests on them alone
+    plan, original = planned(family)
+    assert plan.rests_on == ["sibling ckpt-2", "sibling ckpt-1"]
+    checks = []
+    assert plausible_values(streamed(plan), checks) is None
+    assert checks == ["the values at the edges of 13 float tensor(s) look like what sibling ckpt-2 says they are (no "
+                      "integers read as floats, no boundary inside one run of values)"]
+    key = "optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"     # the model's float32[8, 16] kernel
+    start = entry(original, key).offset
+    with open(data_filename(plan.prefix, 0, 1), "r+b") as f:
+        f.seek(start)
+        f.write(np.arange(1, 129, dtype="<i4").tobytes())     # what an int32[8, 16] holds (its first 256 bytes read)
+    refused = plausible_values(streamed(plan), [])
+    assert f"{key} float32[8, 16]: 64 of its 64 sampled non-zero values are subnormal floats" in refused
+    assert "rests on sibling ckpt-2 and sibling ckpt-1 alone" in refused
+    # A source that declares the shapes agreeing (here: the plan says so) leaves it to that source.
+    assert plausible_values(streamed(dataclasses.replace(plan, rests_on=[])), []) is None
 
 
 def test_no_zero_fill_refuses_an_aligned_zero_block_inside_a_tensor_and_counts_zero_tensors(family_copy):

@@ -5,14 +5,16 @@ import os
 import shutil
 
 import pytest
-from source_helpers import orphan, tree_digest
+from source_helpers import classify_local, orphan, tree_digest
 
 from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
 from recovery.rebuild import REBUILT, UNRECOVERABLE, checksum_range, finalize, prepare, rebuild, split_ranges
+from recovery.records import HEALTHY
 from recovery.sources.part_index import part_index_layouts
 from recovery.sources.sibling import sibling_layouts
-from tfbundle import data_filename, index_filename
+from recovery.verify import rehearse
+from tfbundle import BundleHeader, data_filename, index_filename, read_index, write_index
 
 SIBLING_FAMILIES = ["keras3_adam", "sharded", "mixed_dtypes", "iterator"]
 
@@ -221,3 +223,60 @@ def test_a_variant_whose_length_changed_since_the_sibling_is_counted_from_the_da
     assert any("element(s) in this checkpoint's bytes" in check for check in outcome.checks), outcome.checks
     assert outcome.index_bytes == original
     tf_reads_all(prefixes["orphan"], outcome.index_bytes)
+
+
+def _leave_part_index(prefix: str, index_bytes: bytes) -> None:
+    """What a crash inside MergeV2Checkpoints leaves: the data renamed into place, no P.index, and the
+    part index (for one shard, TensorFlow's merged index byte for byte) still in P_temp/."""
+    os.makedirs(prefix + "_temp")
+    with open(os.path.join(prefix + "_temp", "part-00000-of-00001.index"), "wb") as f:
+        f.write(index_bytes)
+
+
+@pytest.mark.parametrize("name", ["mixed_dtypes", "tf1_saver", "savedmodel"])
+def test_zero_size_tensors_three_commands_give_one_answer(family_copy, name):
+    """Issue 14.1: empty tensors first, in the middle and last of the write order (TF1's sits at the
+    offset of a partitioned variable's first slice, whose key sorts before it). The rehearsal, the
+    rebuild from the part index and from the other sources, and the next audit agree."""
+    family = family_copy(name)
+    directory = os.path.dirname(family.prefix)
+    original = open(index_filename(family.prefix), "rb").read()
+    empty = {k: e for k, e in read_index(original).entries.items() if e.size == 0 and not e.slices}
+    assert len(empty) >= 2 and len({e.offset for e in empty.values()}) == len(empty)   # not all at one place
+    fs, path = storage.url_to_fs(family.prefix)
+    rehearsal = rehearse(fs, path)
+    assert rehearsal.verdict == "byte-identical", rehearsal.detail
+
+    orphan(family.prefix)
+    _leave_part_index(family.prefix, original)
+    outcome = rebuild_local(family.prefix)
+    assert outcome.status == REBUILT and outcome.source.startswith("part index"), outcome.reason
+    assert outcome.index_bytes == original
+    assert read_index(outcome.index_bytes).entries == read_index(original).entries   # every offset copied
+
+    shutil.rmtree(family.prefix + "_temp")
+    outcome = rebuild_local(family.prefix)      # a sibling, the .meta or saved_model.pb
+    assert outcome.status == REBUILT and not outcome.source.startswith("part index"), outcome.reason
+    assert outcome.index_bytes == original
+    tf_reads_all(family.prefix, outcome.index_bytes)
+
+    with open(index_filename(family.prefix), "xb") as f:     # promoted, with the part index still beside it
+        f.write(outcome.index_bytes)
+    _leave_part_index(family.prefix, original)
+    record = classify_local(directory)[family.prefix]
+    assert record.status == HEALTHY, record.reason
+    assert any("byte-identical to the index" in c for c in record.checks), record.checks
+
+
+def test_a_part_index_whose_empty_tensor_sits_elsewhere_is_not_copied(family_copy):
+    """The part index is the index of these very bytes: held to its every offset, an empty tensor's too."""
+    family = family_copy("mixed_dtypes")
+    original = orphan(family.prefix)
+    index = read_index(original)
+    key = b"module/no_rows/.ATTRIBUTES/VARIABLE_VALUE"
+    index.entries[key].offset += 1       # inside the next tensor: nowhere BundleWriter could have put it
+    _leave_part_index(family.prefix, write_index(BundleHeader(num_shards=1), index.entries))
+    outcome = rebuild_local(family.prefix, [part_index_layouts])
+    assert outcome.status == UNRECOVERABLE
+    assert "not copied exactly" in outcome.reason and "module/no_rows" in outcome.reason
+    assert not os.path.exists(index_filename(family.prefix))

@@ -173,6 +173,130 @@ def test_one_damaged_tensor_beside_matching_ones_is_corrupt_data_not_a_stale_ind
     assert deferred.status == HEALTHY and any("--verify-data follows" in c for c in deferred.checks)
 
 
+def _resaved_in_place(prefix: str, save, change) -> tuple:
+    """`save()` to one prefix twice with `change()` between; the second save really stops after TensorFlow
+    renamed its data into place and before it wrote the index (P.index is a directory then), and its part
+    directory is gone (a sync that skips temp directories, a clean-up): new data under the old index.
+    Returns (the old index, the index the second save would have written)."""
+    import tensorflow as tf
+
+    save()
+    old_index = orphan(prefix)
+    os.mkdir(prefix + ".index")
+    change()
+    with pytest.raises(tf.errors.OpError, match="Is a directory"):
+        save()
+    os.rmdir(prefix + ".index")
+    with open(os.path.join(prefix + "_temp", "part-00000-of-00001.index"), "rb") as f:
+        new_index = f.read()
+    shutil.rmtree(prefix + "_temp")
+    with open(prefix + ".index", "wb") as f:
+        f.write(old_index)
+    return old_index, new_index
+
+
+def _keras_weights_run(directory: str):
+    """tf_keras `save_weights` to one path every epoch, a model without its optimizer in the checkpoint (so
+    no counter): two bias-free layers trained, two small ones after them frozen."""
+    import tensorflow as tf
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(5)
+    model = tf_keras.Sequential([tf_keras.Input(shape=(16,)),
+                                 tf_keras.layers.Dense(64, use_bias=False, name="encoder"),
+                                 tf_keras.layers.Dense(32, use_bias=False, name="projection"),
+                                 tf_keras.layers.Dense(2, name="head", trainable=False),
+                                 tf_keras.layers.Dense(2, name="calibration", trainable=False)])
+    optimizer = tf_keras.optimizers.SGD(0.1)
+    prefix = os.path.join(directory, "weights")
+
+    def epoch():
+        x = tf.random.stateless_normal([32, 16], seed=[1, 2])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    return prefix, lambda: model.save_weights(prefix), epoch
+
+
+def _checkpoint_write_run(directory: str):
+    """`tf.train.Checkpoint(model=...).write(path)` each epoch (write() saves no save_counter); the model's
+    small tensors are frozen, its two large ones trained."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.scale = tf.Variable(tf.ones([4]), trainable=False)
+    module.offset = tf.Variable(tf.zeros([4]), trainable=False)
+    module.vocab_ids = tf.Variable(tf.range(8), trainable=False)
+    module.embedding = tf.Variable(tf.random.stateless_normal([256, 32], seed=[3, 1]))
+    module.kernel = tf.Variable(tf.random.stateless_normal([32, 64], seed=[3, 2]))
+    checkpoint = tf.train.Checkpoint(model=module)
+    prefix = os.path.join(directory, "latest")
+
+    def epoch():
+        module.embedding.assign_add(tf.fill([256, 32], 0.01))
+        module.kernel.assign_add(tf.fill([32, 64], 0.01))
+    return prefix, lambda: checkpoint.write(prefix), epoch
+
+
+@pytest.mark.parametrize("run", [_keras_weights_run, _checkpoint_write_run], ids=["save_weights", "Checkpoint.write"])
+def test_a_stale_index_over_new_weights_with_no_counter_to_show_it_is_not_healthy(tmp_path, run):
+    """Issue 14.4: the counters do not change (there are none), the smallest tensors neither; the weights did.
+    The spot check reads the largest model tensor, so the old index over the new data is found stale."""
+    directory = str(tmp_path / "run")
+    os.makedirs(directory)
+    prefix, save, epoch = run(directory)
+    old_index, new_index = _resaved_in_place(prefix, save, epoch)
+    fs, path = storage.url_to_fs(prefix)
+    old = spot_check(fs, path, read_index(old_index), weight_budget=0)      # what the spot check read before
+    assert not old.mismatches and old.checked, "the damage must be one the small tensors do not show"
+    now = spot_check(fs, path, read_index(old_index))
+    assert now.weight and tensorflow_rejects(prefix, now.weight)     # TensorFlow's own CRC check fails there
+    task = classify(directory)[prefix]
+    assert isinstance(task, OrphanTask) and task.status_if_staged == STALE and task.stage_only, task
+    assert "does not describe the data" in task.finding
+
+    with open(prefix + ".index", "wb") as f:     # the legitimate input: the save that completed
+        f.write(new_index)
+    record = classify(directory)[prefix]
+    assert record.status == HEALTHY, record.reason
+    spot = spot_check(fs, path, read_index(new_index))
+    assert spot.weight and spot.weight in [c for c in record.checks if c.startswith("spot check: ")][0]
+
+
+def test_one_model_tensor_that_differs_beside_another_that_matches_is_damage_not_staleness(tmp_path):
+    directory = str(tmp_path / "run")
+    os.makedirs(directory)
+    prefix, save, _ = _checkpoint_write_run(directory)
+    save()
+    entry = read_index(open(prefix + ".index", "rb").read()).entries[b"model/embedding/.ATTRIBUTES/VARIABLE_VALUE"]
+    with open(prefix + ".data-00000-of-00001", "r+b") as f:
+        f.seek(entry.offset + 100)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x10]))       # bit rot in the largest model tensor; the next largest matches
+    record = classify(directory)[prefix]
+    assert not isinstance(record, OrphanTask) and record.status == CORRUPT, record
+    assert "'model/embedding/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason
+
+
+def test_a_model_tensor_over_the_budget_is_left_to_verify_data_and_the_record_says_so(tmp_path):
+    import tensorflow as tf
+
+    from recovery.spot_check import WEIGHT_BUDGET
+
+    module = tf.Module()
+    module.big = tf.Variable(tf.zeros([WEIGHT_BUDGET // 4 + 256]))          # one float32 row over the budget
+    module.kernel = tf.Variable(tf.random.stateless_normal([64, 64], seed=[4, 1]))
+    prefix = tf.train.Checkpoint(model=module).write(str(tmp_path / "run" / "latest"))
+    record = classify(str(tmp_path / "run"))[prefix]
+    assert record.status == HEALTHY
+    [note] = [c for c in record.checks if "left to --verify-data" in c]
+    assert "model/big/.ATTRIBUTES/VARIABLE_VALUE" in note and "model/kernel/.ATTRIBUTES/VARIABLE_VALUE" in note
+    assert record.bytes_scanned < WEIGHT_BUDGET
+    verified = classify(str(tmp_path / "run"), verify_data=True)[prefix]
+    assert not any("left to --verify-data" in c for c in verified.checks)    # it follows: nothing left
+
+
 def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_note(tmp_path):
     import tensorflow as tf
 
@@ -183,8 +307,9 @@ def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_n
     results = classify(str(tmp_path / "run"))
     record = results[prefix]
     assert record.status == HEALTHY and any("byte-identical to the index" in c for c in record.checks)
-    assert any(c.startswith("spot check: 3 small tensor(s)") for c in record.checks), record.checks
-    assert 0 < record.bytes_scanned < record.data_bytes   # a few bounded reads, not the data
+    # the step counter, the largest model tensor, the object graph, the smallest other: here all 4 (a tiny model)
+    assert any(c.startswith("spot check: 4 tensor(s)") for c in record.checks), record.checks
+    assert 0 < record.bytes_scanned <= record.data_bytes
 
     # a part index an earlier save left (older than the data): the data follows the index
     with open(os.path.join(prefix + "_temp", "part-00000-of-00001.index"), "wb") as f:
@@ -194,7 +319,7 @@ def test_healthy_indexes_pass_the_spot_check_and_an_older_part_index_is_only_a_n
 
     fs, path = storage.url_to_fs(prefix)
     spot = spot_check(fs, path, read_index(part_index))
-    assert len(spot.checked) == 3 and not spot.mismatches
+    assert len(spot.checked) == 4 and not spot.mismatches and spot.weight == "model/w/.ATTRIBUTES/VARIABLE_VALUE"
     assert "_CHECKPOINTABLE_OBJECT_GRAPH" in spot.checked and tf.train.load_checkpoint(prefix)
 
 

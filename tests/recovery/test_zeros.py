@@ -217,3 +217,56 @@ def test_audit_with_a_small_split_refuses_a_zeroed_block_and_rebuilds_legitimate
     assert records[True][damaged].status == REBUILT
     assert any(c.startswith("zeros allowed") for c in records[True][damaged].checks)
     assert not os.path.exists(index_filename(damaged))
+
+
+def _registered_module(root: str, first_bytes: int) -> tuple:
+    """A model whose 256x256 float32 kernel (1 KiB rows) starts `first_bytes` into its data file (after a
+    vector of that size), saved with `Checkpoint.write` to an orphan, and registered from a healthy copy:
+    the registry is the only source. Returns (orphan prefix, the kernel's offset, registry layouts)."""
+    from pipeline.tensorflow_env import import_tensorflow
+    from recovery.registry import load_registry
+
+    tf = import_tensorflow()
+    module = tf.Module()
+    if first_bytes:
+        module.scale = tf.Variable(tf.ones([first_bytes // 4]))
+    module.kernel = tf.Variable(tf.random.stateless_normal([256, 256], seed=[7, first_bytes]))
+    for name in ("healthy", "run"):
+        prefix = tf.train.Checkpoint(model=module).write(os.path.join(root, name, "latest"))
+    registry = os.path.join(root, "architectures.yaml")
+    assert cli_main(["register", "net", "--from-checkpoint", os.path.join(root, "healthy", "latest"),
+                     "--registry", registry]) == 0
+    kernel_offset = offsets(open(index_filename(prefix), "rb").read())["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"][0]
+    orphan(prefix)
+    return prefix, kernel_offset, load_registry(registry).layouts()
+
+
+def test_with_only_a_registry_a_zeroed_page_is_refused_or_named_as_pruned_rows_or_a_lost_page(tmp_path):
+    """Issue 14.5: a zeroed 4 KiB page inside a tensor, the registry the only source. Its edges at 4 KiB
+    alignment inside the tensor: refused. Its edges on the tensor's row boundaries too (the rule accepts
+    what pruned rows look like): rebuilt, and the evidence names the run."""
+    prefix, kernel, layouts = _registered_module(str(tmp_path / "off-rows"), first_bytes=8)
+    assert (2 * PAGE - kernel) % 1024                    # the page's edges fall inside rows
+    zero_fill(prefix + DATA, 2 * PAGE, 3 * PAGE)
+    outcome = rebuild(context(prefix, registry_layouts=layouts, arch="net"))
+    assert outcome.status == UNRECOVERABLE and outcome.source == "registered `net`"
+    assert f"bytes {2 * PAGE}-{3 * PAGE}" in outcome.reason and "model/kernel" in outcome.reason
+
+    prefix, kernel, layouts = _registered_module(str(tmp_path / "on-rows"), first_bytes=0)
+    assert kernel == 0                                   # rows start at multiples of 1 KiB: pages end on rows
+    zero_fill(prefix + DATA, 2 * PAGE, 3 * PAGE)
+    outcome = rebuild(context(prefix, registry_layouts=layouts, arch="net"))
+    assert outcome.status == REBUILT, outcome.reason
+    [named] = [c for c in outcome.evidence.cannot_confirm if "pruned rows or a lost page" in c]
+    assert f"bytes {2 * PAGE}-{3 * PAGE}" in named and "model/kernel" in named
+    assert "model/kernel/.ATTRIBUTES/VARIABLE_VALUE" not in outcome.evidence.matched_keys
+
+
+def test_untouched_embedding_rows_are_rebuilt_and_named_as_the_data_cannot_tell(family_copy, tmp_path):
+    """The legitimate input: rows of an embedding no step touched (and their Adam slots) are zeros that end
+    on row boundaries; rebuilt byte-identically, and said."""
+    family = family_copy("tf1_adam")
+    prefix, original = lone_orphan(family, str(tmp_path / "lone"))
+    outcome = rebuild(context(prefix))
+    assert outcome.status == REBUILT and outcome.index_bytes == original, outcome.reason
+    assert any("pruned rows or a lost page" in c and "embedding" in c for c in outcome.evidence.cannot_confirm)

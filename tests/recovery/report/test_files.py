@@ -57,3 +57,17 @@ def test_dict_records_read_back_from_another_report_are_written_as_records(tmp_p
     write_reports(second, [json.loads(line) for line in lines], META, 1_700_000_001.0)
     for name in (RECORDS, FAILURES, PROMOTE, HTML, SUMMARY):
         assert open(os.path.join(first, name)).read() == open(os.path.join(second, name)).read(), name
+
+
+def test_a_reason_quoting_a_name_that_is_not_utf8_is_written_with_the_byte_escaped(tmp_path):
+    """A damaged object graph's child name (bytes that are not UTF-8, read as a lone surrogate) quoted in a
+    reason: every file is still written, as UTF-8, the byte shown as its escape (the audit crashed on it)."""
+    reason = "object 0 has a child `bia\udcf3` (object 3) in the checkpoint but not in saved_model.pb"
+    record = Record("/runs/a/ckpt-1", UNRECOVERABLE, reason, "/runs")
+    write_reports(str(tmp_path / "rep"), [record], META, 1_700_000_001.0)
+    for name in (RECORDS, FAILURES, PROMOTE, HTML, SUMMARY):
+        (tmp_path / "rep" / name).read_bytes().decode("utf-8")
+    rows = list(csv.reader(open(tmp_path / "rep" / FAILURES, newline="")))
+    assert rows[1][2] == reason.replace("\udcf3", "\\xf3")
+    assert "bia\\xf3" in (tmp_path / "rep" / HTML).read_text()
+    assert read_records(str(tmp_path / "rep"))[0].reason == reason     # records.jsonl keeps it exactly

@@ -56,7 +56,7 @@ class NewerRecord(Record):
 def test_evidence_and_age_show_when_the_records_carry_them(tmp_path):
     now = 1_700_000_000.0
     evidence = {"confirmed": ["object graph equals sibling ckpt-1's"], "cannot_confirm": ["<values> of 3 tensors"],
-                "reference_matched": 9, "reference_total": 12, "matched_keys": ["a"]}
+                "reference_matched": 9, "reference_total": 12, "matched_keys": ["a"], "unconfirmed_layout": ["a"]}
     records = [NewerRecord("/r/a/ckpt-2", REBUILT, "rebuilt", "/r/a", directory="/r/a", source="sibling ckpt-1",
                            staged=True, index_path="/rep/x.index", data_bytes=3 << 30, seconds=1.5,
                            evidence=evidence, mtime=now - 2 * 86400),
