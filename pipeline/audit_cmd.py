@@ -164,7 +164,7 @@ def run(args) -> int:
                     "allow_zeros": args.allow_zeros,
                     "split_bytes": args.split_bytes, "runner": beam_flags.describe(flags),
                     "min_age_minutes": args.min_age,
-                    "registry_entries": sorted(layouts or {})},
+                    "registry_entries": sorted(layouts or {}), "vault": args.vault},
     }
     _mark_report_dir(args.report_dir, meta)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,

@@ -75,15 +75,17 @@ class Record:
         return self.status in NEEDS_A_PERSON
 
 
-def promote_command(staged: str, target: str) -> str:
-    """Copy a staged index into place without overwriting whatever may have appeared there since
-    (the stores' own commands: recovery/stores/)."""
-    return stores.promote_command(staged, target)
+def promote_command(report_dir: str, prefix: str) -> str:
+    """Put the index staged for `prefix` in place, create-only (`ckpt-rescue promote`, recovery/promotion.py:
+    it finds the staged file under the report directory, and says what to pass when the report has moved)."""
+    return shlex.join(["ckpt-rescue", "promote", report_dir, prefix])
 
 
-def replace_command(staged: str, target: str, aside_suffix: str = ".unreadable") -> str:
+def replace_command(report_dir: str, prefix: str, aside_suffix: str = ".unreadable") -> str:
     """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
-    return stores.replace_command(staged, target, aside_suffix)
+    target = prefix + ".index"
+    return f"{stores.store_for(target).move_aside_command(target, target + aside_suffix)} && " \
+           f"{promote_command(report_dir, prefix)}"
 
 
 def inspect_command(prefix: str) -> str:

@@ -11,7 +11,6 @@ import pkgutil
 
 from .base import Store
 from .base import is_transient as _is_transient
-from .local import copy_command
 
 
 def _built_in() -> list:
@@ -55,17 +54,3 @@ def local_path(url: str) -> str | None:
 def is_transient(exc: BaseException) -> bool:
     """Does this exception (or one it was raised from) say "the store did not answer, try again"?"""
     return _is_transient(exc, _STORES)
-
-
-def promote_command(staged: str, target: str) -> str:
-    """Copy a staged index into place without overwriting: the command of whichever of the two stores
-    has a tool that reaches both (the target's first), else `cp -n`."""
-    staged_store, target_store = store_for(staged), store_for(target)
-    return (target_store.promote_command(staged, target, staged_store)
-            or staged_store.promote_command(staged, target, target_store)
-            or copy_command(staged, target))
-
-
-def replace_command(staged: str, target: str, aside_suffix: str) -> str:
-    """Keep the existing index aside, then put the staged one in its place (no overwrite)."""
-    return f"{store_for(target).move_aside_command(target, target + aside_suffix)} && {promote_command(staged, target)}"

@@ -12,7 +12,7 @@ import shlex
 import uuid
 from urllib.parse import urlparse
 
-from .base import RETRYABLE_STATUS, ObjectStore, Store, conditional_create
+from .base import RETRYABLE_STATUS, ObjectStore, conditional_create
 from .probing import CONNECT_SECONDS, READ_SECONDS, RUN_AGAIN, TRANSIENT, short, transient_error, unresolved
 
 GCS_ENDPOINT = "https://storage.googleapis.com"
@@ -63,10 +63,6 @@ class GcsStore(ObjectStore):
 
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         return _probe(bucket, key, stage)
-
-    def promote_command(self, staged: str, target: str, other: Store) -> str | None:
-        """gsutil reaches local files, GCS and (with a boto config) S3: it takes any pair with a GCS side."""
-        return f"gsutil cp -n {shlex.quote(staged)} {shlex.quote(target)}"
 
     def move_aside_command(self, target: str, aside: str) -> str:
         return f"gsutil mv {shlex.quote(target)} {shlex.quote(aside)}"

@@ -3,7 +3,6 @@ guarantees. A create-only write is a hard link of a fsynced temp file (a link ne
 file), and the identity of a file's bytes is what rsync's quick check uses plus the inode."""
 
 import os
-import shlex
 import uuid
 
 from .base import Store
@@ -58,14 +57,6 @@ class LocalStore(Store):
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-
-    def promote_command(self, staged: str, target: str, other: Store) -> str | None:
-        return copy_command(staged, target) if other.local else None
-
-
-def copy_command(staged: str, target: str) -> str:
-    """`cp -n`: copies only where nothing is there (also the command offered when no store claims the pair)."""
-    return f"cp -n -- {shlex.quote(staged)} {shlex.quote(target)}"
 
 
 def _fsync_dir(directory: str) -> None:

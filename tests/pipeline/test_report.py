@@ -15,8 +15,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from audit_trees import plant_tree
+from command_helpers import NO_TOOL, run_script
 from report_helpers import META, check_record_line, conforms, table_rows, tags
-from source_helpers import orphan, tree_digest
+from source_helpers import orphan
 
 from pipeline.cli import main as cli_main
 from recovery.records import REBUILT, UNRECOVERABLE, Record, promote_command, replace_command
@@ -30,16 +31,11 @@ from transforms.report import WriteReports
 SCRIPT_DIR = "<script>document.title='owned'<"       # with the next path part: <script>...</script>ckpt-3
 
 
-def test_promote_commands_never_overwrite():
-    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n -- /rep/p.index /data/p.index"
-    assert promote_command("/rep/p.index", "gs://b/p.index") == "gsutil cp -n /rep/p.index gs://b/p.index"
-    assert promote_command("gs://r/p.index", "gs://b/p.index") == "gsutil cp -n gs://r/p.index gs://b/p.index"
-    assert promote_command("/rep/p 1.index", "s3://b/run/p 1.index") == (
-        "aws s3api put-object --if-none-match '*' --bucket b --key 'run/p 1.index' --body '/rep/p 1.index'")
-    s3_to_s3 = promote_command("s3://r/p.index", "s3://b/p.index")
-    assert s3_to_s3.startswith("aws s3 cp s3://r/p.index s3://b/p.index") and "overwrites" in s3_to_s3
-    assert replace_command("/rep/p.index", "/d/p.index") == (
-        "mv -n -- /d/p.index /d/p.index.unreadable && cp -n -- /rep/p.index /d/p.index")
+def test_commands_never_overwrite():
+    assert promote_command("/rep", "/data/p 1") == "ckpt-rescue promote /rep '/data/p 1'"
+    assert promote_command("gs://b/rep", "s3://b/run/p") == "ckpt-rescue promote gs://b/rep s3://b/run/p"
+    assert replace_command("/rep", "/d/p") == (
+        "mv -n -- /d/p.index /d/p.index.unreadable && ckpt-rescue promote /rep /d/p")
 
 
 # --- Through the real pipeline on TensorFlow-written checkpoints ---------------------------------------
@@ -96,45 +92,6 @@ def test_report_files_agree_and_no_part_is_left(audited):
     assert "parts" not in os.listdir(reports) and not [n for n in os.listdir(reports) if ".tmp-" in n]
 
 
-def test_promote_sh_installs_every_staged_index_and_never_overwrites(audited, tmp_path):
-    planted, reports, _, _, _ = audited
-    tree = str(tmp_path / "tree")
-    shutil.copytree(planted.root, tree)
-    script = open(os.path.join(reports, "promote.sh")).read()      # targets moved to the copy of the tree:
-    script = script.replace(f" {planted.root}/", f" {tree}/").replace(f" '{planted.root}/", f" '{tree}/")
-    (tmp_path / "promote.sh").write_text(script)
-    staged = [r for r in read_records(reports) if r.status == REBUILT and r.staged]
-    assert len(staged) == len(planted.originals) >= 4
-    taken = staged[0].prefix.replace(planted.root, tree) + ".index"
-    with open(taken, "wb") as f:           # someone wrote an index there after the audit
-        f.write(b"theirs")
-    before = tree_digest(tree)
-
-    dry = subprocess.run(["sh", str(tmp_path / "promote.sh"), "--dry-run"], capture_output=True, text=True)
-    assert dry.returncode == 0, dry.stderr
-    assert tree_digest(tree) == before and dry.stdout.count("would promote: ") == len(staged) - 1
-
-    done = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert open(taken, "rb").read() == b"theirs"
-    assert f"left alone (an index is already there): {taken}" in done.stdout
-    for record in staged[1:]:
-        target = record.prefix.replace(planted.root, tree) + ".index"
-        assert f"promoted: {target}" in done.stdout
-        assert open(target, "rb").read() == planted.originals[record.prefix]
-    assert f"promote.sh: {len(staged) - 1} promoted, 1 already had an index (left alone)" in done.stdout
-    after = tree_digest(tree)
-    assert {k: v for k, v in after.items() if k in before} == before     # nothing that existed changed
-
-    again = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert again.returncode == 0 and tree_digest(tree) == after
-    assert f"promote.sh: 0 promoted, {len(staged)} already had an index" in again.stdout
-
-    shutil.rmtree(os.path.dirname(taken))     # a target directory gone: a failure, said, and exit 1
-    gone = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert gone.returncode == 1 and "FAILED (nothing overwritten)" in gone.stdout
-
-
 def test_runs_show_the_latest_step_and_whether_latest_checkpoint_resolves(audited):
     planted, reports, _, hostile_latest, _ = audited
     rows = table_rows(open(os.path.join(reports, "report.html")).read(), "runs")
@@ -182,8 +139,9 @@ def test_an_empty_audit_still_writes_every_file(tmp_path):
     assert open(os.path.join(reports, "records.jsonl")).read() == ""
     assert open(os.path.join(reports, "failures.csv")).read() == "prefix,status,reason\n"
     assert read_summary(reports)["records"] == 0 and read_summary(reports)["exit_code"] == 0
-    done = subprocess.run(["sh", os.path.join(reports, "promote.sh")], capture_output=True, text=True)
-    assert done.returncode == 0 and "0 promoted" in done.stdout
+    for env in ({}, NO_TOOL):
+        done = run_script(os.path.join(reports, "promote.sh"), **env)
+        assert done.returncode == 0 and done.stdout.startswith("done: 0 promoted"), done.stdout + done.stderr
 
 
 @pytest.fixture(scope="session")
