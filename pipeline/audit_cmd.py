@@ -16,6 +16,7 @@ import time
 import uuid
 
 from recovery import storage
+from recovery.diagnosis import nearest_paths
 from recovery.listing import (
     REPORT_MARKER,
     BadRoot,
@@ -25,7 +26,7 @@ from recovery.listing import (
     same_filesystem_path,
 )
 from recovery.prefix_steps import DEFAULT_SPLIT_BYTES, AuditSettings
-from recovery.records import REBUILT
+from recovery.records import REBUILT, carried_options
 from recovery.registry import write_resolved
 from recovery.report.readback import first_failures, read_summary
 from recovery.report.schema import HTML, PROMOTE
@@ -146,7 +147,7 @@ def run(args) -> int:
         try:
             check_root(root)
         except BadRoot as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc) + _nearest(root)) from None
     roots = distinct_roots(roots)
     _check_report_dir(args.report_dir, roots)
     preflight.check_output_dir("--report-dir", args.report_dir)
@@ -169,7 +170,8 @@ def run(args) -> int:
     _mark_report_dir(args.report_dir, meta)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=write_resolved(args.report_dir, layouts) if layouts is not None else None,
-                             allow_zeros=args.allow_zeros, min_age=args.min_age * 60)
+                             allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
+                             command_options=carried_options(args.registry, args.vault, args.allow_zeros))
     from . import audit_pipeline
 
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}: {why}", file=sys.stderr)
@@ -197,6 +199,15 @@ def run(args) -> int:
     _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit_pipeline.metrics(result))
     _warn_empty_roots(summary)
     return summary["exit_code"]
+
+
+def _nearest(root: str) -> str:
+    """For a root that does not exist: the nearest existing paths (as `inspect` lists them for a prefix)."""
+    fs, path = storage.url_to_fs(root)
+    if not storage.is_local(fs) or fs.exists(path):
+        return ""
+    near = nearest_paths(fs, path)
+    return "; did you mean " + " or ".join(shlex.quote(n) for n in near) + "?" if near else ""
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:

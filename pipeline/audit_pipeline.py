@@ -11,6 +11,7 @@ import os
 import apache_beam as beam
 
 from recovery.prefix_steps import AuditSettings
+from recovery.records import with_options
 from transforms.classify import ORPHANS, TO_CHECK, ClassifyDirectory
 from transforms.listing import ListFiles
 from transforms.rebuild import RebuildOrphans
@@ -39,7 +40,8 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     if check:
         found["check"] = (tuple(to_check) | "All to check" >> beam.Flatten()
                           | "Check healthy" >> CheckHealthy(settings))
-    records = {source: made | f"Tally ({source})" >> beam.ParDo(Tally()) for source, made in found.items()}
+    records = {source: (made | f"Commands ({source})" >> beam.Map(with_options, settings.command_options)
+                        | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in found.items()}
     _ = records | "Report" >> WriteReports(settings.report_dir, meta)
     return records
 

@@ -9,6 +9,7 @@ checkpoint prefix, 3 could not check (the store kept failing).
 import sys
 
 from recovery.inspection import inspect_path
+from recovery.records import carried_options
 from recovery.storage import is_transient
 
 from . import preflight
@@ -19,6 +20,11 @@ from .inspect_text import render, to_json
 def add_arguments(parser):
     parser.add_argument("prefix", help="checkpoint prefix, e.g. runs/a/ckpt-57 or gs://bucket/run/ckpt-57")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    carried = parser.add_argument_group("options for the commands it suggests (an audit's records pass its own on)")
+    carried.add_argument("--registry", metavar="FILE", help="the architecture registry the suggested rebuild uses")
+    carried.add_argument("--vault", metavar="URL", help="the index vault the suggested rebuild uses")
+    carried.add_argument("--allow-zeros", "--allow_zeros", dest="allow_zeros", action="store_true",
+                         help="the suggested rebuild accepts zero-filled blocks (as the audit that found it did)")
 
 
 def run(args) -> int:
@@ -29,7 +35,8 @@ def run(args) -> int:
         if is_transient(exc):
             raise      # not a usage error: the store did not answer (cli.main: exit 3)
         raise UsageError(f"cannot read {args.prefix}: {exc}") from exc
-    out = to_json(result) if args.json else render(result)
+    options = carried_options(args.registry, args.vault, args.allow_zeros)
+    out = to_json(result) if args.json else render(result, options=options)
     stream = sys.stderr if result.kind == "diagnosis" and not args.json else sys.stdout
     stream.write(out if out.endswith("\n") else out + "\n")
     return result.exit_code

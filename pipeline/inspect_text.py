@@ -18,10 +18,13 @@ def to_json(result) -> str:
     return json.dumps({"kind": result.kind, "exit_code": result.exit_code, **fields}, indent=1)
 
 
-def render(result, command: str | None = "inspect") -> str:
-    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run)."""
+def render(result, command: str | None = "inspect", options: tuple = ()) -> str:
+    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run).
+    `options` (records.carried_options) go into every command it suggests, so that one works as printed."""
     if result.kind == "diagnosis":
-        return "\n".join(_render_diagnosis(result, command)) + "\n"
+        return "\n".join(_render_diagnosis(result, command, options)) + "\n"
+    if result.kind == "orphan":
+        return "\n".join(_render_orphan(result, options)) + "\n"
     return "\n".join(_RENDERERS[result.kind](result)) + "\n"
 
 
@@ -45,7 +48,7 @@ def _render_healthy(r: Healthy) -> list[str]:
     return lines + _table(rows)
 
 
-def _render_orphan(r: Orphan) -> list[str]:
+def _render_orphan(r: Orphan, options: tuple = ()) -> list[str]:
     lines = [f"checkpoint {r.prefix}: ORPHAN (data files, no index)"]
     lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
     lines += [f"PROBLEM    {p}" for p in r.problems]
@@ -61,7 +64,7 @@ def _render_orphan(r: Orphan) -> list[str]:
                      f"{graph.nodes} node(s)")
         lines.append(f"{len(graph.keys)} checkpoint key(s) in data order, then {OBJECT_GRAPH_KEY}:")
         lines += [f"  {key}" for key in graph.keys]
-    lines.append(f"to rebuild the index: ckpt-rescue rebuild {r.prefix}")
+    lines.append(f"to rebuild the index: {shlex.join(['ckpt-rescue', 'rebuild', r.prefix, *options])}")
     return lines
 
 
@@ -71,7 +74,7 @@ def _render_unreadable(r: Unreadable) -> list[str]:
             f"first bytes {r.first_bytes}"]
 
 
-def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str]:
+def _render_diagnosis(r: Diagnosis, command: str | None = "inspect", options: tuple = ()) -> list[str]:
     lines = [f"{r.target}: {r.problem}"]
     if r.file:
         lines.append(f"file        {r.file}")
@@ -79,7 +82,7 @@ def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str
         lines.append(f"first bytes {r.first_bytes or '(empty file)'}")
     lines += [f"  {c}" for c in r.candidates]
     if r.suggestion and command:
-        lines.append(f"try: ckpt-rescue {command} {shlex.quote(r.suggestion)}")
+        lines.append(f"try: {shlex.join(['ckpt-rescue', command, r.suggestion, *options])}")
     return lines
 
 
@@ -88,5 +91,4 @@ def _table(rows) -> list[str]:
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-_RENDERERS = {"healthy": _render_healthy, "orphan": _render_orphan, "unreadable-index": _render_unreadable,
-              "diagnosis": _render_diagnosis}
+_RENDERERS = {"healthy": _render_healthy, "unreadable-index": _render_unreadable}

@@ -72,7 +72,10 @@ def locate(fs, path: str, target: str):
     try:
         listing = fs.ls(directory, detail=True)
     except FileNotFoundError:
-        return Diagnosis(target, f"no such directory: {storage.display(fs, directory) or '.'}")
+        near = nearest_paths(fs, path)
+        problem = f"no such directory: {storage.display(fs, directory) or '.'}"
+        return Diagnosis(target, problem + ("; the nearest existing paths are listed" if near else ""),
+                         candidates=near, suggestion=near[0] if len(near) == 1 else None)
     index_path = index_filename(path)
     index_exists = any(i["name"] == index_path and i.get("type") != "directory" for i in listing)
     data_files = data_files_of(path, listing)
@@ -211,6 +214,28 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
     problem = "you passed a directory; pass one checkpoint prefix inside it"
     problem += f" ({len(rows)} found)" if rows else f" (none found within {DIRECTORY_DEPTH} levels)"
     return Diagnosis(target, problem, candidates=rows[:MAX_LISTED])
+
+
+def nearest_paths(fs, path: str, limit: int = 5) -> list[str]:
+    """For a path that does not exist (a typo): the existing paths nearest to it, as a user types them.
+    The deepest ancestor that exists is kept; the first missing name is matched against its entries, and
+    the rest of the path is kept where it then exists. `inspect`'s diagnosis and `audit ROOT` share it."""
+    parts = path.rstrip("/").split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        ancestor = "/".join(parts[:depth]) or "/"
+        try:
+            names = [posixpath.basename(i["name"].rstrip("/")) for i in fs.ls(ancestor, detail=True)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return []
+        found = []
+        for name in difflib.get_close_matches(parts[depth], names, n=limit, cutoff=0.6):
+            rest = posixpath.join(ancestor, name, *parts[depth + 1:])
+            whole = fs.exists(rest) or _is_prefix(fs, rest)
+            found.append(storage.display(fs, rest if whole else posixpath.join(ancestor, name)))
+        return found
+    return []
 
 
 # --- helpers --------------------------------------------------------------------------------------

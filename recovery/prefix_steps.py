@@ -53,6 +53,7 @@ class AuditSettings:
     registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
     min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
+    command_options: tuple = ()  # records.carried_options: what the commands a record offers must carry
 
 
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | None = None) -> "RebuildPlan | Record":
