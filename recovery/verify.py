@@ -10,6 +10,7 @@ from tfbundle import (
     crc_mask,
     data_filename,
     decode_slice_key,
+    dtype,
     index_filename,
     is_slice_key,
     read_index,
@@ -131,7 +132,7 @@ def verification_problems(plan: VerifyPlan, ranges: list) -> list[str]:
             actual, expected = crc_mask(raw), plan.crcs[i]
             if actual != expected or not all(complete for *_, complete in parts):
                 where = f"shard {shard}, bytes {placed.offset}-{placed.offset + placed.size}"
-                problems.append(f"tensor {placed.spec.key!r} ({where}): checksum does not match "
+                problems.append(f"tensor {placed.spec.key} ({where}): checksum does not match "
                                 f"(index {expected:#010x}, data {actual:#010x})")
     return problems
 
@@ -196,6 +197,18 @@ def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None,
     return judge_rehearsal(own, finalize(plan, checksum_whole(fs, plan, on_bytes)))
 
 
+def _entry_words(entry) -> str:
+    """An index entry as a person reads it (no Python repr)."""
+    if entry is None:
+        return "no such entry"
+    if not hasattr(entry, "dtype"):
+        return f"a header of {getattr(entry, 'num_shards', '?')} shard(s)"
+    shape = "[" + ", ".join(map(str, entry.shape)) + "]"
+    return (f"{dtype(entry.dtype).name}{shape} in shard {entry.shard_id}, bytes {entry.offset}-"
+            f"{entry.offset + entry.size}, crc32c {entry.crc32c:08x}"
+            + (f", {len(entry.slices)} slice(s)" if entry.slices else ""))
+
+
 def _first_difference(own: bytes, rebuilt: bytes, source: str) -> str:
     try:
         mine, theirs = read_index(own), read_index(rebuilt)
@@ -204,5 +217,6 @@ def _first_difference(own: bytes, rebuilt: bytes, source: str) -> str:
     for key in sorted(set(mine.entries) | set(theirs.entries)):
         a, b = mine.entries.get(key), theirs.entries.get(key)
         if a != b:
-            return f"rebuilt from {source} differs at {key!r}: existing {a}, rebuilt {b}"
+            return (f"rebuilt from {source} differs at {_readable(key) or 'the header'}: existing {_entry_words(a)}, "
+                    f"rebuilt {_entry_words(b)}")
     return f"rebuilt from {source} has the same entries but different bytes ({len(own)} vs {len(rebuilt)})"

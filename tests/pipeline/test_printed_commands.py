@@ -1,0 +1,109 @@
+"""Every command the audit of `ckpt-rescue demo`'s tree prints, followed as a person would: the `command`
+of every record, every command on report.html (the full command its copy button gives), the audit's own
+output, and then every command those print in turn (inspect's `to rebuild the index:`, a diagnosis's
+`try:`). Each runs as printed, on a fresh copy of the tree at the audited path, and must succeed or say
+exactly what is still missing: never a traceback, never a usage error, never a refusal for want of an
+option the audit had."""
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from command_helpers import run_printed
+
+from pipeline.demo_cmd import write_demo_registry, write_demo_tree
+from recovery.report.readback import read_records
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+FOLLOWED = re.compile(r"^(?:to rebuild the index|try): (ckpt-rescue .*)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("printed")
+    tree, report, registry = base / "tree", base / "report", base / "architectures.yaml"
+    write_demo_tree(tree)
+    write_demo_registry(registry)
+    audit = subprocess.run([sys.executable, "-m", "pipeline", "audit", str(tree), "--report-dir", str(report),
+                            "--registry", str(registry), "--min-age", "0"], capture_output=True, text=True,
+                           timeout=600)
+    assert audit.returncode == 1, audit.stderr[-3000:]
+    pristine = base / "pristine"
+    shutil.copytree(tree, pristine)
+    shutil.copytree(report, base / "report-pristine")
+    return base, str(tree), str(report), str(registry), audit.stdout
+
+
+def fresh(base, tree: str, report: str) -> None:
+    """The tree and the report as the audit left them (a command before may have promoted or rebuilt)."""
+    for path, pristine in ((tree, base / "pristine"), (report, base / "report-pristine")):
+        shutil.rmtree(path)
+        shutil.copytree(pristine, path)
+
+
+def page_commands(report: str) -> list[str]:
+    page = open(os.path.join(report, "report.html")).read()
+    return [html.unescape(c) for c in re.findall(r'data-command="([^"]*)"', page)]
+
+
+def judge(command: str, done: subprocess.CompletedProcess) -> str:
+    """What following `command` did, or an assertion naming what went wrong."""
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, (command, out)
+    assert done.returncode != 2, (command, out)                       # printed commands are never misused
+    verb = command.split()[1] if command.startswith("ckpt-rescue ") else command.split()[0]
+    if verb in ("promote", "sh"):
+        assert done.returncode == 0 and "promoted: " in done.stdout and "FAILED" not in done.stdout, (command, out)
+    elif verb == "rebuild":
+        if done.returncode != 0:       # refused: then it says why, and what to give it (never "pass --registry")
+            assert done.returncode == 1 and "refused: " in done.stderr, (command, out)
+            assert "no registry was used" not in done.stderr, (command, out)
+        else:
+            assert done.stdout.startswith("rebuilt ") and "wrote " in done.stdout, (command, out)
+    elif verb == "inspect":
+        assert done.returncode in (0, 1), (command, out)
+    else:
+        raise AssertionError(f"a printed command of a kind this test does not know: {command}")
+    return verb
+
+
+def test_every_printed_command_works_as_printed(demo):
+    base, tree, report, registry, stdout = demo
+    records = read_records(report)
+    printed = {r.command for r in records if r.command}
+    printed |= set(page_commands(report))
+    printed |= {c for c in re.findall(r"`([^`]*)`", stdout) if c.startswith(("sh ", "ckpt-rescue "))}
+    assert {r.command for r in records if r.command} <= set(page_commands(report))    # the page offers each one
+    followed, verbs = set(), []
+    queue = sorted(printed)
+    while queue:
+        command = queue.pop(0)
+        if command in followed:
+            continue
+        followed.add(command)
+        fresh(base, tree, report)
+        done = run_printed(command, cwd=report if command.startswith("sh promote.sh") else str(base))
+        verbs.append(judge(command, done))
+        queue += FOLLOWED.findall(done.stdout + done.stderr)
+    assert {"promote", "inspect", "rebuild", "sh"} <= set(verbs), verbs
+    assert not [c for c in followed if "inspect" in c and "--registry" not in c.split("|")[0]
+                and c.startswith("ckpt-rescue inspect")], "an inspect command lost the audit's --registry"
+
+
+def test_a_staged_rebuild_s_state_file_leads_to_a_rebuild_that_works(demo):
+    """The path the issue found broken: a state file names an orphan only the registry can rebuild; its
+    command inspects the orphan, whose suggestion is a rebuild that must carry the registry."""
+    base, tree, report, registry, _ = demo
+    state = next(r for r in read_records(report) if r.prefix == os.path.join(tree, "registry-only", "checkpoint"))
+    fresh(base, tree, report)
+    inspected = run_printed(state.command, cwd=str(base))
+    (rebuild,) = FOLLOWED.findall(inspected.stdout)
+    assert f"--registry {registry}" in rebuild
+    done = run_printed(rebuild, cwd=str(base))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.path.exists(os.path.join(tree, "registry-only", "ckpt-1.index"))
