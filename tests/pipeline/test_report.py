@@ -22,7 +22,7 @@ from source_helpers import orphan
 from pipeline.cli import main as cli_main
 from recovery.records import REBUILT, UNRECOVERABLE, Record, promote_command, replace_command
 from recovery.report import parts
-from recovery.report.aggregates import HTML_SAMPLES_PER_CAUSE
+from recovery.report.aggregates import HTML_SAMPLES_PER_CAUSE, cause_of
 from recovery.report.page import human_bytes, relative
 from recovery.report.readback import read_records, read_summary
 from recovery.report.schema import SUMMARY_FIELDS, SUMMARY_SCHEMA
@@ -121,9 +121,10 @@ def test_the_page_bounds_what_it_holds_and_points_to_the_rest(tmp_path, monkeypa
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         _ = p | beam.Create(records) | WriteReports(reports, meta)
     page = open(os.path.join(reports, "report.html")).read()
-    assert len(table_rows(page, "problems")) == HTML_SAMPLES_PER_CAUSE
-    assert table_rows(page, "causes") == ["unrecoverable no source fits 90"]
-    assert "all 90 are in" in page
+    (row,) = table_rows(page, "problems")                          # one cause, one row
+    assert row.count("next: ckpt-rescue inspect") == HTML_SAMPLES_PER_CAUSE and " 90 " in row
+    assert f"and {90 - HTML_SAMPLES_PER_CAUSE} more in failures.csv" in row
+    assert "All 90 are in" in page
     lines = open(os.path.join(reports, "records.jsonl")).read().splitlines()
     assert [json.loads(line)["prefix"] for line in lines] == sorted(r.prefix for r in records)
     assert len(open(os.path.join(reports, "failures.csv")).read().splitlines()) == 91
@@ -209,13 +210,44 @@ def test_chromium_shows_the_audit_and_runs_no_hostile_name(chromium, audited, tm
     assert checkpoints(f"file://{page}#sort=runs:1") == sorted(down)
 
 
-@pytest.mark.parametrize("width,height", [(1280, 2400), (390, 3200)], ids=["desktop", "phone"])
-def test_screenshots_at_desktop_and_phone_widths(chromium, audited, tmp_path, width, height):
-    """Screenshots for a person to look at (kept under the test's tmp dir); the page must lay out."""
+LAYOUT = """(() => {
+  const fold = window.innerHeight, el = document.documentElement;
+  const top = s => { const e = document.querySelector(s); return e ? e.getBoundingClientRect().top + scrollY : null; };
+  const wide = Array.from(document.querySelectorAll('body *')).filter(e => {
+    const r = e.getBoundingClientRect(); return r.width > 0 && r.right > el.clientWidth + 1 && !e.closest('.scroll'); })
+    .map(e => e.tagName + '.' + e.className);
+  return {overflow: el.scrollWidth - el.clientWidth, fold: fold, verdict: top('#verdict'), changes: top('#changes'),
+          totals: top('#totals'), wide: wide.slice(0, 5),
+          problem_rows: document.querySelectorAll('#problems tbody tr').length,
+          copies: Array.from(document.querySelectorAll('[data-command]')).every(
+              c => c.nextElementSibling && c.nextElementSibling.dataset.copy === c.dataset.command)};
+})()"""
+
+
+@pytest.mark.parametrize("where", ["audited", "copied"])
+@pytest.mark.parametrize("width,height,mobile", [(1280, 900, False), (390, 844, True)], ids=["desktop", "phone"])
+def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, audited, tmp_path, width, height, mobile, where):
+    """No horizontal overflow at phone width, the verdict and totals above the fold, one row per cause, every
+    command with its full text one copy away; the same for a copy of the report in another directory.
+    Screenshots are kept for a person to look at."""
+    from browser import Page
+
     _, reports, _, _, _ = audited
-    shot = tmp_path / f"report-{width}.png"
-    _chromium(chromium, str(tmp_path / "profile"), f"--window-size={width},{height}", f"--screenshot={shot}",
-              f"file://{os.path.join(reports, 'report.html')}")
-    assert png_size(str(shot)) == (width, height)
-    assert os.path.getsize(shot) > 20_000       # a rendered page, not a blank one
+    if where == "copied":
+        reports = shutil.copytree(reports, str(tmp_path / "elsewhere" / "report"))
+    causes = {(r.status, cause_of(r)) for r in read_records(reports) if r.needs_a_person}
+    with Page(f"file://{os.path.join(reports, 'report.html')}", width, height, mobile) as page:
+        layout = page.evaluate(LAYOUT)
+        shot = page.screenshot(str(tmp_path / f"report-{where}-{width}.png"))
+        page.screenshot(str(tmp_path / f"report-{where}-{width}-problems.png"),
+                        top=page.evaluate("document.querySelector('#problems').getBoundingClientRect().top + scrollY"),
+                        height=height)
     print(f"screenshot: {shot}")
+    assert layout["overflow"] <= 0 and not layout["wide"], layout
+    assert layout["verdict"] is not None and layout["totals"] < layout["fold"], layout
+    assert layout["changes"] is None or layout["changes"] < layout["fold"], layout
+    assert layout["problem_rows"] == len(causes), layout
+    assert layout["copies"], layout
+    assert png_size(shot) == (width, height) and os.path.getsize(shot) > 20_000
+
+
