@@ -221,4 +221,10 @@ def _rehearse(fs, prefix, layouts, vault) -> int:
     if result.outcome is not None:
         for check in result.outcome.checks:
             print(f"  ok  {check}")
+        for refusal in result.outcome.refusals:
+            if "not independent evidence" in str(refusal):
+                print(f"  left out: {refusal}")
+    if vault is None:
+        print("  without --vault, an index ckpt-rescue rebuilt and promoted cannot be told from one TensorFlow wrote: "
+              "a sibling rebuilt from this checkpoint would count as independent")
     return EXIT_OK if result.verdict == "byte-identical" else EXIT_ATTENTION

@@ -172,10 +172,35 @@ def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources
         ctx = open_orphan(fs, prefix, listing, registry_layouts, vault=vault)
     except NotRebuildable as exc:
         return own, Rehearsal("refused", str(exc))
+    ctx.not_independent = rebuilt_by_us(ctx, vault)
     plan = prepare(ctx, sources)
     if isinstance(plan, RebuildOutcome):
         return own, Rehearsal("refused", plan.reason, plan)
     return own, plan
+
+
+def rebuilt_by_us(ctx, vault) -> dict:
+    """Siblings whose index ckpt-rescue itself wrote (the vault holds it with origin `rebuilt`: the audit, or
+    `ckpt-rescue promote`, kept it so): such an index may have been rebuilt from this very checkpoint, so a
+    rehearsal that used it would prove nothing. prefix path -> why it is left out."""
+    if vault is None:
+        return {}
+    import hashlib
+
+    from .healthy import indexed_siblings
+    from .vault import ORIGIN_REBUILT
+
+    found = {}
+    for prefix, _ in indexed_siblings(ctx):
+        entries = [e for e in vault.entries(storage.display(ctx.fs, prefix)) if e.origin == ORIGIN_REBUILT]
+        if not entries:
+            continue
+        sha = hashlib.sha256(storage.read_bytes(ctx.fs, index_filename(prefix))).hexdigest()
+        mine = next((e for e in entries if e.index_sha256 == sha), None)
+        if mine is not None:
+            found[prefix] = (f"not independent evidence: ckpt-rescue rebuilt this index ({mine.seen_on}, the vault "
+                             "says), possibly from the checkpoint being rehearsed")
+    return found
 
 
 def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
@@ -183,8 +208,8 @@ def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
     if outcome.index_bytes is None:
         return Rehearsal("refused", outcome.reason, outcome)
     if outcome.index_bytes == own:
-        return Rehearsal("byte-identical", f"rebuilt from {outcome.source}: identical to the existing index "
-                                           f"({len(own)} bytes)", outcome)
+        return Rehearsal("byte-identical", f"rebuilt from {outcome.source}, independent of this checkpoint: "
+                                           f"identical to the existing index ({len(own)} bytes)", outcome)
     return Rehearsal("differs", _first_difference(own, outcome.index_bytes, outcome.source), outcome)
 
 

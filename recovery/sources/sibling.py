@@ -64,6 +64,9 @@ def _sibling_layouts(ctx: OrphanContext):
     offered = 0
     for prefix, size in _sibling_prefixes(ctx)[:MAX_SIBLINGS_READ]:
         label = f"sibling {storage.prefix_name(prefix)}"
+        if prefix in ctx.not_independent:
+            yield Refusal(label, ctx.not_independent[prefix])
+            continue
         found = layout_from_prefix(ctx, ctx.fs, prefix, "sibling", label, size)
         yield found
         if isinstance(found, Layout):
