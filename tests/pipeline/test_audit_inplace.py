@@ -112,7 +112,7 @@ def test_in_place_with_checks_and_ranges_never_touches_an_unreadable_index(plant
     assert corrupt.status == "corrupt" and "magic" in corrupt.reason and corrupt.staged
     with open(corrupt.index_path, "rb") as f:
         assert f.read() == broken_original    # rebuilt from its sibling, staged only
-    assert corrupt.command.startswith(f"mv -n -- {broken}.index {broken}.index.unreadable && cp -n -- ")
+    assert corrupt.command.startswith(f"mv -n -- {broken}.index {broken}.index.unreadable && ckpt-rescue promote ")
 
     rot = records[rotten]
     assert rot.status == "corrupt" and repr(rotten_key) in rot.reason and "checksum does not match" in rot.reason

@@ -68,7 +68,7 @@ def test_rebuilt_indexes_are_staged_byte_identical_and_promotable(planted, first
         assert record.staged and record.index_path.startswith(os.path.join(report, "rebuilt") + "/")
         with open(record.index_path, "rb") as f:
             assert f.read() == original, prefix
-        assert record.command == f"cp -n -- {record.index_path} {prefix}.index"
+        assert record.command == f"ckpt-rescue promote {report} {prefix}"
         assert record.data_files == 1 and record.data_bytes == os.path.getsize(prefix + ".data-00000-of-00001")
         assert record.bytes_scanned == record.data_bytes    # one streaming pass over the data
         assert record.checks and record.seconds > 0

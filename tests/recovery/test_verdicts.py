@@ -242,7 +242,7 @@ def test_the_audit_stages_the_right_index_for_a_stale_one_and_overwrites_nothing
     assert record.status == STALE and record.staged and record.source.startswith("part index")
     with open(record.index_path, "rb") as f:
         assert f.read() == part_index               # the index TensorFlow would have written
-    assert record.command.startswith(f"mv -n -- {prefix}.index {prefix}.index.stale && cp -n -- ")
+    assert record.command.startswith(f"mv -n -- {prefix}.index {prefix}.index.stale && ckpt-rescue promote ")
     assert tree_digest(str(tmp_path / "tree")) == before   # --in-place never replaces an index
     subprocess.run(record.command, shell=True, check=True)
     assert not tensorflow_rejects(prefix)
@@ -426,7 +426,8 @@ def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_pa
     assert bad.status == CORRUPT and bad.staged and "index unreadable" in bad.reason
     with open(bad.index_path, "rb") as f:
         assert f.read() == original                 # rebuilt from a sibling, byte for byte
-    assert bad.command.startswith(f"mv -n -- {family.prefix}.index {family.prefix}.index.unreadable && cp -n -- ")
+    assert bad.command.startswith(f"mv -n -- {family.prefix}.index {family.prefix}.index.unreadable && "
+                                  "ckpt-rescue promote ")
 
 
 # --- 11. report directories inside a root --------------------------------------------------------------
