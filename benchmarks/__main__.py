@@ -1,4 +1,4 @@
-"""`python -m benchmarks [rebuild-command|rebuild|audit|report|listing ...] [--8gb] [--s3]`: print markdown.
+"""`python -m benchmarks [rebuild-command|rebuild|audit|report|listing|nightly ...] [--8gb] [--s3]`: print markdown.
 
 --8gb adds an 8 GB orphan to rebuild-command (minutes, 8 GB of disk); `make bench` leaves it out.
 --s3 runs the listing benchmark on moto S3 at 100k objects instead of fake-gcs-server at 30k."""
@@ -9,7 +9,8 @@ import sys
 
 def main(argv: list[str]) -> int:
     flags = {a for a in argv if a.startswith("--")}
-    which = [a for a in argv if not a.startswith("--")] or ["rebuild-command", "rebuild", "audit", "report", "listing"]
+    which = [a for a in argv if not a.startswith("--")] or ["rebuild-command", "rebuild", "audit", "report", "listing",
+                                                            "nightly"]
     for name in which:
         options = {}
         if name == "rebuild-command":
@@ -30,8 +31,11 @@ def main(argv: list[str]) -> int:
             from . import listing_latency as bench
 
             options = {"store": "s3"} if "--s3" in flags else {}
+        elif name == "nightly":
+            from . import nightly as bench
         else:
-            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit, report, listing",
+            print(f"unknown benchmark {name!r}; choose from rebuild-command, rebuild, audit, report, listing, "
+                  "nightly",
                   file=sys.stderr)
             return 2
         result = bench.main(**options)

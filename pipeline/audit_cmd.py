@@ -8,6 +8,7 @@ existed before the run is ever changed. Unknown flags go to Beam (e.g. --runner 
 waits for the run and exits with its exit code (the codes are listed below).
 """
 
+import argparse
 import json
 import re
 import shlex
@@ -20,6 +21,7 @@ from recovery.diagnosis import nearest_paths
 from recovery.listing import (
     REPORT_MARKER,
     BadRoot,
+    MissingRoot,
     check_root,
     distinct_roots,
     hidden_checkpoint_files,
@@ -33,10 +35,10 @@ from recovery.report.schema import HTML, PROMOTE
 from recovery.report.summary import statuses_of
 from recovery.stores import store_for
 
-from . import flink_preflight, preflight
+from . import flink_preflight, nightly_setup, preflight
 from . import options as beam_flags
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
-from .registry_args import registry_layouts_from_args
+from .registry_args import absolute_location, registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
@@ -128,6 +130,8 @@ def add_arguments(parser):
     nightly.add_argument("--verify-share", "--verify_share", dest="verify_share", type=share, default=None,
                          metavar="1/N", help="with --verify-data: verify a rotating 1/N of the healthy checkpoints "
                                              "each run, so each is verified at least once in N runs")
+    nightly.add_argument("--now", type=nightly_setup.clock, default=None, help=argparse.SUPPRESS)   # the run's clock
+
     parser.add_argument("--detach", action="store_true",
                         help="submit the pipeline and return without waiting (Dataflow Flex Template launchers)")
 
@@ -142,38 +146,56 @@ def run(args) -> int:
     if not roots:
         raise UsageError("give at least one ROOT (or --roots)")
     preflight.check_access([("ROOT", r) for r in roots]
-                           + [("--report-dir", args.report_dir), ("--registry", args.registry)])
+                           + [("--report-dir", args.report_dir), ("--registry", args.registry),
+                              ("--vault", args.vault), ("--previous", args.previous)])
+    missing = {}
     for root in roots:
         try:
             check_root(root)
+        except MissingRoot:
+            near = _nearest(root)
+            missing[_display(root)] = f" (nearest that exist: {', '.join(near)})" if near else ""
         except BadRoot as exc:
-            raise UsageError(str(exc) + _nearest(root)) from None
+            raise UsageError(str(exc)) from None
     roots = distinct_roots(roots)
     _check_report_dir(args.report_dir, roots)
     preflight.check_output_dir("--report-dir", args.report_dir)
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
-    flags, why = _engine(args, roots)
+    flags, why = _engine(args, [r for r in roots if _display(r) not in missing])
     flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
+    run_id, now = uuid.uuid4().hex, time.time() if args.now is None else args.now
+    shown_roots = [_display(r) for r in roots]
+    nightly, memory_meta = nightly_setup.prepare(args, roots, shown_roots, run_id, now, layouts)
     meta = {
-        "run_id": uuid.uuid4().hex,
-        "started": time.time(),
-        "roots": [_display(r) for r in roots],
+        "run_id": run_id,
+        "started": now,
+        "roots": shown_roots,
         "report_dir": _display(args.report_dir),
         "command": _command_line(args, roots),
+        "missing_roots": missing,
+        "clock_offset": now - time.time(),
+        **memory_meta,
         "options": {"in_place": args.in_place, "verify_data": args.verify_data, "rehearse": args.rehearse,
                     "allow_zeros": args.allow_zeros,
                     "split_bytes": args.split_bytes, "runner": beam_flags.describe(flags),
                     "min_age_minutes": args.min_age,
-                    "registry_entries": sorted(layouts or {}), "vault": args.vault},
+                    "registry_entries": sorted(layouts or {}), **memory_meta["options"]},
     }
     _mark_report_dir(args.report_dir, meta)
+    registry = (write_resolved(args.report_dir, layouts, absolute_location(args.registry))
+                if layouts is not None else None)
+    nightly = nightly_setup.start(nightly, meta, args)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
-                             registry=write_resolved(args.report_dir, layouts) if layouts is not None else None,
-                             allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
-                             command_options=carried_options(args.registry, args.vault, args.allow_zeros))
+                             registry=registry, allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
+                             vault=nightly.vault, nightly=nightly,
+                             command_options=carried_options(args.registry, nightly.vault, args.allow_zeros))
+    roots = [r for r in roots if _display(r) not in missing]
     from . import audit_pipeline
 
+    for root, near in missing.items():
+        print(f"ckpt-rescue audit: root {root} does not exist{near}: it is reported, and the run exits 4",
+              file=sys.stderr)
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}: {why}", file=sys.stderr)
     pipeline_options = beam_flags.pipeline_options(flags)
     if args.detach:
@@ -197,17 +219,14 @@ def run(args) -> int:
               "another audit may be writing to the same report directory", file=sys.stderr)
         return EXIT_ATTENTION
     _print_summary(summary, first_failures(args.report_dir, SHOWN_PROBLEMS), audit_pipeline.metrics(result))
-    _warn_empty_roots(summary)
     return summary["exit_code"]
 
 
-def _nearest(root: str) -> str:
-    """For a root that does not exist: the nearest existing paths (as `inspect` lists them for a prefix)."""
+def _nearest(root: str) -> list:
+    """For a root that does not exist: the nearest existing paths (as `inspect` lists them for a prefix),
+    or the deepest directory that exists."""
     fs, path = storage.url_to_fs(root)
-    if not storage.is_local(fs) or fs.exists(path):
-        return ""
-    near = nearest_paths(fs, path)
-    return "; did you mean " + " or ".join(shlex.quote(n) for n in near) + "?" if near else ""
+    return nearest_paths(fs, path, limit=3, or_ancestor=True)
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:
@@ -230,14 +249,6 @@ def _engine(args, roots: list[str]) -> tuple[list[str], str]:
         return flags, (f"a small local tree ({size.files} files, {size.bytes / 1e6:.1f} MB; up to {limits} run in one "
                        "process, which starts faster than workers; see --small-tree-files)")
     return flags, f"more than {limits} under the roots, so a worker process per core"
-
-
-def _warn_empty_roots(summary: dict) -> None:
-    """A root with nothing in it is most often a typo or the wrong bucket: say what was looked for."""
-    for root, entry in summary.get("per_root", {}).items():
-        if not entry.get("records"):
-            print(f"ckpt-rescue audit: warning: no checkpoint found under {root} (looked at every depth for "
-                  "`*.index`, `*.data-NNNNN-of-NNNNN` and `checkpoint` state files)", file=sys.stderr)
 
 
 def _display(url: str) -> str:
@@ -302,14 +313,26 @@ def _command_line(args, roots) -> str:
         parts += ["--small-tree-files", str(args.small_tree_files)]
     if args.profile:
         parts += ["--profile", args.profile]
+    if args.vault:
+        parts += ["--vault", args.vault]
+        if args.vault_keep_days != DEFAULT_VAULT_KEEP_DAYS:
+            parts += ["--vault-keep-days", f"{args.vault_keep_days:g}"]
+    if args.verify_share:
+        parts += ["--verify-share", f"1/{args.verify_share}"]
+    parts += ["--full"] if args.full else []
+    parts += ["--previous", args.previous] if args.previous else []
     return shlex.join(parts + list(args.beam_args))
 
 
 def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
-    """From summary.json and the first rows of failures.csv: the launcher never loads every record."""
+    """From summary.json and the first rows of failures.csv: the launcher never loads every record.
+    What a person must read first (the summary's warnings) comes first."""
     counts = summary["counts"]
+    for warning in summary.get("warnings", []):
+        print(f"WARNING: {warning}")
     print(f"audited {summary['records']} record(s) under {len(summary['roots'])} root(s) "
           f"in {summary['duration_seconds']:.1f} s")
+    _print_changes(summary)
     print("  " + "  ".join(f"{status} {counts[status]}" for status in statuses_of(counts) if status in counts))
     total = summary.get("needs_a_person", len(problems))
     if total:
@@ -328,6 +351,22 @@ def _print_summary(summary: dict, problems: list, metrics: dict) -> None:
     if metrics:
         print("metrics: " + ", ".join(_metric(name, value) for name, value in sorted(metrics.items())))
     print(f"report: {summary['report_dir'].rstrip('/')}/{HTML}")
+
+
+def _print_changes(summary: dict) -> None:
+    """One line on what changed since the previous run, and what the memory saved."""
+    previous, changes = summary.get("previous_run"), summary.get("changes") or {}
+    if previous:
+        print(f"since the run of {previous['finished']}: " + ", ".join(
+            f"{name} {changes.get(name, 0)}" for name in ("new", "deleted", "resolved", "persists")))
+    directories = summary.get("directories") or {}
+    if directories.get("carried"):
+        print(f"carried forward {summary.get('carried', 0)} record(s) of {directories['carried']} unchanged "
+              f"director(ies) without reading them; judged {directories.get('judged', 0)} (--full reads all)")
+    vault = summary.get("vault")
+    if vault:
+        print(f"vault {vault['url']}: kept {vault['kept']} new index(es) ({vault['kept_bytes']} bytes), pruned "
+              f"{vault['pruned']}")
 
 
 def _metric(name: str, value) -> str:

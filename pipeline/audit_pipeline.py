@@ -12,10 +12,12 @@ import apache_beam as beam
 
 from recovery.prefix_steps import AuditSettings
 from recovery.records import with_options
-from transforms.classify import ORPHANS, TO_CHECK, ClassifyDirectory
+from transforms.classify import ORPHANS, TO_CHECK, TO_SALVAGE, ClassifyDirectory
 from transforms.listing import ListFiles
+from transforms.memory import CHECK, DIRECTORIES, NIGHT, REBUILD, SALVAGE, GoneDirectories, Remember, directory_key
 from transforms.rebuild import RebuildOrphans
 from transforms.report import Tally, WriteReports
+from transforms.salvage import AssessSalvage
 from transforms.verify import CheckHealthy
 
 
@@ -23,27 +25,58 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     """Add the audit to `pipeline`; returns the records by the stage that made them (before the report).
 
     The records are counted and reported where they are made, not flattened into one PCollection
-    first: the local runner would hold all of them between stages (see WriteReports)."""
+    first: the local runner would hold all of them between stages (see WriteReports). With a nightly
+    memory (settings.nightly), each stage's records are compared with the previous run's where they
+    are made too; only directory keys are joined (the directories gone since the previous run)."""
     check = settings.verify_data or settings.rehearse
+    nightly = settings.nightly
     directories, listing_failures = (pipeline
                                      | "Roots" >> beam.Create(roots)
                                      | "List" >> ListFiles(settings.report_dir))
-    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data)
-    found, orphans, to_check = {"listing": listing_failures}, [], []
+    classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data, nightly)
+    found, orphans, to_check, incomplete = {"listing": listing_failures}, [], [], []
+    nights, lines, keys = [], [], []
     for listed, each in directories.items():     # classified in the stage that listed them
         classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
-            ORPHANS, TO_CHECK, main="records")
+            ORPHANS, TO_CHECK, TO_SALVAGE, NIGHT, DIRECTORIES, main="records")
         found[f"classify {listed}"] = classified.records
         orphans.append(classified[ORPHANS])
         to_check.append(classified[TO_CHECK])
-    found["rebuild"] = tuple(orphans) | "All orphans" >> beam.Flatten() | "Rebuild" >> RebuildOrphans(settings)
+        incomplete.append(classified[TO_SALVAGE])
+        nights.append(classified[NIGHT])
+        lines.append(classified[DIRECTORIES])
+        keys.append(each | f"Directory keys ({listed})" >> beam.Map(directory_key))
+    rebuilt = tuple(orphans) | "All orphans" >> beam.Flatten() | "Rebuild" >> RebuildOrphans(settings)
+    found["rebuild"] = _remembered(rebuilt, nightly, REBUILD, nights)
+    salvaged = tuple(incomplete) | "All incomplete" >> beam.Flatten() | "Salvage incomplete" >> AssessSalvage(settings)
+    found["salvage"] = _remembered(salvaged, nightly, SALVAGE, nights)
     if check:
-        found["check"] = (tuple(to_check) | "All to check" >> beam.Flatten()
-                          | "Check healthy" >> CheckHealthy(settings))
+        checked = (tuple(to_check) | "All to check" >> beam.Flatten() | "Check healthy" >> CheckHealthy(settings))
+        found["check"] = _remembered(checked, nightly, CHECK, nights)
+    if nightly is not None and meta.get("previous_directories"):
+        gone = (tuple(keys) | "All directory keys" >> beam.Flatten()
+                | "Gone directories" >> GoneDirectories(nightly, meta["previous_directories"], meta["roots"]))
+        found["gone"] = gone.records
+        nights.append(gone[NIGHT])
+        lines.append(gone[DIRECTORIES])
     records = {source: (made | f"Commands ({source})" >> beam.Map(with_options, settings.command_options)
                         | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in found.items()}
-    _ = records | "Report" >> WriteReports(settings.report_dir, meta)
+    extra = {}
+    if nightly is not None:
+        extra = {"directories": tuple(lines) | "All directory lines" >> beam.Flatten(),
+                 "night": tuple(nights) | "All night counts" >> beam.Flatten()}
+    _ = records | "Report" >> WriteReports(settings.report_dir, meta, **extra)
     return records
+
+
+def _remembered(records, nightly, stage: str, nights: list):
+    """A stage's records compared with the previous run's and remembered (with a nightly memory)."""
+    if nightly is None:
+        return records
+    remembered = records | f"Remember ({stage})" >> beam.ParDo(Remember(nightly, stage)).with_outputs(
+        NIGHT, main="records")
+    nights.append(remembered[NIGHT])
+    return remembered.records
 
 
 class _WorkerStartupNoise(logging.Filter):

@@ -1,13 +1,18 @@
 """Write a demo tree of real TensorFlow checkpoints (healthy ones, an orphan of every recoverable
-kind, and decoys), audit it with a registry written into the work directory, and check that the
-audit found what was planted. Needs TensorFlow (any TensorFlow 2 build, or
-`pip install 'ckpt-rescue[tensorflow]'`) and nothing from the checkout; takes about a minute.
+kind, and decoys), audit it with a registry written into the work directory and an index vault, and
+check that the audit found what was planted. Then a day passes (a checkpoint rotated away, a healthy
+index lost, a staged rebuild promoted) and a second night's audit brings the lost index back from the
+vault with every tensor confirmed and says what changed. Needs TensorFlow (any TensorFlow 2 build, or
+`pip install 'ckpt-rescue[tensorflow]'`) and nothing from the checkout; takes about two minutes.
 """
 
 import os
 import random
+import shlex
 import shutil
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,17 +50,84 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ckpt-rescue-demo-")).resolve()
     tree, report, registry = workdir / "tree", workdir / "report", workdir / "architectures.yaml"
-    if tree.exists():
-        shutil.rmtree(tree)
+    vault, second = workdir / "vault", workdir / "report-night-2"
+    for old in (tree, report, vault, second):     # the demo's own work directory: start afresh
+        if old.exists():
+            shutil.rmtree(old)
     print(f"writing demo checkpoints with TensorFlow into {tree} ...", flush=True)
     planted = write_demo_tree(tree)
     write_demo_registry(registry)
-    print(f"auditing it (registry {registry}) ...", flush=True)
+    print(f"auditing it (registry {registry}, vault {vault}) ...", flush=True)
+    tonight = time.time()
+    _audit(tree, report, registry, vault, tonight, args.beam_args)   # judge what was written a moment ago
+    code = _compare(tree, report, planted)
+    if code != EXIT_OK:
+        return code
+    print("\na day passes: CheckpointManager deletes runs/adam/ckpt-1, a sync loses runs/adam/ckpt-2.index, "
+          "and someone promotes the rebuilt index of the SavedModel in exports/; the second night's audit ...",
+          flush=True)
+    expected = a_day_passes(tree, report)
+    _audit(tree, second, registry, vault, tonight + DAY, args.beam_args)
+    return _compare_second_night(tree, second, expected)
+
+
+DAY = 86400.0
+
+
+def _audit(tree: Path, report: Path, registry: Path, vault: Path, now: float, beam_args) -> int:
+    from recovery.memory.nightly import iso
+
     from .cli import main
 
-    main(["audit", str(tree), "--report-dir", str(report), "--registry", str(registry), "--min-age", "0",
-          *args.beam_args])   # judge what was written a moment ago
-    return _compare(tree, report, planted)
+    return main(["audit", str(tree), "--report-dir", str(report), "--registry", str(registry), "--min-age", "0",
+                 "--vault", str(vault), "--now", iso(now), *beam_args])
+
+
+def a_day_passes(tree: Path, report: Path) -> list:
+    """What happens to the tree between the nights; returns (path, status, change, words) to expect."""
+    from recovery.report.readback import read_records
+
+    adam = tree / "runs" / "adam"
+    for name in os.listdir(adam):                  # CheckpointManager(max_to_keep=...) rotates the oldest away
+        if name.startswith("ckpt-1."):
+            os.remove(adam / name)
+    os.remove(index_filename(str(adam / "ckpt-2")))       # a sync that lost one file
+    exported = next(r for r in read_records(str(report)) if r.prefix.startswith(str(tree / "exports") + "/")
+                    and r.status == "rebuilt")
+    subprocess.run(shlex.split(exported.command), check=True)     # cp -n: promoted as its record says
+    return [("runs/adam/ckpt-1", "deleted", "new", "gone"),
+            ("runs/adam/ckpt-2", "rebuilt", "new", "as it was on"),
+            (_rel(tree, exported.prefix), "healthy", "resolved", ""),
+            ("healthy/sharded-200", "healthy", "persists", "")]
+
+
+def _compare_second_night(tree: Path, report: Path, expected: list) -> int:
+    from recovery.report.readback import read_records, read_summary
+
+    found = {os.path.relpath(r.prefix, tree): r for r in read_records(str(report))}
+    print("\nsecond night                                     expected           found")
+    wrong = 0
+    for path, status, change, words in expected:
+        record = found.get(path)
+        said = " ".join([record.source, record.reason, *record.checks]) if record else ""
+        ok = record is not None and (record.status, record.change) == (status, change) and words in said
+        wrong += not ok
+        got = "(no record)" if record is None else f"{record.status}, {record.change}"
+        print(f"{'ok ' if ok else 'BAD'} {path:<44} {status + ', ' + change:<18} {got}")
+    rebuilt = found.get("runs/adam/ckpt-2")
+    if rebuilt is not None and rebuilt.status == "rebuilt":
+        confirmed = [c for c in (*rebuilt.checks, *rebuilt.evidence.get("confirmed", []))
+                     if "tensors confirmed by the index as it was on" in c]
+        print(f"      {confirmed[0] if confirmed else rebuilt.source}")
+    summary = read_summary(str(report))
+    directories = summary.get("directories") or {}
+    print(f"\n{directories.get('carried', 0)} unchanged director(ies) carried forward without reading them, "
+          f"{directories.get('judged', 0)} judged; report: {report / 'report.html'}")
+    if wrong:
+        print(f"{wrong} finding(s) of the second night differ from what the day did")
+        return EXIT_ATTENTION
+    print("the second night found what the day did: the vault brought the lost index back as it was")
+    return EXIT_OK
 
 
 def write_demo_registry(path: Path) -> None:

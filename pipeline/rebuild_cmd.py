@@ -170,15 +170,19 @@ def _options(args) -> tuple:
     return carried_options(args.registry, args.vault, args.allow_zeros) + tuple(x for pair in chosen for x in pair)
 
 
-def _open_vault(args):
+def open_vault(url: str | None):
     """The vault --vault names, checked before any work: a location that is not a vault is a usage error."""
-    if not args.vault:
+    if not url:
         return None
     try:
-        vault = Vault.open(args.vault)
+        return Vault.open(url)
     except VaultError as exc:
         raise UsageError(f"--vault {exc}") from None
-    if args.template or args.arch:
+
+
+def _open_vault(args):
+    vault = open_vault(args.vault)
+    if vault is not None and (args.template or args.arch):
         print(f"note: {'--template' if args.template else '--arch'} chooses the source, so the vault is not "
               "consulted; drop it to let the vault's index of this prefix come first", file=sys.stderr)
     return vault

@@ -57,6 +57,18 @@ def _check_arch(arch: str | None, entries, path: str) -> None:
     raise UsageError(f"--arch {arch} is not registered in {path} (registered: {known}){hint}")
 
 
+def registry_in_use(args) -> str | None:
+    """The registry file a command uses (--registry, else the default where it exists), as a command run
+    from any directory can name it (a local path made absolute); None when there is none."""
+    path = args.registry or (DEFAULT_REGISTRY if os.path.exists(DEFAULT_REGISTRY) else None)
+    return absolute_location(path) if path else None
+
+
+def absolute_location(path: str) -> str:
+    """A local path made absolute; a URL (gs://, s3://, ...) as it is."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def registry_layouts_from_args(args, lazy: bool = False) -> "Mapping | None":
     """Registry entries resolved into plain layouts (builders run here, with TensorFlow), or None.
 

@@ -31,8 +31,8 @@ from tfbundle import FormatError
 from . import preflight
 from .cli import EXIT_ATTENTION, EXIT_OK, UsageError
 from .inspect_text import render
-from .rebuild_cmd import check_template
-from .registry_args import add_registry_arguments, registry_layouts_from_args
+from .rebuild_cmd import check_template, open_vault
+from .registry_args import add_registry_arguments, no_registry_found, registry_in_use, registry_layouts_from_args
 
 SHOWN = 8   # tensors listed per part on the terminal; the manifest lists them all
 
@@ -46,6 +46,10 @@ def add_arguments(parser):
                         help="also keep tensors whose bytes arrived but whose placement nothing confirms (listed "
                              "apart in the manifest); never a tensor whose bytes are known damaged")
     parser.add_argument("--template", metavar="PREFIX", help="use only this healthy checkpoint as the layout")
+    parser.add_argument("--vault", metavar="URL",
+                        help="the index vault an audit keeps (local, gs://, s3://): this prefix's index as it was "
+                             "while healthy proves every tensor whose CRC still verifies, cut short or not "
+                             "(docs/vault.md)")
     add_registry_arguments(parser)
 
 
@@ -56,7 +60,8 @@ def run(args) -> int:
     try:
         plan = plan_salvage(fs, prefix, registry_layouts=layouts, arch=args.arch, template=args.template,
                             include_unconfirmed=args.include_unconfirmed,
-                            output_args=f"--output {shlex.quote(args.output)}")
+                            output_args=f"--output {shlex.quote(args.output)}", vault=args.opened_vault,
+                            registry_path=registry_in_use(args) or "")
     except (FormatError, OSError) as exc:   # a file that cannot be read as it should (not the store failing)
         if storage.is_transient(exc):
             raise
@@ -68,9 +73,7 @@ def run(args) -> int:
         for check in exc.checks:
             print(f"  ok  {check}", file=sys.stderr)
         if exc.reason == NO_SOURCE:
-            print("to fix: pass --template HEALTHY_PREFIX (a healthy checkpoint of the same model), or register the "
-                  "model once with `ckpt-rescue register NAME --from-checkpoint HEALTHY_PREFIX --registry FILE` and "
-                  "pass --registry FILE", file=sys.stderr)
+            print(_no_source_hint(args), file=sys.stderr)
         return EXIT_ATTENTION
     try:
         written = write_salvage(plan, args.output)
@@ -81,6 +84,19 @@ def run(args) -> int:
         return EXIT_ATTENTION
     print(summary(plan, written))
     return EXIT_OK
+
+
+def _no_source_hint(args) -> str:
+    """What to give salvage when nothing describes the layout, naming the registry in use (or saying that
+    none is, and where one was looked for)."""
+    registry = registry_in_use(args)
+    lead = ("to fix: pass --template HEALTHY_PREFIX (a healthy checkpoint of the same model), or register the model "
+            "once with `ckpt-rescue register NAME --from-checkpoint HEALTHY_PREFIX --registry ")
+    if registry:
+        quoted = shlex.quote(registry)
+        return f"{lead}{quoted}` and pass --registry {quoted} --arch NAME"
+    return (f"{lead}FILE` and pass --registry FILE (FILE: a registry file of your choice; none is in use: "
+            f"{no_registry_found()})")
 
 
 def summary(plan, written) -> str:
@@ -130,7 +146,7 @@ def _listed(tensors: list, title: str, manifest_path: str) -> list:
 def check_before_work(args) -> None:
     """Every usage mistake, found before any data is read: exit 2 with the fix."""
     preflight.check_access([("PREFIX", args.prefix), ("--template", args.template), ("--output", args.output),
-                            ("--registry", args.registry)])
+                            ("--registry", args.registry), ("--vault", args.vault)])
     found = locate_target(args.prefix)
     if isinstance(found, Diagnosis):
         hint = (f"\ntry: ckpt-rescue salvage {shlex.quote(found.suggestion)} --output {shlex.quote(args.output)}"
@@ -150,3 +166,4 @@ def check_before_work(args) -> None:
                          "choose another NEW_PREFIX")
     if storage.is_local(fs):
         preflight.check_output_dir("--output", storage.prefix_directory(output_files(out_path)[1]) or ".")
+    args.opened_vault = open_vault(args.vault)

@@ -65,6 +65,8 @@ def run(args, clock=None, sleep=None) -> int:
     except OSError as exc:      # a permanent refusal (403, a local permission); the transient ones are exit 3
         raise UsageError(f"{args.report_dir}: cannot be read ({type(exc).__name__}: {exc})") from None
     print(outcome_line(state, args))
+    for warning in (state.finished or {}).get("warnings", []):     # what the audit says to read first
+        print(f"  WARNING: {warning}")
     if state.finished and state.exit_code == EXIT_ATTENTION:
         _print_problems(state)
     return state.exit_code

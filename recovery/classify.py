@@ -19,6 +19,7 @@ from .part_indexes import compare_with_part_indexes
 from .records import (
     CHECKPOINT,
     CORRUPT,
+    ERROR,
     HEALTHY,
     IN_PROGRESS,
     INCOMPLETE,
@@ -37,38 +38,45 @@ STEP = "classification"
 
 
 def classify_directory(fs, contents: DirectoryContents, root: str, min_age: float = 0.0, now: float | None = None,
-                       in_place: bool = False, verify_data: bool = False) -> list:
+                       in_place: bool = False, verify_data=False, keep=None) -> list:
     """One Record or OrphanTask per checkpoint prefix, one Record per leftover and state file.
 
     Each is judged on its own: whatever one prefix's files hold (an index that does not decode, a read
     that fails), its neighbours still get their own verdicts, and a store that did not answer is that
-    item's `error` (recovery/failures.py). Files younger than `min_age` seconds (at `now`) are reported
-    in progress and not read. `in_place` says whether this run writes rebuilt indexes beside their data
-    (what a state file's record tells about fixing its latest checkpoint); `verify_data` that every
-    healthy checkpoint will be streamed afterwards.
+    item's `error` (recovery/failures.py). A complete, self-consistent checkpoint is healthy at any age;
+    a finding (an orphan, incomplete, stale, corrupt) on files younger than `min_age` seconds (at
+    `now`) is deferred as in progress, and nothing is rebuilt for it. `in_place` says whether this run
+    writes rebuilt indexes beside their data (what a state file's record tells about fixing its latest
+    checkpoint); `verify_data` (a bool, or a predicate on the prefix as displayed) that a healthy
+    checkpoint will be streamed afterwards. `keep(found, index_bytes, graph)`, if given, is called with
+    the index of every healthy checkpoint as read, and its object graph's payload where the spot check
+    read and verified it, else None (the vault keeps them: recovery/memory/directory.py).
     """
     directory = storage.display(fs, contents.directory)
     now = time.time() if now is None else now
+    will_verify = verify_data if callable(verify_data) else (lambda _prefix: verify_data)
     results = []
     states = {}
     for found in contents.checkpoints.values():
         display = storage.display(fs, found.prefix)
         mtime = contents.newest(contents.files_of(found.prefix))
-        if _young(mtime, min_age, now):
-            judged = _in_progress(display, root, CHECKPOINT, directory, mtime, min_age, now,
+        read = {}
+        judged = dataclasses.replace(isolated(STEP, classify_prefix, (fs, found, root, directory, contents,
+                                                                      will_verify(display), read),
+                                              display, root, directory), mtime=mtime)
+        if _young(mtime, min_age, now) and _a_finding(judged):
+            judged = _in_progress(display, root, CHECKPOINT, directory, mtime, min_age, now, judged,
                                   data_files=len(found.data), data_bytes=found.data_bytes)
-        else:
-            judged = dataclasses.replace(isolated(STEP, classify_prefix, (fs, found, root, directory, contents,
-                                                                          verify_data), display, root, directory),
-                                         mtime=mtime)
+        elif keep is not None and read and isinstance(judged, Record) and judged.status == HEALTHY:
+            keep(found, read[found.prefix], read.get((found.prefix, "object graph")))
         states[found.prefix] = judged
         results.append(judged)
     for leftover in contents.leftovers:
         mtime = contents.newest([p for p, _ in leftover.files] + contents.files_of(leftover.belongs_to))
         name = storage.display(fs, leftover.name)
-        if _young(mtime, min_age, now):
-            record = _in_progress(name, root, LEFTOVER, directory, mtime, min_age, now, data_files=len(leftover.files),
-                                  data_bytes=sum(size for _, size in leftover.files))
+        if _young(mtime, min_age, now):     # a save writing it now, whatever its parts look like
+            record = _in_progress(name, root, LEFTOVER, directory, mtime, min_age, now,
+                                  data_files=len(leftover.files), data_bytes=sum(size for _, size in leftover.files))
         else:
             record = dataclasses.replace(isolated(STEP, classify_leftover, (fs, leftover, contents, states, root,
                                                                             directory), name, root, directory,
@@ -77,14 +85,18 @@ def classify_directory(fs, contents: DirectoryContents, root: str, min_age: floa
     for path, _ in contents.state_files:
         mtime = contents.newest([path])
         name = storage.display(fs, path)
-        if _young(mtime, min_age, now):
-            record = _in_progress(name, root, STATE_FILE, directory, mtime, min_age, now)
-        else:
-            record = dataclasses.replace(isolated(STEP, classify_state_file, (fs, path, contents, root, directory,
-                                                                              states, in_place), name, root,
-                                                  directory, STATE_FILE), mtime=mtime)
+        record = dataclasses.replace(isolated(STEP, classify_state_file, (fs, path, contents, root, directory,
+                                                                          states, in_place), name, root,
+                                              directory, STATE_FILE), mtime=mtime)
+        if _young(mtime, min_age, now) and _a_finding(record):
+            record = _in_progress(name, root, STATE_FILE, directory, mtime, min_age, now, record)
         results.append(record)
     return results
+
+
+def _a_finding(judged) -> bool:
+    """Would this verdict need a person (or a rebuild)? A storage error stays an error at any age."""
+    return isinstance(judged, OrphanTask) or judged.status not in (HEALTHY, ERROR)
 
 
 def _young(mtime: float | None, min_age: float, now: float) -> bool:
@@ -92,11 +104,17 @@ def _young(mtime: float | None, min_age: float, now: float) -> bool:
 
 
 def _in_progress(name: str, root: str, kind: str, directory: str, mtime: float, min_age: float, now: float,
-                 **fields) -> Record:
+                 looked=None, **fields) -> Record:
+    """`looked`: the verdict the files give now (a Record or OrphanTask), deferred rather than reported."""
     age = now - mtime
+    seen = ""
+    if isinstance(looked, OrphanTask):
+        seen = f"for now it looks like an orphan ({looked.finding}); "
+    elif isinstance(looked, Record):
+        seen = f"for now it looks {looked.status} ({looked.reason.split(': ', 1)[0]}); "
     return Record(name, IN_PROGRESS, f"newest file written {_duration(age)} ago, less than --min-age "
-                  f"({_duration(min_age)}): a save may still be writing it; not judged and nothing rebuilt this run",
-                  root, kind, directory, mtime=mtime, **fields)
+                  f"({_duration(min_age)}): a save may still be writing it; {seen}not judged and nothing rebuilt "
+                  "this run (--min-age 0 judges it now)", root, kind, directory, mtime=mtime, **fields)
 
 
 def _duration(seconds: float) -> str:
@@ -106,9 +124,11 @@ def _duration(seconds: float) -> str:
 
 
 def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents: DirectoryContents,
-                    full_check_follows: bool = False) -> "Record | OrphanTask":
+                    full_check_follows: bool = False, read: dict | None = None) -> "Record | OrphanTask":
     """`full_check_follows`: --verify-data will stream this checkpoint, so one damaged tensor the spot
-    check finds is left for it to report with every other one."""
+    check finds is left for it to report with every other one. `read`: where the index bytes as read
+    go (prefix -> bytes; and (prefix, "object graph") -> the graph's payload when the spot check read
+    it), for a caller that keeps them without reading them again."""
     display = storage.display(fs, found.prefix)
 
     def orphan(stage_only=False, finding="no index", status_if_staged=CORRUPT):
@@ -122,6 +142,8 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
         index_bytes = storage.read_bytes(fs, found.index_path)
     except FileNotFoundError:
         return orphan(finding="the index vanished after the listing")
+    if read is not None:
+        read[found.prefix] = index_bytes
     try:
         index = read_sized_index(index_bytes)
     except Exception as exc:  # noqa: BLE001 - any decoding failure means the index cannot be trusted
@@ -148,6 +170,8 @@ def classify_prefix(fs, found: PrefixFiles, root: str, directory: str, contents:
     if record.status != HEALTHY:
         return record
     spot = spot_check(fs, found.prefix, index)
+    if read is not None and spot.graph is not None:
+        read[(found.prefix, "object graph")] = spot.graph
     record = dataclasses.replace(record, bytes_scanned=record.bytes_scanned + spot.bytes_read)
     if spot.looks_stale:
         return orphan(stage_only=True, status_if_staged=STALE, finding=(

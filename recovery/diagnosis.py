@@ -14,6 +14,7 @@ from tfbundle import INDEX_SUFFIX, FormatError, index_filename, parse_data_filen
 from . import storage
 from .context import data_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
+from .listing import Listed
 from .records import EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 
@@ -181,7 +182,7 @@ def lfs_pointer_diagnosis(fs, path: str, prefix: str | None, head: bytes) -> Dia
 
 def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
     directory = storage.prefix_directory(path)
-    contents = group_directory(directory, [(i["name"], i.get("size") or 0) for i in listing
+    contents = group_directory(directory, [Listed(i["name"], i.get("size") or 0) for i in listing
                                             if i.get("type") != "directory"])
     names = [posixpath.basename(p) for p in contents.checkpoints]
     close = difflib.get_close_matches(posixpath.basename(path), names, n=5, cutoff=0.4)
@@ -199,7 +200,7 @@ def _missing(fs, path: str, target: str, listing: list) -> Diagnosis:
 
 def _directory(fs, path: str, target: str) -> Diagnosis:
     found = fs.find(path, maxdepth=DIRECTORY_DEPTH, detail=True)
-    contents = group_directory(path, [(p, info.get("size") or 0) for p, info in found.items()
+    contents = group_directory(path, [Listed(p, info.get("size") or 0) for p, info in found.items()
                                       if info.get("type") != "directory"])
     rows = []
     for prefix, files in contents.checkpoints.items():
@@ -216,10 +217,11 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
     return Diagnosis(target, problem, candidates=rows[:MAX_LISTED])
 
 
-def nearest_paths(fs, path: str, limit: int = 5) -> list[str]:
+def nearest_paths(fs, path: str, limit: int = 5, or_ancestor: bool = False) -> list[str]:
     """For a path that does not exist (a typo): the existing paths nearest to it, as a user types them.
     The deepest ancestor that exists is kept; the first missing name is matched against its entries, and
-    the rest of the path is kept where it then exists. `inspect`'s diagnosis and `audit ROOT` share it."""
+    the rest of the path is kept where it then exists. `or_ancestor`: when no name is close, that ancestor
+    itself (a root that vanished is not a typo). `inspect`'s diagnosis and `audit ROOT` share it."""
     parts = path.rstrip("/").split("/")
     for depth in range(len(parts) - 1, 0, -1):
         ancestor = "/".join(parts[:depth]) or "/"
@@ -234,7 +236,7 @@ def nearest_paths(fs, path: str, limit: int = 5) -> list[str]:
             rest = posixpath.join(ancestor, name, *parts[depth + 1:])
             whole = fs.exists(rest) or _is_prefix(fs, rest)
             found.append(storage.display(fs, rest if whole else posixpath.join(ancestor, name)))
-        return found
+        return found or ([storage.display(fs, ancestor)] if or_ancestor else [])
     return []
 
 

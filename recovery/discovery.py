@@ -1,9 +1,11 @@
 """Turn a flat listing into what an audit reasons about: checkpoint prefixes per directory, the
 leftovers of interrupted saves, and `checkpoint` state files.
 
-Pure: it sees only (path, size) or (path, size, mtime) tuples, so the same grouping runs on a laptop
-listing and on a bucket listing fanned out over Beam workers. Modification times are kept per path
-(`DirectoryContents.mtimes`) so saves still in progress can be told from finished ones. A merge's
+Pure: it sees only the listing's files (`recovery.listing.Listed`: path, size, mtime, identity), so the
+same grouping runs on a laptop listing and on a bucket listing fanned out over Beam workers.
+Modification times are kept per path (`DirectoryContents.mtimes`) so saves still in progress can be
+told from finished ones, and the store's identity of each file's bytes (`identities`) so the vault
+can tell the data files it kept an index for from files saved again since. A merge's
 temp directory (`P_temp/`, `P_temp_<hex>/`) is grouped with the directory that holds P, because P
 cannot be judged without it.
 """
@@ -17,6 +19,7 @@ from google.protobuf import text_format
 
 from tfbundle import FormatError, naming, parse_data_filename, shard_coverage
 
+from .listing import Listed
 from .protos.checkpoint_state_pb2 import CheckpointState
 
 STATE_FILE = "checkpoint"
@@ -72,16 +75,23 @@ class DirectoryContents:
     state_files: list = field(default_factory=list)   # (path, size) of `checkpoint` files
     others: list = field(default_factory=list)        # (path, size) of everything else (.meta, saved_model.pb, ...)
     mtimes: dict = field(default_factory=dict)        # path -> epoch seconds, where the listing gave one
+    identities: dict = field(default_factory=dict)    # path -> the store's identity of its bytes, where it gave one
     _listing_index: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def listing(self) -> list[dict]:
-        """`fs.ls(directory, detail=True)`-shaped entries, what the rebuild sources expect."""
+        """`fs.ls(directory, detail=True)`-shaped entries, what the rebuild sources expect (with the
+        listing's `mtime` and `identity` where it gave them: recovery/vault reads the identity)."""
         entries, subdirs = [], set()
         for files in self._all_files():
             for path, size in files:
                 parent = posixpath.dirname(path)
                 if parent == self.directory:
-                    entries.append({"name": path, "size": size, "type": "file"})
+                    entry = {"name": path, "size": size, "type": "file"}
+                    if path in self.mtimes:
+                        entry["mtime"] = self.mtimes[path]
+                    if path in self.identities:
+                        entry["identity"] = self.identities[path]
+                    entries.append(entry)
                 else:
                     subdirs.add(parent)
         entries += [{"name": d, "size": 0, "type": "directory"} for d in sorted(subdirs)]
@@ -136,15 +146,17 @@ class DirectoryContents:
         yield self.others
 
 
-def group_directory(directory: str, files) -> DirectoryContents:
-    """Sort the (path, size[, mtime]) tuples of one checkpoint directory into prefixes, leftovers and state files."""
+def group_directory(directory: str, files: "list[Listed]") -> DirectoryContents:
+    """Sort the files (Listed) of one checkpoint directory into prefixes, leftovers and state files."""
     contents = DirectoryContents(directory)
     prefixes: dict[str, PrefixFiles] = {}
     listed = []
     for item in files:
-        path, size = item[0], item[1]
-        if len(item) > 2 and item[2] is not None:
-            contents.mtimes[path] = item[2]
+        path, size = item.path, item.size
+        if item.mtime is not None:
+            contents.mtimes[path] = item.mtime
+        if item.identity is not None:
+            contents.identities[path] = item.identity
         listed.append((path, size))
     for path, size in sorted(listed):
         leaf = posixpath.basename(path)

@@ -62,9 +62,17 @@ def read_object_graph(fs, prefix: str) -> bytes | None:
             return None
         path, entry = located
         with storage.open_source(fs, path) as source:
-            raw = source.read_at(entry.offset, entry.size)
-        length, start = decode_varint(raw, 0)
-        payload = raw[start + 4:start + 4 + length]
-        return payload if len(payload) == length else None
+            return graph_payload(source.read_at(entry.offset, entry.size))
     except (FormatError, OSError):
         return None
+
+
+def graph_payload(raw: bytes) -> bytes | None:
+    """The object graph's payload from its tensor's bytes as stored (a string scalar: length varint, its
+    checksum, the bytes), or None when they are not that."""
+    try:
+        length, start = decode_varint(raw, 0)
+    except FormatError:
+        return None
+    payload = raw[start + 4:start + 4 + length]
+    return payload if len(payload) == length else None

@@ -5,13 +5,16 @@ group is one flat listing of a name prefix (one request per page of objects); el
 directory of the group is listed on its own. Sizes and modification times come with the listing (no
 per-file stat), and listings are never cached (see recovery.storage).
 
-Files are (path, size, mtime) with mtime in epoch seconds, or None where the store gives none.
-Earlier ckpt-rescue report directories inside a root are recognised by their files, and the indexes
-they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
+Files are `Listed`: path, size, modification time and the store's identity of the bytes, each as
+the listing gave it. Earlier ckpt-rescue report directories inside a root are recognised by their
+files, and the indexes they staged under `rebuilt/` are left out: a staged copy is not a checkpoint.
+An index vault inside a root (its marker, `ckpt-rescue-vault.json`) is left out whole: its `.index`
+files have no data beside them.
 """
 
 import itertools
 import posixpath
+from typing import NamedTuple
 
 from . import storage, stores
 
@@ -20,10 +23,32 @@ from . import storage, stores
 REPORT_MARKER = ".ckpt-rescue-report"
 STAGED_DIR = "rebuilt"
 _REPORT_FILES = ("summary.json", "records.jsonl")   # reports written before the marker existed have both
+VAULT_MARKER = "ckpt-rescue-vault.json"   # recovery.vault.tree.MARKER: a vault's whole tree is left out
+
+
+class Listed(NamedTuple):
+    """One file as a listing gave it, the one shape every step sees: `mtime` in epoch seconds and
+    `identity` the store's name for its bytes (recovery/stores: a GCS generation, an S3 ETag, a local
+    mtime, size and inode), each None where the store gives none."""
+
+    path: str
+    size: int
+    mtime: float | None = None
+    identity: str | None = None
+
+
+def listed(store, name: str, entry: dict) -> Listed:
+    """A listing entry (fsspec's dict) as a Listed file of `store`."""
+    return Listed(name, int(entry.get("size") or 0), store.mtime(entry), store.identity(entry))
 
 
 class BadRoot(ValueError):
-    """A root that does not exist or is not a directory: a usage error, not a finding."""
+    """A root that is not a directory or cannot be listed: a usage error, not a finding."""
+
+
+class MissingRoot(BadRoot):
+    """A root that does not exist. Not a typo in the scheduler's own configuration only: a tree that
+    vanished looks the same, so the audit runs, reports it and exits 4 (nothing checked)."""
 
 
 def check_root(url: str) -> None:
@@ -36,15 +61,21 @@ def check_root(url: str) -> None:
         if storage.is_transient(exc):
             raise storage.StorageUnavailable(f"{url}: the store kept failing after retries ({exc})") from exc
         raise BadRoot(f"{url}: cannot be listed ({exc})") from None
-    raise BadRoot(f"{url}: {'is a file, not a directory' if exists else 'does not exist'}")
+    if exists:
+        raise BadRoot(f"{url}: is a file, not a directory")
+    raise MissingRoot(f"{url}: does not exist")
 
 
 def top_level(fs, root: str, exclude: str | None = None):
-    """(files, child directories) directly under `root`: files as (path, size, mtime). A child with
-    an empty name (objects named `root//...`) is `root/`."""
+    """(files, child directories) directly under `root`: files as Listed. A child with an empty name
+    (objects named `root//...`) is `root/`. An index vault is left out whole."""
     files, children = [], []
     store = stores.store_for_fs(fs)
-    for entry in fs.ls(root, detail=True):
+    entries = fs.ls(root, detail=True)
+    if any(posixpath.basename(entry["name"].rstrip("/")) == VAULT_MARKER for entry in entries
+           if entry.get("type") != "directory"):
+        return [], []
+    for entry in entries:
         name = entry["name"].rstrip("/")
         if name == root.rstrip("/"):
             if entry.get("type") == "directory":     # the prefix `root//`: object stores allow an empty name
@@ -55,7 +86,7 @@ def top_level(fs, root: str, exclude: str | None = None):
         if entry.get("type") == "directory":
             children.append(name)
         else:
-            files.append((name, int(entry.get("size") or 0), store.mtime(entry)))
+            files.append(listed(store, name, entry))
     if _is_report_dir(root.rstrip("/"), {posixpath.basename(f[0]) for f in files}):
         staged = posixpath.join(root.rstrip("/"), STAGED_DIR)
         children = [c for c in children if c != staged]
@@ -63,13 +94,13 @@ def top_level(fs, root: str, exclude: str | None = None):
 
 
 def everything_under(fs, directory: str, exclude: str | None = None) -> list:
-    """Every file below `directory` as (path, size, mtime), from one paginated recursive listing."""
+    """Every file below `directory` as Listed, from one paginated recursive listing."""
     return without_earlier_reports(_found(fs, fs.find(directory, detail=True, withdirs=False), exclude))
 
 
 def _found(fs, found: dict, exclude: str | None) -> list:
     store = stores.store_for_fs(fs)
-    return [(name, int(info.get("size") or 0), store.mtime(info)) for name, info in found.items()
+    return [listed(store, name, info) for name, info in found.items()
             if info.get("type") != "directory" and not _excluded(name, exclude)]
 
 
@@ -116,14 +147,16 @@ def _cut(prefix: str, members: tuple) -> list:
 
 
 def without_earlier_reports(files: list) -> list:
-    """Drop what earlier audits staged: `D/rebuilt/**` where D holds a report (marker, or summary and records)."""
+    """Drop what earlier audits staged, `D/rebuilt/**` where D holds a report (marker, or summary and
+    records), and every file of an index vault (`V/**` where V holds the vault's marker)."""
     names_by_dir: dict = {}
     for item in files:
         names_by_dir.setdefault(posixpath.dirname(item[0]), set()).add(posixpath.basename(item[0]))
-    staged = [posixpath.join(d, STAGED_DIR) + "/" for d, names in names_by_dir.items() if _is_report_dir(d, names)]
-    if not staged:
+    hidden = [posixpath.join(d, STAGED_DIR) + "/" for d, names in names_by_dir.items() if _is_report_dir(d, names)]
+    hidden += [d.rstrip("/") + "/" for d, names in names_by_dir.items() if VAULT_MARKER in names]
+    if not hidden:
         return files
-    return [item for item in files if not any(item[0].startswith(s) for s in staged)]
+    return [item for item in files if not any(item[0].startswith(h) for h in hidden)]
 
 
 def _is_report_dir(directory: str, names: set) -> bool:

@@ -12,6 +12,7 @@ from tfbundle import index_filename
 
 from . import storage
 from .context import NotRebuildable, open_orphan
+from .memory.nightly import Nightly
 from .rebuild import (
     NO_SOURCE,
     RebuildOutcome,
@@ -26,7 +27,10 @@ from .rebuild import (
 )
 from .records import CORRUPT, REBUILT, STALE, UNRECOVERABLE, Record, inspect_command, promote_command, replace_command
 from .registry import ResolvedRegistry
+from .salvage import assess_salvage
+from .salvage.scan import streamed
 from .tasks import OrphanTask
+from .vault import vault_for
 from .verify import (
     Rehearsal,
     VerifyPlan,
@@ -52,34 +56,65 @@ class AuditSettings:
     rehearse: bool = False
     registry: ResolvedRegistry | None = None   # load with registry.load_resolved, once per worker
     allow_zeros: bool = False      # accept zero-filled blocks and data files (recovery/zeros.py)
-    min_age: float = 0.0         # seconds: younger files are reported in progress (the CLI's default is 10 min)
+    min_age: float = 0.0         # seconds: findings on younger files are deferred (the CLI's default is 10 min)
+    vault: str | None = None     # --vault: a source for rebuilds (recovery/sources/vault.py)
+    nightly: "Nightly | None" = None   # what the run remembers and compares with (recovery/memory/)
     command_options: tuple = ()  # records.carried_options: what the commands a record offers must carry
 
 
+def offer_salvage(fs, prefix: str, listing: list | None, record: Record, settings: AuditSettings,
+                  registry: dict | None = None, already_read=None) -> Record:
+    """A prefix refused for damage (cut short, zero-filled, a shard missing, bytes that contradict a
+    reference): what `ckpt-rescue salvage` would keep of it, in its reason ("salvageable: 212 of 230
+    tensors, 93% of bytes") and its `salvage` field with the command. Nothing is read where no damage is
+    seen (recovery/salvage/plan.py: damaged_only); `already_read`: what the rebuild streamed (scan.Streamed).
+    `prefix`: a filesystem path; `listing`: its directory's, or None to list it here."""
+    found = assess_salvage(fs, prefix, listing, registry, _registry_file(settings), vault=_vault(settings),
+                           streamed=already_read, damaged_only=True)
+    record = dataclasses.replace(record, bytes_scanned=record.bytes_scanned + found.bytes_read)
+    if not found.salvageable:
+        return record
+    return dataclasses.replace(record, reason=f"{record.reason}; {found.summary}", salvage=found.record_field())
+
+
+def _registry_file(settings: AuditSettings) -> str:
+    return getattr(settings.registry, "source", "") if settings.registry is not None else ""
+
+
+def _vault(settings: AuditSettings):
+    """The run's index vault (--vault), or None."""
+    return vault_for(settings.vault) if settings.vault else None
+
+
 def plan_orphan(fs, task: OrphanTask, settings: AuditSettings, registry: dict | None = None) -> "RebuildPlan | Record":
-    """Choose and fit a layout (cheap reads only), or the record saying why nothing fits.
+    """Choose and fit a layout (cheap reads only), or the record saying why nothing fits (and, refused for
+    damage, what a salvage would keep).
 
     `registry`: name -> Layout, as registry.load_resolved(settings.registry) gives them."""
     try:
-        ctx = open_orphan(fs, task.prefix, task.listing, registry)
+        ctx = open_orphan(fs, task.prefix, task.listing, registry, vault=_vault(settings))
     except NotRebuildable as exc:
-        return _not_rebuilt(task, str(exc))
+        return offer_salvage(fs, task.prefix, task.listing, _not_rebuilt(task, str(exc)), settings, registry)
     planned = prepare(ctx, allow_zeros=settings.allow_zeros)
     if isinstance(planned, RebuildOutcome):
-        return _not_rebuilt(task, planned.reason, planned.refusals, evidence=_evidence(planned))
+        record = _not_rebuilt(task, planned.reason, planned.refusals, evidence=_evidence(planned))
+        return record if planned.reason == NO_SOURCE else offer_salvage(fs, task.prefix, task.listing, record, settings,
+                                                                       registry)
     return planned
 
 
 def record_outcome(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, settings: AuditSettings,
-                   seconds: float) -> Record:
-    """Write the rebuilt index where this run may (staged by default) and say what was done."""
+                   seconds: float, registry: dict | None = None, ranges: list = ()) -> Record:
+    """Write the rebuilt index where this run may (staged by default) and say what was done; refused, what a
+    salvage would keep (from the `ranges` just read: rebuild.RangeChecksums)."""
     if outcome.status != REBUILT:
-        record = _not_rebuilt(task, outcome.reason, outcome.refusals)
+        record = offer_salvage(fs, task.prefix, task.listing, _not_rebuilt(task, outcome.reason, outcome.refusals),
+                               settings, registry, streamed(plan, list(ranges)))
     else:
         record = dataclasses.replace(_write(fs, task, plan, outcome, settings), source=outcome.source,
                                      checks=outcome.checks, refusals=[str(r) for r in outcome.refusals])
-    return dataclasses.replace(record, evidence=_evidence(outcome), bytes_scanned=outcome.bytes_scanned,
-                               seconds=round(seconds, 3))
+    return dataclasses.replace(record, evidence=_evidence(outcome),
+                               bytes_scanned=outcome.bytes_scanned + record.bytes_scanned, seconds=round(seconds, 3))
 
 
 def _evidence(outcome: RebuildOutcome) -> dict:
@@ -230,6 +265,8 @@ def needs_splitting(plan: "RebuildPlan | HealthyCheck", settings: AuditSettings)
     return max(plan.shard_sizes, default=0) > settings.split_bytes
 
 
-def rebuild_in_one(fs, task: OrphanTask, plan: RebuildPlan, settings: AuditSettings, started: float) -> Record:
-    outcome = finalize(plan, checksum_whole(fs, plan))
-    return record_outcome(fs, task, plan, outcome, settings, time.monotonic() - started)
+def rebuild_in_one(fs, task: OrphanTask, plan: RebuildPlan, settings: AuditSettings, started: float,
+                   registry: dict | None = None) -> Record:
+    ranges = checksum_whole(fs, plan)
+    outcome = finalize(plan, ranges)
+    return record_outcome(fs, task, plan, outcome, settings, time.monotonic() - started, registry, ranges)

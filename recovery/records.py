@@ -13,8 +13,16 @@ HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE = "healthy", "rebuilt", "un
 STALE, IN_PROGRESS = "stale", "in-progress"
 # The store kept failing (timeouts, 429/5xx, resets) after retries: nothing was decided; run again.
 ERROR = "error"
-STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS, ERROR)
+# DELETED: the previous run saw it and it is gone now (a CheckpointManager deletes old checkpoints at every
+# save, a lifecycle rule, a mistake): a finding reported every night until its vault entries are pruned,
+# which by itself needs no person.
+DELETED = "deleted"
+STATUSES = (HEALTHY, REBUILT, UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE, IN_PROGRESS, ERROR, DELETED)
 NEEDS_A_PERSON = (UNRECOVERABLE, CORRUPT, INCOMPLETE, STALE)
+
+# What changed since the previous run (a record's `change`; "" when no previous run is known).
+NEW, PERSISTS, RESOLVED = "new", "persists", "resolved"
+CHANGES = (NEW, PERSISTS, RESOLVED)
 
 # Exit codes of every command. EXIT_CODES is the one table: docs/running.md, the README and `--help`
 # show it, and a test holds them to it.
@@ -28,7 +36,8 @@ EXIT_CODES = (
     (EXIT_COULD_NOT_CHECK, "could not check", "storage kept failing after retries, or the pipeline itself failed: "
                                               "nothing was decided for some prefixes (records say `error`); run again"),
     (EXIT_NOTHING_CHECKED, "nothing checked", "a root is empty or missing, or held checkpoints in the previous run "
-                                              "and holds none now (wins over 3)"),
+                                              "and holds none now, or most of what was found was deferred as "
+                                              "in-progress (wins over 3)"),
     (EXIT_NOT_FINISHED, "not finished", "status: the run has started and has not written its summary (still running, "
                                         "or it died); wait longer or look at the job"),
     (EXIT_NO_RUN, "no run", "status: no audit has started in this report directory"),
@@ -66,6 +75,15 @@ class Record:
     # reference_matched, reference_total, matched_keys. Empty when nothing was rebuilt or fitted.
     evidence: dict = field(default_factory=dict)
     mtime: float | None = None  # newest modification time of its files (epoch seconds), where the store gives one
+    # What `ckpt-rescue salvage` would keep of a prefix refused for damage (recovery.salvage.assess):
+    # kept_tensors, total_tensors, kept_bytes, total_bytes, unconfirmed_tensors, command. Empty otherwise.
+    salvage: dict = field(default_factory=dict)
+    # What changed since the previous run (recovery/memory/changes.py): NEW, PERSISTS, RESOLVED or "" when no
+    # previous run is known; since when this status holds (ISO 8601, the run that first saw it); and the run
+    # whose reading this record carries because its directory's listing is unchanged ("" when read this run).
+    change: str = ""
+    since: str = ""
+    carried_from: str = ""
 
     def __post_init__(self):
         for name in ("checks", "refusals"):     # lists as given (or read back from JSON) become tuples

@@ -216,16 +216,18 @@ class ResolvedRegistry:
 
     url: str
     digest: str
+    source: str = ""     # the registry file they were resolved from, as any command can name it (absolute)
 
 
-def write_resolved(report_dir: str, layouts: dict) -> ResolvedRegistry:
-    """Write name -> Layout beside the reports (the run's workers can read there: they stage indexes there)."""
+def write_resolved(report_dir: str, layouts: dict, source: str = "") -> ResolvedRegistry:
+    """Write name -> Layout beside the reports (the run's workers can read there: they stage indexes there);
+    `source`: the registry file they came from, for the commands records print."""
     text = json.dumps({name: json.loads(layout.to_json()) for name, layout in layouts.items()}, indent=1)
     data = text.encode("utf-8")
     fs, path = storage.url_to_fs(report_dir)
     target = f"{path.rstrip('/')}/{RESOLVED_FILE}"
     storage.write_replaceable(fs, target, data)
-    return ResolvedRegistry(storage.display(fs, target), hashlib.sha256(data).hexdigest())
+    return ResolvedRegistry(storage.display(fs, target), hashlib.sha256(data).hexdigest(), source)
 
 
 def load_resolved(resolved: ResolvedRegistry) -> dict:

@@ -9,6 +9,7 @@ from tfbundle import OBJECT_GRAPH_KEY, FormatError, checksummer, crc_mask, data_
 
 from . import storage
 from .counters import COUNTER_KEYS
+from .healthy import graph_payload
 
 SPOT_CHECK_TENSORS = 3
 SPOT_CHECK_BYTES = 1 << 20
@@ -23,6 +24,7 @@ class SpotCheck:
     mismatches: list = field(default_factory=list)   # what did not match, in words
     bytes_read: int = 0
     counter_differs: bool = False
+    graph: bytes | None = None                       # the object graph's payload, when read and it matched
 
     @property
     def looks_stale(self) -> bool:
@@ -56,6 +58,8 @@ def spot_check(fs, prefix: str, index, limit: int = SPOT_CHECK_TENSORS, budget: 
         actual = tensor_crc(entry, blob)
         if actual == entry.crc32c:
             result.checked.append(name)
+            if key == OBJECT_GRAPH_KEY.encode():
+                result.graph = graph_payload(blob)
             continue
         shown = f"data {actual:#010x}" if actual is not None else "the data is not such a tensor"
         result.mismatches.append(f"tensor {name!r} (shard {entry.shard_id}, bytes {entry.offset}-"

@@ -148,13 +148,26 @@ def glob(fs, pattern: str) -> list:
         return fs.glob(pattern)
 
 
-def write_new(fs, path: str, data: bytes) -> None:
+def write_new(fs, path: str, data: bytes, durable: bool = True) -> None:
     """Create `path` with `data`, atomically, failing with FileExistsError if it already exists: the
     store's create-only write (a hard link locally, ifGenerationMatch=0 on GCS, If-None-Match: * on S3;
-    check then write where the store has nothing better)."""
+    check then write where the store has nothing better). `durable=False`: locally, no fsync (see
+    stores/local.py); an object store's write is durable once it returns either way."""
     store = stores.store_for_fs(fs)
+    if store.local and not durable:
+        store.create_new(fs, path, data, durable=False)
+        return
     with contextlib.nullcontext() if store.local else unavailable_if_transient(fs, path, "writing"):
         store.create_new(fs, path, data)
+
+
+def write_new_from(fs, path: str, source, size: int, **options) -> None:
+    """`write_new` of the next `size` bytes of the readable binary file `source`, never holding them all in
+    memory (a resumable upload on GCS, a multipart one on S3, both create-only); `options`: the store's
+    (part_bytes)."""
+    store = stores.store_for_fs(fs)
+    with contextlib.nullcontext() if store.local else unavailable_if_transient(fs, path, "writing"):
+        store.create_new_from(fs, path, source, size, **options)
 
 
 def write_replaceable(fs, path: str, data: bytes) -> None:

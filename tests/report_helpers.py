@@ -2,15 +2,20 @@
 tests/transforms/test_report.py): a small audit's records with hostile names, larger generated sets, the
 schema's JSON types, and the rows of a table of report.html."""
 
+import dataclasses
 import html.parser
 from collections import Counter
 
 from recovery.records import (
     CORRUPT,
+    DELETED,
     ERROR,
     HEALTHY,
     INCOMPLETE,
+    NEW,
+    PERSISTS,
     REBUILT,
+    RESOLVED,
     UNRECOVERABLE,
     Record,
     inspect_command,
@@ -81,7 +86,13 @@ def many_records(n: int = 2000, runs: int = 450, root: str = "gs://m/runs") -> l
         if i < runs and i % 3 == 0:
             out.append(Record(f"{directory}/checkpoint", HEALTHY, "ok", root, kind="state-file", directory=directory,
                               source=f"ckpt-{i + runs * (i % 2)}"))
-    return out
+        if i % 17 == 0:
+            out.append(Record(f"{directory}/ckpt-gone-{i}", DELETED, "gone: deleted since", root, directory=directory,
+                              change=PERSISTS if i % 2 else NEW, since=f"2026-12-0{1 + i % 5}T02:30:00Z"))
+    changes = ("", NEW, PERSISTS, RESOLVED, PERSISTS)      # and every 6th carried from an earlier night
+    return [r if r.status == DELETED else dataclasses.replace(
+        r, change=changes[i % 5], since=f"2026-12-0{1 + i % 7}T02:30:00Z",
+        carried_from="2026-12-01T02:30:00Z" if i % 6 == 0 else "") for i, r in enumerate(out)]
 
 
 def summarize(records, meta: dict, finished: float) -> dict:

@@ -1,4 +1,6 @@
-"""Classify each directory's prefixes: records out, orphans to rebuild, healthy ones to check."""
+"""Classify each directory's prefixes: records out, orphans to rebuild, healthy ones to check. With a
+nightly memory (recovery/memory/), an unchanged directory is carried forward instead, every record says
+what changed since the previous run, and the directory's line and counts go out beside its records."""
 
 import time
 
@@ -8,36 +10,68 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.classify import classify_directory
 from recovery.discovery import group_directory
-from recovery.records import CHECKPOINT, HEALTHY
+from recovery.memory.directory import Judging, night_of
+from recovery.memory.nightly import Nightly
+from recovery.records import CHECKPOINT, HEALTHY, INCOMPLETE
 from recovery.tasks import OrphanTask
 
 from .errors import failures_become_records
 from .listing import DirectoryFiles
+from .memory import DIRECTORIES, NIGHT
 from .metrics import counter
 
-ORPHANS, TO_CHECK = "orphans", "to_check"
+ORPHANS, TO_CHECK, TO_SALVAGE = "orphans", "to_check", "to_salvage"
 
 
 class ClassifyDirectory(beam.DoFn):
-    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking)."""
+    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking); TO_SALVAGE:
+    incomplete checkpoints whose index survives (what a salvage keeps of them is assessed elsewhere). With
+    `nightly`: also NIGHT (NightCounts) and DIRECTORIES (its line of directories.jsonl)."""
 
-    def __init__(self, check_healthy: bool, min_age: float = 0.0, in_place: bool = False, verify_data: bool = False):
+    def __init__(self, check_healthy: bool, min_age: float = 0.0, in_place: bool = False, verify_data: bool = False,
+                 nightly: Nightly | None = None):
         self.check_healthy = check_healthy
         self.min_age = min_age
         self.in_place = in_place
         self.verify_data = verify_data
+        self.nightly = nightly
 
     @failures_become_records("classification", where=lambda self, element: (element.root, element.directory))
     def process(self, element: DirectoryFiles):
         fs, root_path = storage.url_to_fs(element.root)
-        results = classify_directory(fs, group_directory(element.directory, list(element.files)),
-                                     storage.display(fs, root_path), self.min_age, time.time(),
-                                     self.in_place, self.verify_data)
+        root = storage.display(fs, root_path)
+        if self.nightly is not None:
+            yield from self._night(fs, root, element)
+            return
+        results = classify_directory(fs, group_directory(element.directory, list(element.files)), root,
+                                     self.min_age, time.time(), self.in_place, self.verify_data)
         for result in results:
             if isinstance(result, OrphanTask):
                 counter("orphans_found").inc()
                 yield pvalue.TaggedOutput(ORPHANS, result)
             elif self.check_healthy and result.status == HEALTHY and result.kind == CHECKPOINT:
                 yield pvalue.TaggedOutput(TO_CHECK, result)
+            elif to_salvage(result):
+                yield pvalue.TaggedOutput(TO_SALVAGE, result)
             else:
                 yield result
+
+    def _night(self, fs, root: str, element: DirectoryFiles):
+        judging = Judging(self.min_age, self.in_place, self.verify_data, self.check_healthy)
+        night = night_of(fs, root, element.directory, list(element.files), self.nightly, judging)
+        counter("directories_carried" if night.counts.carried else "directories_judged").inc()
+        counter("orphans_found").inc(len(night.orphans))
+        for record in night.records:     # a carried record keeps the salvage assessed when it was judged
+            yield pvalue.TaggedOutput(TO_SALVAGE, record) if to_salvage(record) else record
+        for task in night.orphans:
+            yield pvalue.TaggedOutput(ORPHANS, task)
+        for record in night.to_check:
+            yield pvalue.TaggedOutput(TO_CHECK, record)
+        yield pvalue.TaggedOutput(NIGHT, night.counts)
+        yield pvalue.TaggedOutput(DIRECTORIES, night.line)
+
+
+def to_salvage(record) -> bool:
+    """An incomplete checkpoint whose index survives, judged now (not carried): its salvage is assessed."""
+    return (record.status == INCOMPLETE and record.kind == CHECKPOINT and bool(record.index_path)
+            and bool(record.data_files) and not record.carried_from)

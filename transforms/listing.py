@@ -20,7 +20,7 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.discovery import checkpoint_directory
 from recovery.failures import tree_failure
-from recovery.listing import everything_under_group, same_filesystem_path, sibling_groups, top_level
+from recovery.listing import Listed, everything_under_group, same_filesystem_path, sibling_groups, top_level
 
 from .errors import failures_become_records
 from .metrics import counter
@@ -28,14 +28,6 @@ from .metrics import counter
 SPLIT_INTO = 64          # listing elements aimed at per root: a few per worker of a big local run
 EXPAND_LEVELS = 3        # directory levels listed one at a time (the root's included)
 DEEPER, GROUPS, RECORDS, WHOLE = "deeper", "groups", "records", "whole"
-
-
-class Listed(NamedTuple):
-    """One file as the listing gave it: mtime in epoch seconds, None where the store gives none."""
-
-    path: str
-    size: int
-    mtime: float | None
 
 
 class DirectoryKey(NamedTuple):
@@ -48,7 +40,7 @@ class DirectoryFiles(NamedTuple):
 
     root: str
     directory: str
-    files: Sequence[Listed]
+    files: Sequence[Listed]     # recovery.listing.Listed: path, size, mtime, identity
 
 
 class Expand(NamedTuple):
@@ -141,8 +133,8 @@ def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
     grouped: dict = {}
-    for path, size, mtime in files:
-        grouped.setdefault(checkpoint_directory(path), []).append(Listed(path, size, mtime))
+    for item in files:
+        grouped.setdefault(checkpoint_directory(item.path), []).append(item)
     return [DirectoryFiles(root, directory, found) for directory, found in grouped.items()]
 
 

@@ -50,7 +50,7 @@ class PlanRebuild(RegistryLayouts):
             yield _record_timing(dataclasses.replace(plan, seconds=round(time.monotonic() - started, 3)))
             return
         if not needs_splitting(plan, self.settings):
-            yield _record_timing(rebuild_in_one(fs, task, plan, self.settings, started))
+            yield _record_timing(rebuild_in_one(fs, task, plan, self.settings, started, self.registry))
             return
         counter("split_orphans").inc()
         split = SplitRebuild(task, portable(plan), time.monotonic() - started)
@@ -64,10 +64,12 @@ def checksum(split: SplitRebuild, byte_range: ByteRange):
     return checksum_range(fs, split.plan, byte_range.shard, byte_range.start, byte_range.end)
 
 
-class FinalizeRebuild(beam.DoFn):
-    """Joined(prefix, SplitRebuild, [RangeResult of RangeChecksums]) -> Record."""
+class FinalizeRebuild(RegistryLayouts):
+    """Joined(prefix, SplitRebuild, [RangeResult of RangeChecksums]) -> Record (refused for damage: with what a
+    salvage would keep, from the ranges' checksums and the registry)."""
 
     def __init__(self, settings: AuditSettings):
+        super().__init__(settings)
         self.settings = settings
 
     @failures_become_records("rebuild", subject=lambda self, joined: joined.plan.task)
@@ -76,10 +78,11 @@ class FinalizeRebuild(beam.DoFn):
         failure = joined.failure()
         if failure:
             raise failure.as_exception()
-        outcome = finalize(plan, joined.values())
+        ranges = joined.values()
+        outcome = finalize(plan, ranges)
         fs, _ = storage.url_to_fs(task.root)
         yield _record_timing(record_outcome(fs, task, plan, outcome, self.settings,
-                                            planning_seconds + joined.seconds()))
+                                            planning_seconds + joined.seconds(), self.registry, ranges))
 
 
 class RebuildOrphans(beam.PTransform):

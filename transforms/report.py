@@ -21,6 +21,8 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from recovery import storage
+from recovery.memory import runs
+from recovery.memory.nightly import NightCounts
 from recovery.report import aggregates, files, latest, parts, readback, schema
 
 from .metrics import counter
@@ -75,8 +77,11 @@ class WriteParts(beam.DoFn):
     def start_bundle(self):
         self._lines = {}
 
+    def lines_of(self, record) -> list:
+        return parts.lines_for(record)
+
     def process(self, record):
-        for output, line in parts.lines_for(record):
+        for output, line in self.lines_of(record):
             lines = self._lines.setdefault(output, [])
             lines.append(line)
             if len(lines) >= parts.PART_LINES:
@@ -90,6 +95,13 @@ class WriteParts(beam.DoFn):
     def _flush(self, output) -> Part:
         lines, self._lines[output] = self._lines[output], []
         return Part(output, parts.write_part(self._fs, self._path, output, lines))
+
+
+class WriteDirectoryParts(WriteParts):
+    """A nightly run's directory lines (dicts) -> part files of directories.jsonl."""
+
+    def lines_of(self, line) -> list:
+        return [(schema.DIRECTORIES, parts.directory_line(line))]
 
 
 class ReadClaimedStates(beam.DoFn):
@@ -164,11 +176,13 @@ class WriteReports(beam.PTransform):
     every record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
     """
 
-    def __init__(self, report_dir: str, meta: dict, finished: float | None = None):
+    def __init__(self, report_dir: str, meta: dict, finished: float | None = None, directories=None, night=None):
         super().__init__()
         self.report_dir = report_dir
         self.meta = meta
         self.finished = finished      # the report's finish time (epoch seconds); None: when its last step runs
+        self.directories = directories   # a nightly run's directory lines (PCollection of dicts), or None
+        self.night = night               # ... and its NightCounts (PCollection), or None
 
     def expand(self, record_sets):
         if isinstance(record_sets, beam.PCollection):
@@ -182,7 +196,13 @@ class WriteReports(beam.PTransform):
             counted.append(records
                            | f"Aggregate inputs ({name})" >> beam.FlatMap(_aggregate_inputs)
                            | f"Aggregate ({name})" >> beam.CombinePerKey(_Aggregate()))
+        if self.directories is not None:
+            written.append(self.directories
+                           | "Write parts (directories)" >> beam.ParDo(WriteDirectoryParts(parts_dir))
+                           .with_output_types(Part))
         written = tuple(written) | "All parts" >> beam.Flatten()
+        night = [] if self.night is None else [beam.pvalue.AsSingleton(
+            self.night | "Night counts" >> beam.CombineGlobally(_Fold(NightCounts)))]
 
         claims = tuple(claim_sets) | "All claims" >> beam.Flatten()
         claimed = claims | "Claimed prefixes" >> beam.Keys()
@@ -201,10 +221,19 @@ class WriteReports(beam.PTransform):
 
         return (next(iter(record_sets.values())).pipeline
                 | "Once" >> beam.Create([None])
-                | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished,
+                | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished, *night,
                                                    overview=beam.pvalue.AsSingleton(overview),
                                                    parts=beam.pvalue.AsList(written)))
 
 
-def _finish(_, report_dir, meta, finished, overview, parts):
-    return files.finish(report_dir, meta, time.time() if finished is None else finished, overview, list(parts))
+def _finish(_, report_dir, meta, finished, night=None, *, overview, parts):
+    if finished is None:     # now, on the run's clock (the launcher's --now moves it)
+        finished = time.time() + meta.get("clock_offset", 0.0)
+    summary = files.finish(report_dir, meta, finished, overview, list(parts), night)
+    if meta.get("vault"):
+        try:
+            runs.record_finish(meta["vault"], meta, summary)     # the next run compares with this one
+        except Exception as exc:  # noqa: BLE001 - the report stands; the next run compares with an older one
+            _LOG.warning("the vault did not record this run as finished (%s): the next run will not compare "
+                         "with it", exc)
+    return summary

@@ -15,7 +15,8 @@ from collections import Counter
 
 from tfbundle import step_of
 
-from ..records import CHECKPOINT, ERROR, LEFTOVER, NEEDS_A_PERSON, REBUILT, STATE_FILE
+from ..records import CHECKPOINT, DELETED, ERROR, LEFTOVER, NEEDS_A_PERSON, NEW, REBUILT, STATE_FILE
+from .changes import CHANGE_GROUPS, change_group
 from .schema import field_of, sort_key
 
 HTML_SAMPLES_PER_CAUSE = 20     # records shown per refusal cause (all of them are in failures.csv)
@@ -43,8 +44,12 @@ class Totals:
     rebuilt_data_bytes: int = 0
     staged_indexes: int = 0
     written_in_place: int = 0
+    salvageable: int = 0
+    changes: Counter = dataclasses.field(default_factory=Counter)   # new, persists, resolved, deleted (first found)
+    carried: int = 0
 
-    _SUMS = ("records", "data_bytes", "bytes_scanned", "rebuilt_data_bytes", "staged_indexes", "written_in_place")
+    _SUMS = ("records", "data_bytes", "bytes_scanned", "rebuilt_data_bytes", "staged_indexes", "written_in_place",
+             "salvageable", "carried")
 
     def add(self, record) -> "Totals":
         status, root = record.status, record.root
@@ -62,6 +67,7 @@ class Totals:
         per["seconds"] += record.seconds or 0.0
         self.data_bytes += record.data_bytes
         self.bytes_scanned += record.bytes_scanned
+        self.salvageable += bool(field_of(record, "salvage"))
         if status == REBUILT:
             self.rebuilt_data_bytes += record.data_bytes
             if record.staged:
@@ -70,12 +76,18 @@ class Totals:
                 self.written_in_place += 1
         elif record.staged:
             self.staged_indexes += 1
+        change = field_of(record, "change", "")
+        if change:
+            self.changes["deleted" if status == DELETED and change == NEW else change] += 1
+        if field_of(record, "carried_from", ""):
+            self.carried += 1
         return self
 
     def merge(self, others) -> "Totals":
         for other in others:
             for name in self._SUMS:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
+            self.changes.update(other.changes)
             self.counts.update(other.counts)
             self.kinds.update(other.kinds)
             for kind, counts in other.per_kind.items():
@@ -210,10 +222,11 @@ def shown(record) -> dict:
         "seconds": record.seconds, "checks": list(record.checks)[:20], "refusals": list(record.refusals)[:20],
         "more_refusals": max(0, len(record.refusals) - 20), "command": record.command,
         "rehearsal": record.rehearsal, "evidence": evidence, "mtime": field_of(record, "mtime"),
+        "salvage": field_of(record, "salvage") or {},
+        "change": field_of(record, "change", ""), "since": field_of(record, "since", ""),
+        "carried_from": field_of(record, "carried_from", ""),
         "tensors": evidence.get("reference_total") if isinstance(evidence, dict) else None,
         "bytes_scanned": record.bytes_scanned,
-        # Fields other work adds (issue 13's nightly memory, salvage): the page shows them where present.
-        **{name: field_of(record, name) for name in ("change", "since", "carried_from", "salvage")},
     }
 
 
@@ -271,20 +284,31 @@ class Largest:
         return heapq.nlargest(HTML_REBUILT, self.kept, key=rebuilt_rank)
 
 
+class Changed(Cause):
+    """The records of one group of what changed since the previous run: how many, and the first few."""
+
+    def row(self, group: str) -> dict:
+        return {"group": group, "count": self.count,
+                "samples": [s for _, s in sorted(self.samples, key=lambda s: s[0])[:HTML_SAMPLES_PER_CAUSE]]}
+
+
 # --- Which aggregates a record counts in ----------------------------------------------------------
 
-TOTALS, RUN, CAUSE, LARGEST = "totals", "run", "cause", "largest"
-KINDS = {TOTALS: Totals, RUN: Run, CAUSE: Cause, LARGEST: Largest}
+TOTALS, RUN, CAUSE, LARGEST, CHANGE = "totals", "run", "cause", "largest", "change"
+KINDS = {TOTALS: Totals, RUN: Run, CAUSE: Cause, LARGEST: Largest, CHANGE: Changed}
 
 
 def keys_of(record) -> list:
     """The key of every aggregate the record counts in: the kind (a key of KINDS) first, then what
-    tells that kind's aggregates apart (a run's root and directory, a cause)."""
+    tells that kind's aggregates apart (a run's root and directory, a cause, a group of changes)."""
     keys = [(TOTALS,), (RUN, *run_key(record))]
     if record.status in NEEDS_A_PERSON or record.status == ERROR:     # errors: what to run again
         keys.append((CAUSE, cause_of(record)))
     if record.status == REBUILT:
         keys.append((LARGEST,))
+    group = change_group(record)
+    if group:
+        keys.append((CHANGE, group))
     return keys
 
 
@@ -300,6 +324,7 @@ class Overview:
     cause_rows: list = dataclasses.field(default_factory=list)
     cause_count: int = 0
     largest: Largest = dataclasses.field(default_factory=Largest)
+    changed: dict = dataclasses.field(default_factory=dict)      # change group -> Changed
 
     def add(self, keyed) -> "Overview":
         key, aggregate = keyed
@@ -313,6 +338,8 @@ class Overview:
             self.cause_rows = _kept(self.cause_rows, aggregate.row(key[1]), HTML_CAUSES, cause_priority)
         elif key[0] == LARGEST:
             self.largest.merge([aggregate])
+        elif key[0] == CHANGE:
+            self.changed.setdefault(key[1], Changed()).merge([aggregate])
         return self
 
     def merge(self, others) -> "Overview":
@@ -323,6 +350,8 @@ class Overview:
             self.cause_count += other.cause_count
             self.cause_rows = heapq.nlargest(HTML_CAUSES, self.cause_rows + other.cause_rows, key=cause_priority)
             self.largest.merge([other.largest])
+            for group, aggregate in other.changed.items():
+                self.changed.setdefault(group, Changed()).merge([aggregate])
         return self
 
     def runs(self) -> list:
@@ -335,6 +364,10 @@ class Overview:
 
     def rebuilt(self) -> list:
         return self.largest.rows()
+
+    def changes(self) -> list:
+        """What changed since the previous run, by group, new first: {group, count, samples}."""
+        return [self.changed[g].row(g) for g in CHANGE_GROUPS if g in self.changed]
 
 
 def _kept(rows: list, row: dict, limit: int, key) -> list:

@@ -17,15 +17,15 @@ from .fold import Fold
 from .page import render_page
 from .parts import OUTPUTS, lines_for, merged_lines, parts_dir, remove_parts, write_part
 from .promote import promote_script
-from .schema import FAILURES, FAILURES_HEADER, HTML, PROMOTE, RECORDS, SUMMARY, record_from_dict
+from .schema import DIRECTORIES, FAILURES, FAILURES_HEADER, HTML, PROMOTE, RECORDS, SUMMARY, record_from_dict
 from .summary import summary_from_totals
 
 
-def finish(report_dir: str, meta: dict, finished: float, overview: Overview, parts: list) -> dict:
+def finish(report_dir: str, meta: dict, finished: float, overview: Overview, parts: list, night=None) -> dict:
     """Merge the parts ((output, path) pairs) into the documented files, render the page, write
     summary.json last, remove the parts; returns the summary. Holds one line per part, and the
-    Overview's bounded lists."""
-    summary = summary_from_totals(overview.totals, meta, finished)
+    Overview's bounded lists. `night`: what a nightly run counted besides records (NightCounts)."""
+    summary = summary_from_totals(overview.totals, meta, finished, night)
     fs, path = storage.url_to_fs(report_dir)
     base = path.rstrip("/")
     if storage.is_local(fs):
@@ -37,6 +37,8 @@ def finish(report_dir: str, meta: dict, finished: float, overview: Overview, par
     _stream_to(fs, f"{base}/{FAILURES}", _chain([",".join(FAILURES_HEADER) + "\n"],
                                                 merged_lines(fs, by_output[FAILURES], FAILURES)))
     _stream_to(fs, f"{base}/{PROMOTE}", promote_script(summary, merged_lines(fs, by_output[PROMOTE], PROMOTE)))
+    if by_output[DIRECTORIES] or night is not None:
+        _stream_to(fs, f"{base}/{DIRECTORIES}", merged_lines(fs, by_output[DIRECTORIES], DIRECTORIES))
     if storage.is_local(fs):
         os.chmod(f"{base}/{PROMOTE}", 0o755)
     storage.write_replaceable(fs, f"{base}/{HTML}", render_page(summary, overview, finished).encode("utf-8"))

@@ -29,7 +29,7 @@ def render_page(summary: dict, overview: Overview, now: float) -> str:
         runs=sorted(runs, key=lambda r: (r["root"], r["directory"])), run_count=overview.run_count,
         causes=sorted([c for c in overview.causes() if c["status"] != ERROR], key=_new_first),
         cause_count=overview.cause_count,
-        rebuilt=overview.rebuilt(),
+        rebuilt=overview.rebuilt(), changes=overview.changes(),
         errors=[c for c in overview.causes() if c["status"] == ERROR],
         roots_chart=roots_chart, runs_chart=runs_chart, chart_runs=len(chart_runs),
         limits={"runs": HTML_RUNS, "causes": HTML_CAUSES, "samples": HTML_SAMPLES_PER_CAUSE,

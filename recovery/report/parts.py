@@ -12,11 +12,11 @@ import uuid
 from .. import storage
 from ..records import ERROR, NEEDS_A_PERSON
 from .promote import promote_line
-from .schema import FAILURES, PROMOTE, RECORDS, one_line, record_line, sort_key
+from .schema import DIRECTORIES, FAILURES, PROMOTE, RECORDS, one_line, record_line, sort_key
 
 PARTS = "parts"                 # REPORT_DIR/parts/<run_id>/: part files while the run writes; removed at the end
 PART_LINES = 5000               # a worker holds at most this many lines per output before writing a part
-OUTPUTS = (RECORDS, FAILURES, PROMOTE)   # the files made of parts
+OUTPUTS = (RECORDS, FAILURES, PROMOTE, DIRECTORIES)   # the files made of parts
 
 
 def parts_dir(report_dir: str, run_id: str) -> str:
@@ -56,9 +56,16 @@ def write_part(fs, directory: str, output: str, keyed_lines: list) -> str:
     return path
 
 
+def directory_line(line: dict) -> tuple:
+    """(sort key, line) of one line of directories.jsonl: by root, then directory."""
+    return (line["root"], line["directory"]), json.dumps(line, sort_keys=True) + "\n"
+
+
 def _line_order(output: str):
     if output == RECORDS:
         return lambda line: sort_key(json.loads(line))
+    if output == DIRECTORIES:
+        return lambda line: directory_line(json.loads(line))[0]
     return lambda line: line
 
 

@@ -12,12 +12,14 @@ import json
 from ..records import Record
 
 RECORDS, SUMMARY, FAILURES, HTML, PROMOTE = "records.jsonl", "summary.json", "failures.csv", "report.html", "promote.sh"
+DIRECTORIES = "directories.jsonl"    # the checkpoint directories a run listed: what the next run compares with
 FAILURES_HEADER = ["prefix", "status", "reason"]
 
 # --- records.jsonl: (field, JSON type, meaning) ----------------------------------------------------
 RECORD_SCHEMA = (
     ("prefix", "string", "what the record is about, as a user would type it (gs://..., s3://..., a local path)"),
-    ("status", "string", "healthy, rebuilt, unrecoverable, corrupt, incomplete, stale, in-progress or error"),
+    ("status", "string", "healthy, rebuilt, unrecoverable, corrupt, incomplete, stale, in-progress, error or "
+                         "deleted"),
     ("reason", "string", "one sentence a person can act on"),
     ("root", "string", "the audited root the prefix was found under"),
     ("kind", "string", "checkpoint, leftover, state-file or listing"),
@@ -38,9 +40,19 @@ RECORD_SCHEMA = (
                            "{} when nothing was rebuilt or fitted"),
     ("mtime", "number or null", "newest modification time of the prefix's files (epoch seconds) where the store "
                                 "gives it"),
+    ("salvage", "object", "refused for damage, what `ckpt-rescue salvage` would keep: {kept_tensors, total_tensors, "
+                          "kept_bytes, total_bytes, unconfirmed_tensors: integer, command: string}; {} when nothing "
+                          "can be salvaged or nothing was damaged"),
+    ("change", "string", "since the previous run: new (a finding, or a prefix, first seen this run), persists (the "
+                         "same status as then), resolved (the previous run's finding is gone); \"\" when no previous "
+                         "run is known"),
+    ("since", "string", "ISO 8601 date-time of the run that first saw this status for this prefix (\"\" if unknown)"),
+    ("carried_from", "string", "ISO 8601 date-time of the run whose reading this record carries, its directory's "
+                               "listing being unchanged since; \"\" when read this run"),
 )
 RECORD_FIELDS = tuple(name for name, _, _ in RECORD_SCHEMA)
-_DEFAULTS = {"evidence": {}, "mtime": None}   # fields a Record of an older version may not carry yet
+# fields a Record of an older version may not carry yet
+_DEFAULTS = {"evidence": {}, "mtime": None, "salvage": {}, "change": "", "since": "", "carried_from": ""}
 
 # --- summary.json (made in summary.py from the Totals aggregate) ------------------------------------
 SUMMARY_SCHEMA = (
@@ -67,7 +79,23 @@ SUMMARY_SCHEMA = (
     ("rebuilt_data_bytes", "integer", "data bytes of the rebuilt checkpoints (what the rebuilt indexes recover)"),
     ("staged_indexes", "integer", "indexes staged under rebuilt/ (promote.sh promotes them)"),
     ("written_in_place", "integer", "indexes written beside their data (--in-place)"),
-    ("exit_code", "integer", "0 nothing needs a person, 1 something does"),
+    ("salvageable", "integer", "records refused for damage that a salvage can help (their `salvage` field is set)"),
+    ("exit_code", "integer", "the run's exit code (docs/running.md, \"Exit codes\"): 0 nothing needs a person, 1 "
+                             "something does, 3 storage kept failing, 4 too little was checked (see warnings)"),
+    ("previous_run", "object or null", "the run compared with: {run_id, report_dir, finished}; null when none is "
+                                       "known"),
+    ("changes", "object", "{new, persists, resolved, deleted}: records whose status is first seen this run (new "
+                          "findings and new prefixes), the previous run's status still, a previous finding gone, "
+                          "and things first found gone this run"),
+    ("carried", "integer", "records carried forward from directories unchanged since they were judged"),
+    ("directories", "object or null", "{listed, carried, judged, gone}: checkpoint directories listed, carried "
+                                      "forward unread, read and judged; directories of the previous run gone now; "
+                                      "null when not counted"),
+    ("deferred", "integer", "records in progress (a finding on files younger than --min-age)"),
+    ("vault", "object or null", "--vault: {url, kept, kept_bytes, pruned}: indexes the vault took this run (new "
+                                "entries) and their bytes, entries pruned by retention; null without a vault"),
+    ("warnings", "array of string", "what a person must read first: nothing judged, most deferred, a root missing, "
+                                    "empty or emptied since the previous run, a vault that did not answer"),
 )
 SUMMARY_FIELDS = tuple(name for name, _, _ in SUMMARY_SCHEMA)
 

@@ -3,8 +3,19 @@ scheduler alerts on (the codes themselves are defined in recovery/records.py).""
 
 import datetime
 
-from ..records import CHECKPOINT, ERROR, EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, EXIT_OK, NEEDS_A_PERSON, STATUSES
+from ..records import (
+    CHECKPOINT,
+    ERROR,
+    EXIT_ATTENTION,
+    EXIT_COULD_NOT_CHECK,
+    EXIT_NOTHING_CHECKED,
+    EXIT_OK,
+    IN_PROGRESS,
+    NEEDS_A_PERSON,
+    STATUSES,
+)
 from .aggregates import Totals, empty_status_entry
+from .attention import warnings_and_silence
 
 
 def tool_version() -> str:
@@ -16,12 +27,15 @@ def tool_version() -> str:
         return "unknown"
 
 
-def exit_code_for(counts: dict) -> int:
+def exit_code_for(counts: dict, silent: bool = False) -> int:
     """0 nothing needs a person; 1 something unrecoverable, corrupt, incomplete or stale (docs/running.md);
-    else 3 when storage kept failing for some prefix (`error`: could not check, run again). 1 wins
-    over 3: a finding needs a person whether or not other prefixes could be checked."""
+    else 4 when the run checked too little to be quiet (`silent`: attention.py); else 3 when storage
+    kept failing for some prefix (`error`: could not check, run again). 1 wins over 4 and 3: a finding
+    needs a person whether or not other prefixes could be checked."""
     if any(counts.get(status) for status in NEEDS_A_PERSON):
         return EXIT_ATTENTION
+    if silent:
+        return EXIT_NOTHING_CHECKED
     return EXIT_COULD_NOT_CHECK if counts.get(ERROR) else EXIT_OK
 
 
@@ -30,9 +44,11 @@ def statuses_of(counts) -> list:
     return list(STATUSES) + sorted(s for s in counts if s not in STATUSES)
 
 
-def summary_from_totals(totals: Totals, meta: dict, finished: float) -> dict:
+def summary_from_totals(totals: Totals, meta: dict, finished: float, night=None) -> dict:
     """summary.json (every field in schema.SUMMARY_SCHEMA). `meta` carries what only the launcher
-    knows: run_id, roots, started (epoch seconds), command, report_dir and options."""
+    knows: run_id, roots, started (epoch seconds), command, report_dir, options, and for a nightly run
+    the previous run, the vault, missing roots; `night` (recovery.memory.nightly.NightCounts) what the
+    run counted besides records, when it did."""
     statuses = [s for s in statuses_of(totals.counts) if s in STATUSES or totals.counts.get(s)]
     per_root = {}
     for root in list(meta.get("roots", [])) + sorted(totals.per_root):
@@ -43,6 +59,7 @@ def summary_from_totals(totals: Totals, meta: dict, finished: float) -> dict:
         entry["seconds"] = round(entry["seconds"], 3)
     counts = {s: totals.counts.get(s, 0) for s in statuses}
     started = meta.get("started", finished)
+    warnings, silent = warnings_and_silence(per_root, counts, meta, night.vault_failed if night else 0)
     return {
         "tool": "ckpt-rescue",
         "version": tool_version(),
@@ -67,7 +84,18 @@ def summary_from_totals(totals: Totals, meta: dict, finished: float) -> dict:
         "rebuilt_data_bytes": totals.rebuilt_data_bytes,
         "staged_indexes": totals.staged_indexes,
         "written_in_place": totals.written_in_place,
-        "exit_code": exit_code_for(counts),
+        "salvageable": totals.salvageable,
+        "exit_code": exit_code_for(counts, silent),
+        "previous_run": meta.get("previous_run"),
+        "changes": {name: totals.changes.get(name, 0) for name in ("new", "persists", "resolved", "deleted")},
+        "carried": totals.carried,
+        "directories": ({"listed": night.listed, "carried": night.carried, "judged": night.judged, "gone": night.gone}
+                        if night is not None else None),
+        "deferred": counts.get(IN_PROGRESS, 0),
+        "vault": ({"url": meta["vault"], "kept": night.kept if night else 0,
+                   "kept_bytes": night.kept_bytes if night else 0, "pruned": night.pruned if night else 0}
+                  if meta.get("vault") else None),
+        "warnings": warnings,
     }
 
 

@@ -21,11 +21,20 @@ class Refused(Exception):
         self.reason, self.checks = reason, list(checks)
 
 
+class NotDamaged(Refused):
+    """Asked only about damage (the audit's question), and none is seen: every tensor a layout places is
+    there, so whatever refused the rebuild (a counter, Inf/NaN) is not something salvage can help with."""
+
+
 @dataclass
 class DamagedContext(OrphanContext):
     expected_shards: int = 0                      # data shards the file names (or the index) say there are
     shards: dict = field(default_factory=dict)    # shard number -> context.DataFile, for the shards present
     stale_index: bool = False                     # its own index describes an earlier save (references.StaleIndex)
+    streamed: object = None                       # scan.Streamed: what a rebuild already read of these shards
+    damaged_only: bool = False                    # go on only where damage is seen (NotDamaged otherwise)
+    registry_path: str = ""                       # the registry file the layouts came from, for suggested commands
+    bytes_read: int = 0                           # data bytes this salvage read (not those taken from `streamed`)
 
     def shard_path(self, shard: int) -> str:
         return data_filename(self.prefix, shard, self.expected_shards)
@@ -43,7 +52,7 @@ class DamagedContext(OrphanContext):
 
 
 def open_damaged(fs, prefix: str, listing: list | None = None, registry_layouts=None, arch=None, template=None,
-                 num_shards: int | None = None) -> DamagedContext:
+                 num_shards: int | None = None, vault=None) -> DamagedContext:
     """The damaged prefix as it is now. `num_shards`: what its own index says, when it has one; else
     the data file names say it (and must agree). Raises NotRebuildable when nothing says it."""
     if listing is None:
@@ -62,4 +71,5 @@ def open_damaged(fs, prefix: str, listing: list | None = None, registry_layouts=
     return DamagedContext(fs=fs, prefix=prefix, display_prefix=storage.display(fs, prefix), data_files=files,
                           directory_listing=listing, object_graph=found[1].graph if found else None,
                           graph_tensor=found[1] if found else None, registry=registry_layouts, arch=arch,
-                          template=template, expected_shards=num_shards, shards={f.shard: f for f in files})
+                          template=template, vault=vault, expected_shards=num_shards,
+                          shards={f.shard: f for f in files})

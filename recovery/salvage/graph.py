@@ -42,15 +42,16 @@ def tensor_crc(data: bytes) -> int:
     return crc_mask(summer.crc)
 
 
-def stand_in(candidates: list, layout, lost_crc: int | None) -> "CarriedGraph | None":
+def stand_in(candidates: list, layout, lost_crc: int | None,
+             crc_from: str = "the lost graph's") -> "CarriedGraph | None":
     """A graph to carry when the checkpoint's own did not arrive: from `candidates` ((label, payload)),
-    one byte-identical to the lost graph (its CRC equals `lost_crc`, a reference of the lost one), else
-    one whose keys equal the layout's; None when no candidate fits."""
+    one byte-identical to the lost graph (its CRC equals `lost_crc`, a reference of the lost one, which
+    `crc_from` names), else one whose keys equal the layout's; None when no candidate fits."""
     same_keys = None
     for label, payload in candidates:
         graph = CarriedGraph(payload, "")
         if lost_crc is not None and tensor_crc(graph.tensor_bytes()) == lost_crc:
-            graph.origin = f"{label}'s, byte-identical to the lost one (its CRC equals the lost graph's)"
+            graph.origin = f"{label}'s, byte-identical to the lost one (its CRC equals {crc_from})"
             return graph
         if same_keys is None and _keys_fit(payload, layout):
             keys_from = "the layout's" if label == layout.source else f"{layout.source}'s"

@@ -1,6 +1,6 @@
 """Writing a salvaged checkpoint: one data file, its index and the manifest of what is lost, each
 created, never replaced (local: a temp file hard-linked into place; GCS/S3: a create-only upload
-through storage.write_new), and the original never touched.
+streamed part by part through storage.write_new_from), and the original never touched.
 
 The data file holds the kept tensors in their original order, then the object graph; the index is
 what TensorFlow's BundleWriter writes for that file, built with tfbundle's writer, with the CRC each
@@ -136,9 +136,9 @@ def _index_for(placed: list, crcs: list) -> bytes:
 
 def _create_from(fs, path: str, tmp: str, local: bool) -> None:
     """Create `path` with the bytes of local file `tmp`: a hard link beside it locally (never replaces),
-    one create-only upload elsewhere (the data file is held in memory for that one request)."""
+    a create-only upload streamed part by part elsewhere (storage.write_new_from)."""
     if local:
         os.link(tmp, path)
         return
     with open(tmp, "rb") as f:
-        storage.write_new(fs, path, f.read())
+        storage.write_new_from(fs, path, f, os.path.getsize(tmp))

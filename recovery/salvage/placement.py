@@ -21,7 +21,9 @@ from ..layout import Layout, Refusal
 from ..rebuild import NO_SOURCE, RebuildPlan
 from ..sources import SOURCES
 from ..sources.registry_source import RegistrySource
+from ..sources.vault import vault_own_index
 from .damaged import DamagedContext, Refused
+from .vaulted import vaulted_own_index
 
 
 @dataclass
@@ -51,7 +53,10 @@ class RegisteredAsIs(RegistrySource):
 
     def layouts(self, ctx):
         if ctx.fitted_sources and not ctx.arch and not getattr(ctx.registry, "resolved", True):
-            return   # only a cross-check here, and resolving builders costs seconds of TensorFlow
+            # Only a cross-check here, and resolving builders costs seconds of TensorFlow: skipped, and said.
+            ctx.notes.append("the registry was not consulted (a layout already fit; pass --arch NAME to cross-check "
+                             "against a registered model)")
+            return
         registry = ctx.registry or {}
         names = [ctx.arch] if ctx.arch else list(registry)
         for name in names:
@@ -71,8 +76,10 @@ class RegisteredAsIs(RegistrySource):
 
 def salvage_sources(ctx: DamagedContext) -> list:
     """The rebuild's sources, in its order (the chosen one first under --template/--arch); without the
-    checkpoint's own object graph the registry offers its layouts as registered."""
-    sources = [RegisteredAsIs() if s.chosen_by == "arch" and ctx.object_graph is None else s for s in SOURCES]
+    checkpoint's own object graph the registry offers its layouts as registered, and the vault also offers
+    this prefix's own index for data files cut short (vaulted.py)."""
+    sources = [RegisteredAsIs() if s.chosen_by == "arch" and ctx.object_graph is None
+               else vaulted_own_index if s is vault_own_index else s for s in SOURCES]
     if ctx.template or ctx.arch:
         option = "template" if ctx.template else "arch"
         sources = [s for s in sources if s.chosen_by == option] + [s for s in sources if s.own_declaration]
@@ -147,9 +154,7 @@ def choose_layout(ctx: DamagedContext, output_args: str) -> ChosenLayout:
     best = placements[0]
     disagreement = first_disagreement(placements, ctx.display_prefix)
     if disagreement:
-        quoted = shlex.quote(ctx.display_prefix)
-        raise Refused(disagreement.replace("rebuild with", "salvage with").replace(
-            f"`ckpt-rescue rebuild {quoted} ", f"`ckpt-rescue salvage {quoted} {output_args} "))
+        raise Refused(_as_salvage(disagreement, ctx, output_args))
     plan = RebuildPlan(ctx.prefix, ctx.display_prefix, best.layout, best.placed,
                        [ctx.shard_path(s) for s in range(ctx.expected_shards)],
                        [ctx.shard_size(s) for s in range(ctx.expected_shards)], list(best.checks))
@@ -161,6 +166,16 @@ def choose_layout(ctx: DamagedContext, output_args: str) -> ChosenLayout:
     cannot = list(plan.cannot_confirm) + _impossible_checks(ctx, best)
     cannot += [n for n in best.layout.notes + ctx.notes if n not in cannot]
     return ChosenLayout(best, list(plan.checks), cannot, doubt)
+
+
+def _as_salvage(disagreement: str, ctx: DamagedContext, output_args: str) -> str:
+    """A rebuild's disagreement, its commands made salvage's: with the output, and the registry in use
+    where the rebuild's message can only say `--registry FILE`."""
+    quoted = shlex.quote(ctx.display_prefix)
+    registry = f"--registry {shlex.quote(ctx.registry_path)} " if ctx.registry_path else "--registry FILE "
+    return (disagreement.replace("rebuild with", "salvage with")
+            .replace(f"`ckpt-rescue rebuild {quoted} ", f"`ckpt-rescue salvage {quoted} {output_args} ")
+            .replace("--registry FILE ", registry))
 
 
 def _impossible_checks(ctx: DamagedContext, placement: Placement) -> list:

@@ -20,11 +20,11 @@ from ..counters import COUNTER_KEYS
 from ..fitting import PlacedTensor
 from ..layout import layout_from_index, reference_key
 from . import verdicts as judge
-from .damaged import DamagedContext, Refused, open_damaged
+from .damaged import DamagedContext, NotDamaged, Refused, open_damaged
 from .graph import CarriedGraph, stand_in, without_lost
 from .placement import choose_layout
-from .references import gather_object_graphs, gather_references
-from .scan import read_shard
+from .references import Reference, gather_object_graphs, gather_references
+from .scan import Streamed, read_shard
 from .verdicts import LOST, PLACED, PROVEN, UNCONFIRMED
 
 OWN_INDEX = "its own index"
@@ -55,18 +55,23 @@ class SalvagePlan:
 
 def plan_salvage(fs, prefix: str, listing: list | None = None, registry_layouts=None, arch: str | None = None,
                  template: str | None = None, include_unconfirmed: bool = False,
-                 output_args: str = "--output NEW_PREFIX") -> SalvagePlan:
+                 output_args: str = "--output NEW_PREFIX", vault=None, registry_path: str = "",
+                 streamed: Streamed | None = None, damaged_only: bool = False) -> SalvagePlan:
     """What a salvage of `prefix` (a filesystem path) would keep; raises Refused with the reason.
 
-    `output_args` completes the commands a refusal suggests (`--output NEW`)."""
+    `output_args` completes the commands a refusal suggests (`--output NEW`), `registry_path` names the
+    registry in them; `vault`: the index vault (recovery.vault.Vault), whose copies of this prefix's
+    index are references (vaulted.py); `streamed`: what a rebuild already read of these shards;
+    `damaged_only`: raise NotDamaged, reading as little as possible, unless damage is seen."""
     if listing is None:
         listing = storage.ls(fs, storage.prefix_directory(prefix))
     index, unreadable = _own_index(fs, prefix, listing)
     try:
         ctx = open_damaged(fs, prefix, listing, registry_layouts, arch, template,
-                           num_shards=(index.header.num_shards or 1) if index else None)
+                           num_shards=(index.header.num_shards or 1) if index else None, vault=vault)
     except NotRebuildable as exc:
         raise Refused(str(exc)) from None
+    ctx.streamed, ctx.damaged_only, ctx.registry_path = streamed, damaged_only, registry_path
     if index is None:
         if unreadable:
             ctx.notes.append(unreadable)
@@ -105,9 +110,10 @@ def _by_index(ctx: DamagedContext, index) -> tuple:
     for shard in sorted(ctx.shards):
         size = ctx.shard_size(shard)
         inside = [i for i, (spec, e) in enumerate(entries) if spec.shard == shard and e.offset + e.size <= size]
-        got, findings[shard] = read_shard(ctx.fs, ctx.shard_path(shard), size, shard,
-                                          [PlacedTensor(entries[i][0], entries[i][1].offset, entries[i][1].size)
-                                           for i in inside])
+        got, findings[shard], read = read_shard(ctx.fs, ctx.shard_path(shard), size, shard,
+                                                [PlacedTensor(entries[i][0], entries[i][1].offset,
+                                                              entries[i][1].size) for i in inside], ctx.streamed)
+        ctx.bytes_read += read
         reads.update(zip(inside, got))
     ctx.stale_index = any(spec.key in COUNTER_KEYS and reads.get(i) and not reads[i].failed
                           and reads[i].crc != entry.crc32c for i, (spec, entry) in enumerate(entries))
@@ -159,13 +165,18 @@ def _graph_by_index(ctx: DamagedContext, layout, verdict, arrived: bool) -> Carr
     return _stand_in(ctx, layout, lost[1] if lost else None, verdict.why)
 
 
-def _stand_in(ctx: DamagedContext, layout, lost_crc: int | None, why: str) -> CarriedGraph:
-    """A graph another source holds, for one that did not arrive (graph.stand_in says which); or Refused."""
+def _stand_in(ctx: DamagedContext, layout, lost, why: str) -> CarriedGraph:
+    """A graph another source holds, for one that did not arrive (graph.stand_in says which); or Refused.
+    `lost`: the lost graph's CRC as its own index recorded it (an int), or a references.Reference of it."""
     candidates = gather_object_graphs(ctx)
     if layout.reference_graph is not None:
         candidates.insert(0, (layout.source, layout.reference_graph))
     candidates.sort(key=lambda found: found[0] != layout.source)    # the layout's own source first
-    found = stand_in(candidates, layout, lost_crc)
+    if isinstance(lost, Reference):
+        found = stand_in(candidates, layout, lost.crc, "the lost graph's" if lost.exact else
+                         f"the one {lost.source} records")
+    else:
+        found = stand_in(candidates, layout, lost)
     if found is None:
         raise Refused(f"the object graph is lost ({why}) and no healthy sibling, --template or registered layout "
                       "(captured with `ckpt-rescue register NAME --from-checkpoint PREFIX`) holds one with these keys; "
@@ -179,11 +190,15 @@ def _by_layout(ctx: DamagedContext, output_args: str) -> SalvagePlan:
     """No usable index: a source's layout, placed while the data lasts, judged tensor by tensor."""
     chosen = choose_layout(ctx, output_args)
     placement, layout = chosen.placement, chosen.placement.layout
+    if ctx.damaged_only and ctx.streamed is None and not (placement.stopped or ctx.missing_shards):
+        raise NotDamaged(f"{layout.source} places every tensor inside the data: no shard is cut short or missing")
     references = gather_references(ctx)
     reads, findings = {}, {}
     for shard in sorted(ctx.shards):
         here = [p for p in placement.placed if p.spec.shard == shard]
-        got, findings[shard] = read_shard(ctx.fs, ctx.shard_path(shard), ctx.shard_size(shard), shard, here)
+        got, findings[shard], read = read_shard(ctx.fs, ctx.shard_path(shard), ctx.shard_size(shard), shard, here,
+                                                ctx.streamed)
+        ctx.bytes_read += read
         reads.update((reference_key(p.spec), (p, r)) for p, r in zip(here, got))
     lost_here = dict((reference_key(spec), why) for spec, why in placement.unplaced)
     tensors, graph_placed = [], None
@@ -214,8 +229,9 @@ def _zeros_before(findings: list, placed) -> object:
 def _graph_by_layout(ctx: DamagedContext, layout, references: dict, verdict) -> CarriedGraph:
     if ctx.graph_tensor is not None:
         return CarriedGraph(ctx.graph_tensor.payload, "the checkpoint's own (it arrived whole at the end of its data)")
-    exact = [r.crc for r in references.get((OBJECT_GRAPH_KEY, None), []) if r.exact]
-    return _stand_in(ctx, layout, exact[0] if exact else None, verdict.why if verdict else "it did not arrive")
+    recorded = sorted((r for r in references.get((OBJECT_GRAPH_KEY, None), []) if r.exact or r.own),
+                      key=lambda r: not r.exact)     # of these very bytes first, then this prefix's own index
+    return _stand_in(ctx, layout, recorded[0] if recorded else None, verdict.why if verdict else "it did not arrive")
 
 
 def _finish(plan: SalvagePlan, include_unconfirmed: bool) -> SalvagePlan:
@@ -223,6 +239,8 @@ def _finish(plan: SalvagePlan, include_unconfirmed: bool) -> SalvagePlan:
     plan.include_unconfirmed = include_unconfirmed
     if plan.graph is not None:
         plan.tensors = judge.whole_variables_only(plan.tensors)
+    if plan.ctx.damaged_only and not plan.having(LOST):
+        raise NotDamaged(f"none of its {len(plan.tensors)} tensors is lost: their bytes are all there, none damaged")
     if not plan.having(PROVEN, PLACED):
         first = next((t for t in plan.tensors if t.state == LOST), None)
         unconfirmed = len(plan.having(UNCONFIRMED))

@@ -4,7 +4,8 @@ A tensor's bytes are proven intact when their CRC (and size) equals one of these
 and slice; a CRC computed from the bytes present proves nothing. `REFERENCE_SOURCES` is the list a
 salvage consults, in order; a new place that holds CRCs (the index vault) joins it as one more
 `ReferenceSource`. A reference is `exact` when it was recorded for these very bytes (a part index
-of this save): then a mismatch is damage, not a tensor that changed since.
+of this save, the vault's copy of the index of these very files): then a mismatch is damage, not a
+tensor that changed since.
 """
 
 from abc import ABC, abstractmethod
@@ -17,6 +18,9 @@ from ..context import OrphanContext
 from ..healthy import read_object_graph
 from ..layout import Layout, layout_from_index
 from ..sources import SOURCES
+from ..sources.vault import vault_siblings
+from ..vault import ORIGIN_SEEN_HEALTHY, SAME_FILES
+from .vaulted import MAX_OWN_READ, own_entries, vaulted_layout
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Reference:
     crc: int            # masked, as an index stores it
     source: str         # for people: "sibling ckpt-2", "part index in ...", "the old index of this prefix"
     exact: bool = False  # recorded for these very bytes: a mismatch means they were damaged
+    own: bool = False    # recorded in this prefix's own index (the vault's copy): its lost object graph's CRC
 
 
 class ReferenceSource(ABC):
@@ -102,6 +107,23 @@ class RegisteredLayouts(ReferenceSource):
                 if layout.reference_graph is not None]
 
 
+class VaultedIndexes(ReferenceSource):
+    """The index vault: this prefix's own index as audits saw it healthy (exact for the very files it
+    described, else what still matches, e.g. in a file cut short), and vaulted siblings that lost theirs."""
+    name = "vault"
+
+    def references(self, ctx):
+        found = []
+        for entry, kind, _ in own_entries(ctx)[:MAX_OWN_READ]:
+            if entry.origin != ORIGIN_SEEN_HEALTHY:
+                continue      # rebuilt by ckpt-rescue: its CRCs came from the bytes then present
+            layout = vaulted_layout(ctx, entry, kind)
+            if isinstance(layout, Layout):
+                found += [(key, Reference(size, crc, layout.source, exact=kind == SAME_FILES, own=True))
+                          for key, (size, crc) in layout.reference_crcs.items()]
+        return found + _from_layouts(_layouts(vault_siblings, ctx), exact=False)
+
+
 class StaleIndex(ReferenceSource):
     """The index an earlier save left at this prefix, when the data beside it is a later save's: equal
     CRCs for the tensors that did not change between the two. Consulted only once its own index has
@@ -119,7 +141,7 @@ class StaleIndex(ReferenceSource):
 
 
 # In order: the CRCs of these very bytes first, then those of other saves.
-REFERENCE_SOURCES: list = [PartIndexes(), StaleIndex(), HealthySiblings(), RegisteredLayouts()]
+REFERENCE_SOURCES: list = [PartIndexes(), VaultedIndexes(), StaleIndex(), HealthySiblings(), RegisteredLayouts()]
 
 
 def gather_references(ctx: OrphanContext, sources=None) -> dict:

@@ -3,13 +3,20 @@ Inf/NaN count, and the zero-filled blocks that mark storage never written (recov
 
 Unlike a rebuild's pass, one tensor whose in-band checksum fails does not end the pass: salvage
 judges every tensor on its own, so the failure is kept with that tensor and the pass goes on.
+
+When the audit's rebuild already streamed the shards (its layout fit, and a final check refused the
+bytes), `Streamed` holds what that pass found, and a shard whose tensors salvage places exactly where
+the rebuild did is judged from it without being read again.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 from tfbundle import DT_STRING, DT_VARIANT, FormatError, checksummer, crc_mask, scan_spans
 
 from .. import storage, zeros
+from ..final_checks import finishing
+from ..layout import reference_key
 
 
 @dataclass
@@ -59,11 +66,58 @@ class _Unread:
         return taken
 
 
-def read_shard(fs, path: str, size: int, shard: int, placed: list) -> tuple:
-    """([TensorRead] in the order of `placed`, [zeros.ZeroFinding]) for one shard.
+@dataclass(frozen=True)
+class Streamed:
+    """What a rebuild's checksum pass found: per tensor it placed, where, its CRC and Inf/NaN count;
+    per shard, the zero runs of the whole file."""
+
+    reads: dict      # (shard, offset, size, key, slice) -> TensorRead
+    runs: dict       # shard -> zero runs (zeros.combine_runs)
+
+    def of_shard(self, shard: int, placed: list) -> "list | None":
+        """[TensorRead] of `placed` when the rebuild read every one of them at the same place; else None."""
+        found = [self.reads.get(_where(p)) for p in placed]
+        return None if shard not in self.runs or None in found else found
+
+
+def streamed(plan, ranges: list) -> "Streamed | None":
+    """What a rebuild's ranges (rebuild.RangeChecksums of `plan`) found; None when a range stopped early
+    (a string whose in-band checksum failed ends a rebuild's pass, not salvage's: read again)."""
+    done = finishing(plan, ranges)
+    if done.unread or any(r.error for r in ranges):
+        return None
+    nonfinite = Counter()
+    for rng in ranges:
+        for i, _, _, bad in rng.pieces:
+            nonfinite[i] += bad
+    reads = {_where(p): TensorRead(crc_mask(raw), nonfinite=nonfinite[i])
+             for i, (p, raw) in enumerate(zip(plan.placed, done.crcs))}
+    runs = {shard: zeros.combine_runs([r.zero_runs for r in ranges if r.shard == shard], size)
+            for shard, size in enumerate(plan.shard_sizes)}
+    return Streamed(reads, runs)
+
+
+def _where(placed) -> tuple:
+    return (placed.spec.shard, placed.offset, placed.size, *reference_key(placed.spec))
+
+
+def read_shard(fs, path: str, size: int, shard: int, placed: list, known: "Streamed | None" = None) -> tuple:
+    """([TensorRead] in the order of `placed`, [zeros.ZeroFinding], data bytes read) for one shard.
 
     `placed`: fitting.PlacedTensor of this shard lying wholly inside its `size` bytes, in offset order.
+    `known`: what a rebuild already read; the shard is not read again when it covers `placed`.
     """
+    reads = known.of_shard(shard, placed) if known is not None else None
+    if reads is not None:
+        runs, read = known.runs[shard], 0
+    else:
+        reads, runs = _read(fs, path, size, placed)
+        read = size
+    tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p)) for p in placed]
+    return reads, zeros.judge(shard, size, runs, tensors), read
+
+
+def _read(fs, path: str, size: int, placed: list) -> tuple:
     summers = [_Isolated(p.spec, p.size) for p in placed]
     scanner = zeros.ZeroScanner(0, size)
     spans = [(p.offset, p.size, s) for p, s in zip(placed, summers) if p.size]
@@ -73,9 +127,7 @@ def read_shard(fs, path: str, size: int, shard: int, placed: list) -> tuple:
     if size:
         with storage.open_source(fs, path, size) as source:
             scan_spans(source, spans, start=0, end=size, on_chunk=scanner.feed)
-    runs = zeros.combine_runs([scanner.runs()], size)
-    tensors = [(p.offset, p.size, p.spec.describe(), _row_bytes(p)) for p in placed]
-    return [s.result() for s in summers], zeros.judge(shard, size, runs, tensors)
+    return [s.result() for s in summers], zeros.combine_runs([scanner.runs()], size)
 
 
 def _row_bytes(placed) -> int:

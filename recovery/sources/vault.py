@@ -16,7 +16,7 @@ own bytes: they give a layout, and the result is compared with them.
 
 from tfbundle import OBJECT_GRAPH_KEY, FormatError, read_index
 
-from .. import storage
+from .. import storage, stores
 from ..context import OrphanContext
 from ..layout import Layout, Refusal
 from ..vault import (
@@ -34,11 +34,16 @@ from .protocol import Source
 from .sibling import MAX_OFFERED, MAX_SIBLINGS_READ, layout_for_orphan, nearness
 
 
+def present_shards(ctx) -> list:
+    """The prefix's data files as listed now, with the store's identity of each (what an entry is held to)."""
+    return shard_records(ctx.prefix, ctx.directory_listing, stores.store_for_fs(ctx.fs))
+
+
 def _own_entries(ctx: OrphanContext) -> list:
     """(entry, Relation) of every index the vault holds for this prefix, newest first."""
     if ctx.vault is None:
         return []
-    present = shard_records(ctx.prefix, ctx.directory_listing)
+    present = present_shards(ctx)
     return [(entry, relation(entry, present)) for entry in ctx.vault.entries(ctx.display_prefix)]
 
 
@@ -46,7 +51,7 @@ def _name(prefix: str) -> str:
     return storage.prefix_name(storage.split_prefix(prefix)[1])
 
 
-def _vaulted_layout(ctx: OrphanContext, entry, label: str, kind: str) -> "Layout | Refusal":
+def vaulted_layout(ctx: OrphanContext, entry, label: str, kind: str) -> "Layout | Refusal":
     """The vaulted index as a layout for this orphan (its keys checked against the object graph)."""
     try:
         index = read_index(ctx.vault.read_index(entry))
@@ -59,13 +64,16 @@ def _vaulted_layout(ctx: OrphanContext, entry, label: str, kind: str) -> "Layout
     return layout_for_orphan(ctx, index, label, kind)
 
 
-def _unless_graph_differs(ctx: OrphanContext, layout: Layout) -> None:
-    """A vaulted index holds the object graph's CRC, not its bytes, so a graph that differs from it
-    cannot be told apart from the renaming TensorFlow does itself (agreement.check_object_graph needs
-    the bytes): the CRC is dropped and the evidence says the graph was not compared with this index."""
+def _unless_graph_differs(ctx: OrphanContext, layout: Layout, entry) -> None:
+    """An entry that kept the object graph's payload lends it to agreement.check_object_graph, which
+    tells TensorFlow's own renaming from damage. One that kept only its CRC cannot: a graph that differs
+    from it has its CRC dropped, and the evidence says the graph was not compared with this index."""
     reference = layout.reference_crcs.get((OBJECT_GRAPH_KEY, None))
     graph = ctx.graph_tensor
     if reference is None or graph is None or reference == (graph.size, graph.masked_crc):
+        return
+    if entry.graph_payload is not None:
+        layout.reference_graph = entry.graph_payload
         return
     del layout.reference_crcs[(OBJECT_GRAPH_KEY, None)]
     layout.notes.append(f"the object graph ({graph.size} bytes, CRC {graph.masked_crc:#010x}) differs from the one "
@@ -74,7 +82,7 @@ def _unless_graph_differs(ctx: OrphanContext, layout: Layout) -> None:
 
 
 def _own_layout(ctx: OrphanContext, entry, found, label: str) -> "Layout | Refusal":
-    layout = _vaulted_layout(ctx, entry, label, "vault")
+    layout = vaulted_layout(ctx, entry, label, "vault")
     if not isinstance(layout, Layout):
         return layout
     location = storage.display(ctx.vault.fs, entry.index_location)
@@ -85,7 +93,7 @@ def _own_layout(ctx: OrphanContext, entry, found, label: str) -> "Layout | Refus
         layout.notes.append(f"{label} was rebuilt by ckpt-rescue, not written by TensorFlow: its layout is used, its "
                             "CRCs are not evidence")
     elif found.kind != SAME_FILES:
-        _unless_graph_differs(ctx, layout)
+        _unless_graph_differs(ctx, layout, entry)
     return layout
 
 
@@ -148,9 +156,9 @@ class VaultSiblings(Source):
             entry = kept[prefix][0]
             rebuilt = ", rebuilt by ckpt-rescue" if entry.origin == ORIGIN_REBUILT else ""
             label = f"vaulted index of sibling {_name(prefix)} as of {entry.seen_on}{rebuilt}"
-            found = _vaulted_layout(ctx, entry, label, "sibling")
+            found = vaulted_layout(ctx, entry, label, "sibling")
             if isinstance(found, Layout):
-                _unless_graph_differs(ctx, found)
+                _unless_graph_differs(ctx, found, entry)
                 offered += 1
             yield found
             if offered >= MAX_OFFERED:

@@ -25,6 +25,8 @@ class StorageUnavailable(Exception):
 
 # HTTP statuses that mean "try again" on every HTTP store.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A file written with create_new_from goes up in parts of about this size: what one upload holds in memory.
+UPLOAD_PART_BYTES = 16 << 20
 
 
 class Store:
@@ -92,6 +94,15 @@ class Store:
             raise FileExistsError(self.display(fs, path))
         fs.pipe_file(path, data)
 
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES) -> None:
+        """Create `path` from the next `size` bytes of the readable binary file `source`, holding about
+        `part_bytes` of them in memory at a time; FileExistsError (naming the path) when it exists. Default:
+        check, then fsspec's own streaming write; safe only with a single writer."""
+        refuse_if_exists(self, fs, path)
+        with fs.open(path, "wb") as out:
+            for part in read_parts(source, size, part_bytes):
+                out.write(part)
+
     def write_replaceable(self, fs, path: str, data: bytes) -> None:
         """Write one of our own outputs (a report file), replacing an older one."""
         fs.pipe_file(path, data)
@@ -136,6 +147,25 @@ class ObjectStore(Store):
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         """`probe` for a URL that names a bucket."""
         return []
+
+
+def refuse_if_exists(store: Store, fs, path: str) -> None:
+    """FileExistsError (naming the path) when `path` exists now: before a large upload starts, so nothing
+    goes up only to be refused at the end (the upload's own precondition still guards a race)."""
+    fs.invalidate_cache(parent(path))
+    if fs.exists(path):
+        raise FileExistsError(store.display(fs, path))
+
+
+def read_parts(source, size: int, part_bytes: int):
+    """The next `size` bytes of `source`, in parts of at most `part_bytes`; OSError if it ends sooner."""
+    left = size
+    while left:
+        part = source.read(min(part_bytes, left))
+        if not part:
+            raise OSError(f"the source ended {left} bytes before the {size} to upload")
+        left -= len(part)
+        yield part
 
 
 def scheme(url: str) -> str:

@@ -2,23 +2,35 @@
 
 A create-only write is one multipart upload with `ifGenerationMatch=0`, sent through gcsfs's own
 authenticated session rather than fsspec's `mode="create"`, so no library version can quietly turn
-it into an overwrite. An object's generation names its bytes: every write makes a new one. The access
-probe is one listing call through google-auth and requests with short timeouts, no retries.
+it into an overwrite; a file larger than one part goes up as a resumable upload whose session carries
+`ifGenerationMatch=0`, which GCS checks when the upload completes (an object that appeared meanwhile
+makes the last part 412, and the session is cancelled). An object's generation names its bytes: every
+write makes a new one. The access probe is one listing call through google-auth and requests with
+short timeouts, no retries.
 """
 
+import contextlib
 import json
 import os
 import shlex
 import uuid
 from urllib.parse import urlparse
 
-from .base import RETRYABLE_STATUS, ObjectStore, conditional_create
+from .base import (
+    RETRYABLE_STATUS,
+    UPLOAD_PART_BYTES,
+    ObjectStore,
+    conditional_create,
+    read_parts,
+    refuse_if_exists,
+)
 from .probing import CONNECT_SECONDS, READ_SECONDS, RUN_AGAIN, TRANSIENT, short, transient_error, unresolved
 
 GCS_ENDPOINT = "https://storage.googleapis.com"
 # gcsfs's `base` is the JSON API root, ENDPOINT + JSON_API; uploads go to ENDPOINT + UPLOAD_API.
 JSON_API = "/storage/v1/"
 UPLOAD_API = "/upload/storage/v1/b/{}/o"
+RESUMABLE_UNIT = 256 << 10      # every part of a resumable upload but the last is a multiple of this
 
 CREDENTIALS_HINT = ("run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a "
                     "service-account key file (on GCE/GKE/Dataflow the VM's service account is used)")
@@ -49,6 +61,31 @@ class GcsStore(ObjectStore):
         with conditional_create(self, fs, path):
             fs.call("POST", upload_url(fs), bucket, uploadType="multipart", ifGenerationMatch="0", data=body,
                     headers={"Content-Type": f'multipart/related; boundary="{boundary}"'})
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES) -> None:
+        """A resumable upload with ifGenerationMatch=0, one part of `part_bytes` (a multiple of 256 KiB) in
+        memory at a time; one multipart request when the file fits in one part."""
+        if size <= part_bytes:
+            self.create_new(fs, path, source.read(size))
+            return
+        bucket, key, _ = fs.split_path(path)
+        step = max(RESUMABLE_UNIT, part_bytes // RESUMABLE_UNIT * RESUMABLE_UNIT)
+        refuse_if_exists(self, fs, path)
+        with conditional_create(self, fs, path):
+            headers, _ = fs.call("POST", upload_url(fs), bucket, uploadType="resumable", ifGenerationMatch="0",
+                                 json={"name": key}, headers={"X-Upload-Content-Type": "application/octet-stream",
+                                                              "X-Upload-Content-Length": str(size)})
+            session = headers["Location"]
+            try:
+                offset = 0
+                for part in read_parts(source, size, step):
+                    fs.call("PUT", session, data=part, headers={
+                        "Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{size}"})
+                    offset += len(part)
+            except BaseException:
+                with contextlib.suppress(Exception):     # an abandoned session expires anyway, uncommitted
+                    fs.call("DELETE", session)
+                raise
 
     def transient(self, exc: BaseException) -> bool | None:
         kind = f"{type(exc).__module__}.{type(exc).__name__}"

@@ -2,10 +2,11 @@
 guarantees. A create-only write is a hard link of a fsynced temp file (a link never replaces a
 file), and the identity of a file's bytes is what rsync's quick check uses plus the inode."""
 
+import io
 import os
 import uuid
 
-from .base import Store
+from .base import UPLOAD_PART_BYTES, Store, read_parts
 
 
 class LocalStore(Store):
@@ -35,20 +36,31 @@ class LocalStore(Store):
             return None
         return f"{round(mtime * 1e9)}:{size}:{inode}"
 
-    def create_new(self, fs, path: str, data: bytes) -> None:
-        """Write a temp file beside `path`, fsync it, then hard-link it into place (link never replaces)."""
+    def create_new(self, fs, path: str, data: bytes, durable: bool = True) -> None:
+        self.create_new_from(fs, path, io.BytesIO(data), len(data), durable=durable)
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES,
+                        durable: bool = True) -> None:
+        """Write a temp file beside `path`, fsync it, then hard-link it into place (link never replaces).
+
+        `durable=False` skips both fsyncs, for files whose readers verify them and a crash may lose:
+        the vault's content-addressed entries (a lost or torn one is read as absent or damaged and kept
+        again), written by the thousand on an audit's first night."""
         directory = os.path.dirname(path) or "."
         tmp = os.path.join(directory, f".{os.path.basename(path)}.ckpt-rescue-{uuid.uuid4().hex}.tmp")
         try:
             with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                for part in read_parts(source, size, part_bytes):
+                    f.write(part)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.link(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
 
     def write_replaceable(self, fs, path: str, data: bytes) -> None:
         """Atomic replace: readers see the old file or the new one, never half of it."""

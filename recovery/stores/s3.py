@@ -1,15 +1,25 @@
 """Amazon S3 and compatible stores through s3fs (s3://, s3a://): the store declared once.
 
 A create-only write is one PutObject with `If-None-Match: *` through s3fs's own botocore client, so
-whatever s3fs version is installed it is never an overwrite. An object's ETag with its size names
+whatever s3fs version is installed it is never an overwrite; a file larger than one part is a multipart
+upload completed with `If-None-Match: *` (S3 refuses the completion, 412, when the key appeared
+meanwhile, and the upload is aborted; one PutObject takes at most 5 GB). An object's ETag with its size names
 its bytes (an MD5 of them, or of its parts). The access probe is one ListObjectsV2 with short
 timeouts and a single attempt.
 """
 
+import contextlib
 import shlex
 from urllib.parse import urlparse
 
-from .base import RETRYABLE_STATUS, ObjectStore, conditional_create
+from .base import (
+    RETRYABLE_STATUS,
+    UPLOAD_PART_BYTES,
+    ObjectStore,
+    conditional_create,
+    read_parts,
+    refuse_if_exists,
+)
 from .probing import CONNECT_SECONDS, READ_SECONDS, RUN_AGAIN, TRANSIENT, short, transient_error, unresolved
 
 CREDENTIALS_HINT = ("set AWS_PROFILE (see `aws configure` / `aws sso login`), or AWS_ACCESS_KEY_ID and "
@@ -17,6 +27,7 @@ CREDENTIALS_HINT = ("set AWS_PROFILE (see `aws configure` / `aws sso login`), or
 NETWORK_HINT = ("check the network and the region (AWS_DEFAULT_REGION); for MinIO, moto or another S3-compatible "
                 "store set AWS_ENDPOINT_URL=http://HOST:PORT")
 # Error codes S3 (and compatible stores) use for "slow down, try again".
+MIN_PART_BYTES, MAX_PARTS = 5 << 20, 10_000     # S3's limits on a multipart upload's parts
 RETRYABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
                              "ServiceUnavailable", "InternalError", "TooManyRequests", "RequestLimitExceeded"})
 
@@ -40,6 +51,30 @@ class S3Store(ObjectStore):
         bucket, key, _ = fs.split_path(path)
         with conditional_create(self, fs, path):
             fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+
+    def create_new_from(self, fs, path: str, source, size: int, part_bytes: int = UPLOAD_PART_BYTES) -> None:
+        """A multipart upload completed with If-None-Match: *, one part in memory at a time (parts of at
+        least 5 MiB, at most 10,000 of them); one PutObject when the file fits in one part."""
+        if size <= part_bytes:
+            self.create_new(fs, path, source.read(size))
+            return
+        bucket, key, _ = fs.split_path(path)
+        step = max(part_bytes, MIN_PART_BYTES, -(-size // MAX_PARTS))
+        where = {"Bucket": bucket, "Key": key}
+        refuse_if_exists(self, fs, path)
+        with conditional_create(self, fs, path):
+            upload = fs.call_s3("create_multipart_upload", **where)["UploadId"]
+            try:
+                parts = []
+                for number, part in enumerate(read_parts(source, size, step), start=1):
+                    answer = fs.call_s3("upload_part", **where, UploadId=upload, PartNumber=number, Body=part)
+                    parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                fs.call_s3("complete_multipart_upload", **where, UploadId=upload, MultipartUpload={"Parts": parts},
+                           IfNoneMatch="*")
+            except BaseException:
+                with contextlib.suppress(Exception):     # the parts uploaded so far are dropped
+                    fs.call_s3("abort_multipart_upload", **where, UploadId=upload)
+                raise
 
     def transient(self, exc: BaseException) -> bool | None:
         response = getattr(exc, "response", None)

@@ -14,12 +14,12 @@ from .entry import (
     SAME_FILES,
     ShardRecord,
     VaultEntry,
-    data_identity,
+    identity_of,
     relation,
     shard_records,
 )
 from .tree import Kept, Vault, VaultDamaged, VaultError, VaultUsage, keep_checkpoint, vault_for
 
 __all__ = ["EARLIER_SAVE", "ORIGIN_REBUILT", "ORIGIN_SEEN_HEALTHY", "OTHER_BYTES", "SAME_FILES", "Kept",
-           "ShardRecord", "Vault", "VaultDamaged", "VaultEntry", "VaultError", "VaultUsage", "data_identity",
+           "ShardRecord", "Vault", "VaultDamaged", "VaultEntry", "VaultError", "VaultUsage", "identity_of",
            "keep_checkpoint", "relation", "shard_records", "vault_for"]

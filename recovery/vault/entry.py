@@ -8,6 +8,7 @@ earlier save of the prefix, a reference like a sibling's; other names or sizes m
 other bytes, which is not used.
 """
 
+import base64
 import datetime
 import json
 import posixpath
@@ -23,40 +24,45 @@ ORIGINS = (ORIGIN_SEEN_HEALTHY, ORIGIN_REBUILT)
 SAME_FILES, EARLIER_SAVE, OTHER_BYTES = "same-files", "earlier-save", "other-bytes"
 
 
-def data_identity(listing_entry: dict) -> dict:
-    """What the store says about a data file's identity, from its fsspec listing entry; {} when it says nothing.
-
-    GCS: the object's generation (new on every write). S3: the ETag (a digest of the content). Local:
-    the modification time as listed (float seconds) and the inode (a rename of a new file changes
-    both). memory://: nothing. The `store` work moves this per backend into recovery/stores/.
-    """
-    if listing_entry.get("generation") is not None:
-        return {"generation": str(listing_entry["generation"])}
-    if listing_entry.get("ETag") is not None:
-        return {"etag": str(listing_entry["ETag"]).strip('"')}
-    if listing_entry.get("ino") is not None and isinstance(listing_entry.get("mtime"), (int, float)):
-        return {"mtime": float(listing_entry["mtime"]), "ino": int(listing_entry["ino"])}
-    return {}
-
-
 @dataclass(frozen=True)
 class ShardRecord:
-    """One data file as an entry records it: its name in the prefix's directory, size and identity."""
+    """One data file as an entry records it: its name in the prefix's directory, size, and the store's
+    identity of its bytes (recovery/stores: `Store.identity`), None where the store gives none."""
 
     name: str
     size: int
-    identity: dict = field(default_factory=dict, hash=False)
+    identity: str | None = field(default=None, hash=False)
 
 
-def shard_records(prefix: str, listing: list) -> list[ShardRecord]:
-    """The data files of `prefix` (a filesystem path) in a listing of its directory, by shard."""
+def identity_of(item: dict, store=None) -> str | None:
+    """The store's identity of a listed file: the audit's listing carries it (`identity`, see
+    discovery.DirectoryContents.listing); a plain fsspec entry is asked of `store`."""
+    if "identity" in item:
+        return item["identity"]
+    return store.identity(item) if store is not None else None
+
+
+def shard_records(prefix: str, listing: list, store=None) -> list[ShardRecord]:
+    """The data files of `prefix` (a filesystem path) in a listing of its directory, by shard; `store`
+    (recovery/stores) gives the identity of entries that do not carry it."""
     found = []
     for item in listing:
         parsed = parse_data_filename(item["name"]) if item.get("type") != "directory" else None
         if parsed and parsed.prefix == prefix:
             found.append((parsed.shard, ShardRecord(posixpath.basename(item["name"]), int(item["size"]),
-                                                    data_identity(item))))
+                                                    identity_of(item, store))))
     return [record for _, record in sorted(found, key=lambda pair: pair[0])]
+
+
+def _identity_from_json(value) -> str | None:
+    """An entry's identity as stored. Entries kept before the stores declared identities held a dict
+    (`{"generation": ...}`): read as a string no store gives, so such an entry is never taken for the
+    same files (it is an earlier save at best), never the lost index on a guess."""
+    if value is None or value == {}:
+        return None
+    if isinstance(value, dict):
+        return "before-stores " + json.dumps(value, sort_keys=True)
+    return str(value)
 
 
 def iso_utc(when: float) -> str:
@@ -76,6 +82,13 @@ class VaultEntry:
     origin: str                 # ORIGIN_SEEN_HEALTHY or ORIGIN_REBUILT
     run_id: str = ""            # the run that kept it
     location: str = field(default="", compare=False)   # the vault path of its .json (set when read)
+    # The object graph's payload (base64) where the keeper had read it and it is at most MAX_STORED_GRAPH:
+    # a later orphan's graph is then compared with it (TensorFlow's own renaming allowed), not only its CRC.
+    object_graph: str = ""
+
+    @property
+    def graph_payload(self) -> bytes | None:
+        return base64.b64decode(self.object_graph) if self.object_graph else None
 
     @property
     def seen_on(self) -> str:
@@ -89,6 +102,8 @@ class VaultEntry:
     def to_json(self) -> bytes:
         doc = {"format": ENTRY_FORMAT, **asdict(self)}
         doc.pop("location")
+        if not self.object_graph:
+            doc.pop("object_graph")
         doc["shards"] = [asdict(s) for s in self.shards]
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -100,10 +115,11 @@ class VaultEntry:
             if not isinstance(doc, dict) or doc.get("format") != ENTRY_FORMAT:
                 raise ValueError(f"not a vault entry: format {doc.get('format') if isinstance(doc, dict) else None!r}, "
                                  f"not {ENTRY_FORMAT!r}")
-            shards = tuple(ShardRecord(str(s["name"]), int(s["size"]), dict(s.get("identity") or {}))
+            shards = tuple(ShardRecord(str(s["name"]), int(s["size"]), _identity_from_json(s.get("identity")))
                            for s in doc["shards"])
             entry = cls(str(doc["prefix"]), str(doc["directory"]), str(doc["index_sha256"]), int(doc["index_size"]),
-                        shards, str(doc["first_seen"]), str(doc["origin"]), str(doc.get("run_id", "")), location)
+                        shards, str(doc["first_seen"]), str(doc["origin"]), str(doc.get("run_id", "")), location,
+                        str(doc.get("object_graph") or ""))
         except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a vault entry: {exc}") from None
         if entry.origin not in ORIGINS:

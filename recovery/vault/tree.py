@@ -9,6 +9,7 @@ A reader ignores an .index without its .json (and a .json whose .index is gone).
 already kept changes nothing, so re-runs and racing workers are harmless. docs/vault.md says more.
 """
 
+import base64
 import hashlib
 import json
 import logging
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 
 from tfbundle import FormatError, index_filename, read_index
 
-from .. import storage
+from .. import storage, stores
 from ..caches import SharedCache
-from .entry import ORIGINS, VaultEntry, data_identity, iso_utc, shard_records
+from ..layout import MAX_STORED_GRAPH
+from .entry import ORIGINS, VaultEntry, iso_utc, shard_records
 
 MARKER = "ckpt-rescue-vault.json"
 MARKER_FORMAT = "ckpt-rescue-vault/1"
@@ -41,7 +43,8 @@ class VaultDamaged(Exception):
     """A vaulted index whose bytes no longer match the checksum they are stored under."""
 
 
-def _digest(text: str) -> str:
+def name_digest(text: str) -> str:
+    """Where a URL lives in the vault: the sha256 of its text (any length, any characters)."""
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -144,21 +147,24 @@ class Vault:
     # --- where things are ---------------------------------------------------------------------
 
     def _directory_path(self, directory: str) -> str:
-        return posixpath.join(self.root, TREE, _digest(directory))
+        return posixpath.join(self.root, TREE, name_digest(directory))
 
     def _prefix_path(self, prefix: str, directory: str) -> str:
-        return posixpath.join(self._directory_path(directory), _digest(prefix))
+        return posixpath.join(self._directory_path(directory), name_digest(prefix))
 
     # --- keeping ------------------------------------------------------------------------------
 
     def keep(self, prefix_url: str, index_bytes: bytes, shards: list, origin: str, when: float,
-             run_id: str = "") -> Kept:
+             run_id: str = "", object_graph: bytes | None = None) -> Kept:
         """Keep one index of `prefix_url` with the data files it describes (`shards`: ShardRecords, see
-        entry.shard_records), first seen at `when` (epoch seconds) by run `run_id`.
+        entry.shard_records), first seen at `when` (epoch seconds) by run `run_id`; `object_graph`: the
+        payload of its object graph where the caller read it (stored when at most MAX_STORED_GRAPH).
 
         Create-only: the index bytes first, then the entry, which commits them. An index this vault
         already holds for the prefix is left as it is (Kept.created False). ValueError for bytes that
         are not an index or an unknown origin; VaultDamaged when the stored copy is not these bytes.
+        Local writes are not fsynced (an audit's first night keeps thousands): a copy a crash left torn
+        is what every read verifies anyway (its sha256 and size), and is reported, never overwritten.
         """
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
@@ -169,19 +175,21 @@ class Vault:
         prefix, directory = canonical_prefix(prefix_url)
         sha = hashlib.sha256(index_bytes).hexdigest()
         base = posixpath.join(self._prefix_path(prefix, directory), sha)
+        graph = base64.b64encode(object_graph).decode("ascii") if object_graph and \
+            len(object_graph) <= MAX_STORED_GRAPH else ""
         entry = VaultEntry(prefix, directory, sha, len(index_bytes), tuple(shards), iso_utc(when), origin, run_id,
-                           base + ".json")
+                           base + ".json", graph)
         existing = self._read_entry(base + ".json")
         if existing is not None and storage.fresh_exists(self.fs, base + ".index"):
             return Kept(existing, False)
         if storage.is_local(self.fs):
             self.fs.makedirs(posixpath.dirname(base), exist_ok=True)
         try:
-            storage.write_new(self.fs, base + ".index", index_bytes)
+            storage.write_new(self.fs, base + ".index", index_bytes, durable=False)
         except FileExistsError:          # a keep that stopped before its entry, or one racing this one
             self._verified(base + ".index", sha, len(index_bytes))
         try:
-            storage.write_new(self.fs, base + ".json", entry.to_json())
+            storage.write_new(self.fs, base + ".json", entry.to_json(), durable=False)
         except FileExistsError:
             return Kept(self._read_entry(base + ".json") or entry, False)
         return Kept(entry, True)
@@ -234,7 +242,7 @@ class Vault:
 
     def _read_entry(self, path: str, listed: dict | None = None) -> VaultEntry | None:
         """The entry at `path`, or None when there is none; a damaged one is logged and skipped."""
-        key = (self.url, path, (listed or {}).get("size"), tuple(sorted(data_identity(listed or {}).items())))
+        key = (self.url, path, (listed or {}).get("size"), stores.store_for_fs(self.fs).identity(listed or {}))
 
         def read():
             try:
@@ -305,9 +313,14 @@ def vault_for(url: str, create: bool = False) -> Vault:
     return _opened.get_or_compute((url, create), lambda: Vault.open(url, create))
 
 
-def keep_checkpoint(vault: Vault, prefix_url: str, origin: str, when: float, run_id: str = "") -> Kept:
-    """Keep the index a prefix has now, with its data files as one listing of its directory shows them."""
+def keep_checkpoint(vault: Vault, prefix_url: str, origin: str, when: float, run_id: str = "",
+                    with_graph: bool = True) -> Kept:
+    """Keep the index a prefix has now, with its data files as one listing of its directory shows them
+    and (`with_graph`) its object graph's payload (one small read of the data)."""
+    from ..healthy import read_object_graph
+
     fs, prefix = storage.split_prefix(prefix_url)
     index_bytes = storage.read_bytes(fs, index_filename(prefix))
-    shards = shard_records(prefix, storage.ls(fs, storage.prefix_directory(prefix)))
-    return vault.keep(storage.display(fs, prefix), index_bytes, shards, origin, when, run_id)
+    shards = shard_records(prefix, storage.ls(fs, storage.prefix_directory(prefix)), stores.store_for_fs(fs))
+    graph = read_object_graph(fs, prefix) if with_graph else None
+    return vault.keep(storage.display(fs, prefix), index_bytes, shards, origin, when, run_id, object_graph=graph)

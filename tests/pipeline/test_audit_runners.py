@@ -75,8 +75,9 @@ def test_usage_errors_exit_2_before_anything_runs(tmp_path, capsys):
     (tmp_path / "outer" / "inner").mkdir(parents=True)
     bad_registry = tmp_path / "registry.yaml"
     bad_registry.write_text("architectures:\n  broken:\n    builder: no_such_module:build\n")
+    (tmp_path / "not-a-report").mkdir()
+    (tmp_path / "outer" / "inner" / "notes.txt").write_text("someone else's files")
     cases = [
-        (["audit", str(tmp_path / "missing"), "--report-dir", report], "does not exist"),
         (["audit", str(tmp_path / "a-file"), "--report-dir", report], "is a file"),
         (["audit", str(tmp_path)], "--report-dir"),
         (["audit", "--report-dir", report], "at least one ROOT"),
@@ -87,6 +88,18 @@ def test_usage_errors_exit_2_before_anything_runs(tmp_path, capsys):
         (["audit", str(tmp_path), "--report-dir", report, "--split-bytes", "lots"], "invalid size value"),
         (["audit", str(tmp_path / "outer" / "inner"), "--report-dir", str(tmp_path / "outer")], "contains the root"),
         (["audit", str(tmp_path), "--report-dir", report, "--min-age", "-1"], "invalid minutes value"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", str(tmp_path / "outer")], "is the root"),
+        (["audit", str(tmp_path / "outer" / "inner"), "--report-dir", report, "--vault", str(tmp_path / "outer")],
+         "contains the root"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", f"{report}/vault"],
+         "lies inside --report-dir"),
+        (["audit", str(tmp_path / "outer"), "--report-dir", report, "--vault", str(tmp_path / "outer" / "inner")],
+         "is not a vault"),
+        (["audit", str(tmp_path), "--report-dir", report, "--verify-share", "1/7"], "give it with --verify-data"),
+        (["audit", str(tmp_path), "--report-dir", report, "--verify-data", "--verify-share", "2/7"],
+         "invalid share value"),
+        (["audit", str(tmp_path), "--report-dir", report, "--previous", str(tmp_path / "not-a-report")],
+         "not a finished ckpt-rescue report"),
     ]
     for argv, words in cases:
         assert exit_code_of(argv) == 2, argv

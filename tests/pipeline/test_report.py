@@ -139,7 +139,9 @@ def test_an_empty_audit_still_writes_every_file(tmp_path):
         _ = p | beam.Create([], reshuffle=False).with_output_types(Record) | WriteReports(reports, META)
     assert open(os.path.join(reports, "records.jsonl")).read() == ""
     assert open(os.path.join(reports, "failures.csv")).read() == "prefix,status,reason\n"
-    assert read_summary(reports)["records"] == 0 and read_summary(reports)["exit_code"] == 0
+    summary = read_summary(reports)
+    assert summary["records"] == 0 and summary["exit_code"] == 4    # nothing checked: never a quiet 0
+    assert summary["warnings"][0].startswith("nothing was judged")
     for env in ({}, NO_TOOL):
         done = run_script(os.path.join(reports, "promote.sh"), **env)
         assert done.returncode == 0 and done.stdout.startswith("done: 0 promoted"), done.stdout + done.stderr

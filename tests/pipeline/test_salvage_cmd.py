@@ -134,3 +134,46 @@ def test_salvage_in_a_bucket_is_create_only(keras_run, run_copy, tmp_path, capsy
     assert snapshot(bucket) == after
     os.makedirs(tmp_path / "local")
     _restore_from_bucket(run, out, str(tmp_path / "local" / "ckpt-3"), damaged, entries)
+
+
+def test_the_vault_proves_every_tensor_that_arrived(keras_run, run_copy, tmp_path, capsys):
+    from recovery.vault import ORIGIN_SEEN_HEALTHY, Vault, keep_checkpoint
+
+    run = run_copy(keras_run)
+    vault = str(tmp_path / "vault")
+    keep_checkpoint(Vault.open(vault, create=True), run.latest, ORIGIN_SEEN_HEALTHY, 1764901800.0, "night-1")
+    damaged, entries = cut_orphan(run)
+    out = str(tmp_path / "salvaged" / "ckpt-3")
+    assert main(["salvage", run.latest, "--output", out, "--vault", vault]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    label = "vaulted index of ckpt-3 as it was on 2025-12-05 02:30 UTC"
+    assert printed[0] == f"salvaged {run.latest} into {out}: 11 of 17 tensors, 64% of bytes"
+    assert printed[1] == f"  layout: {label}"
+    assert f"  proven 11 tensor(s): their CRCs equal the ones recorded before the damage ({label})" in printed
+    assert not any(line.startswith("  placed ") for line in printed)
+    check_keras(run, out, read_manifest(out), damaged, entries)
+
+
+def test_a_vault_that_is_not_one_is_a_usage_error(keras_run, run_copy, tmp_path, capsys):
+    run = run_copy(keras_run)
+    cut_orphan(run)
+    elsewhere = tmp_path / "not-a-vault"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    out = tmp_path / "salvaged" / "ckpt-3"
+    assert main(["salvage", run.latest, "--output", str(out), "--vault", str(elsewhere)]) == 2
+    assert f"--vault {elsewhere} is not a vault" in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
+def test_with_no_source_the_hint_says_which_registry_is_in_use(keras_run, run_copy, tmp_path, monkeypatch, capsys):
+    run = run_copy(keras_run)
+    for prefix in run.prefixes[:2]:
+        os.remove(prefix + ".index")
+    cut_orphan(run)
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / "salvaged" / "ckpt-3")
+    assert main(["salvage", run.latest, "--output", out]) == 1
+    err = capsys.readouterr().err
+    assert "pass --registry FILE (FILE: a registry file of your choice; none is in use: looked for the default " \
+           f"configs/architectures.yaml in {tmp_path})" in err

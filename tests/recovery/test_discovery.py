@@ -12,12 +12,12 @@ from recovery.discovery import (
     parse_state_file,
     resolve_state_name,
 )
-from recovery.listing import BadRoot, check_root, distinct_roots, everything_under, top_level
+from recovery.listing import BadRoot, Listed, check_root, distinct_roots, everything_under, top_level
 from tfbundle import FormatError
 
 
 def listing_of(root: str) -> list:
-    """(path, size) of every file under root, as a recursive fsspec listing gives them."""
+    """Every file under root (Listed), as a recursive fsspec listing gives them."""
     fs, path = storage.url_to_fs(root)
     return everything_under(fs, path)
 
@@ -43,7 +43,7 @@ def test_grouping_separates_checkpoints_leftovers_and_state_files():
         (f"{d}/checkpoint", 120), (f"{d}/checkpoint.tmp0123abcd", 120),
         (f"{d}/events.out.tfevents.1", 5), (f"{d}/model.ckpt-1.meta", 5),
     ]
-    contents = group_directory(d, files)
+    contents = group_directory(d, [Listed(*f) for f in files])
 
     assert sorted(contents.checkpoints) == [f"{d}/ckpt-1", f"{d}/ckpt-2"]
     assert contents.checkpoints[f"{d}/ckpt-1"].index_size == 100
@@ -65,16 +65,16 @@ def test_grouping_separates_checkpoints_leftovers_and_state_files():
 
 def test_a_merge_input_missing_a_data_file_is_not_complete():
     d = "/b/run"
-    contents = group_directory(d, [(f"{d}/p_temp/part-00001-of-00002.index", 9),
-                                   (f"{d}/p_temp/part-00001-of-00002.data-00000-of-00002", 9)])
+    contents = group_directory(d, [Listed(f"{d}/p_temp/part-00001-of-00002.index", 9),
+                                   Listed(f"{d}/p_temp/part-00001-of-00002.data-00000-of-00002", 9)])
     (leftover,) = contents.leftovers
     assert leftover.belongs_to == f"{d}/p" and not leftover.complete
 
 
 def test_listing_is_shaped_like_ls_with_temp_directories_as_entries():
     d = "/b/run"
-    contents = group_directory(d, [(f"{d}/ckpt-3.data-00000-of-00001", 7),
-                                   (f"{d}/ckpt-3_temp/part-00000-of-00001.index", 9)])
+    contents = group_directory(d, [Listed(f"{d}/ckpt-3.data-00000-of-00001", 7),
+                                   Listed(f"{d}/ckpt-3_temp/part-00000-of-00001.index", 9)])
     assert contents.listing() == [
         {"name": f"{d}/ckpt-3.data-00000-of-00001", "size": 7, "type": "file"},
         {"name": f"{d}/ckpt-3_temp", "size": 0, "type": "directory"},
@@ -153,9 +153,9 @@ def test_root_listing_fans_out_and_leaves_out_the_report_directory(tmp_path):
         path.write_bytes(b"12345")
     fs, root = storage.url_to_fs(str(tmp_path))
     files, children = top_level(fs, root, exclude=f"{root}/reports")
-    assert [(path, size) for path, size, _ in files] == [(f"{root}/top.index", 5)]
+    assert [(f.path, f.size) for f in files] == [(f"{root}/top.index", 5)]
     assert sorted(children) == [f"{root}/a", f"{root}/b"]
-    below = sorted(p for child in children for p, _, _ in everything_under(fs, child))
+    below = sorted(f.path for child in children for f in everything_under(fs, child))
     assert below == [f"{root}/a/deep/y.data-00000-of-00001", f"{root}/a/x.index", f"{root}/b/z.index"]
 
 

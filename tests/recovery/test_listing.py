@@ -34,3 +34,27 @@ def test_a_group_on_disk_lists_below_its_members_only(tmp_path):
     fs, path = storage.url_to_fs(str(tmp_path / "p"))
     found = everything_under_group(fs, path, "run-1", ("run-1", "run-10"))
     assert sorted(os.path.relpath(f[0], path) for f in found) == ["run-1/a.index", "run-10/b.index"]
+
+
+def test_an_index_vault_inside_a_root_is_never_listed(tmp_path):
+    """Its .index files have no data beside them: the vault is left out by its marker, whether a directory
+    listing or a recursive group listing comes to it, and a vault-looking folder without one is not."""
+    from recovery.listing import everything_under, top_level
+    from recovery.vault import ORIGIN_SEEN_HEALTHY, ShardRecord, Vault
+
+    (tmp_path / "root" / "run").mkdir(parents=True)
+    (tmp_path / "root" / "run" / "ckpt-1.data-00000-of-00001").write_bytes(b"x")
+    from tfbundle import BundleHeader, write_index
+
+    index = write_index(BundleHeader(num_shards=1), {})
+    vault = Vault.open(str(tmp_path / "root" / "keep" / "vault"), create=True)
+    vault.keep(str(tmp_path / "root" / "run" / "ckpt-1"), index, [ShardRecord("ckpt-1.data-00000-of-00001", 1)],
+               ORIGIN_SEEN_HEALTHY, 1_796_500_000.0)
+    (tmp_path / "root" / "keep" / "not-a-vault" / "v1").mkdir(parents=True)
+    (tmp_path / "root" / "keep" / "not-a-vault" / "v1" / "x.index").write_bytes(index)
+    fs, root = storage.url_to_fs(str(tmp_path / "root"))
+    found = sorted(os.path.relpath(f.path, root) for f in everything_under(fs, root))
+    assert found == ["keep/not-a-vault/v1/x.index", "run/ckpt-1.data-00000-of-00001"]
+    assert top_level(fs, str(tmp_path / "root" / "keep" / "vault")) == ([], [])
+    assert everything_under_group(fs, f"{root}/keep", "", ("not-a-vault", "vault")) == [
+        f for f in everything_under(fs, f"{root}/keep")]

@@ -62,7 +62,7 @@ def one_recursive_listing(root: str) -> dict:
     """directory -> sorted (path, size) as a single recursive listing of the root gives them."""
     fs, path = storage.url_to_fs(root)
     found = defaultdict(list)
-    for name, size, _ in everything_under(fs, path):
+    for name, size, _, _ in everything_under(fs, path):
         found[checkpoint_directory(name)].append((name, size))
     return {directory: sorted(files) for directory, files in found.items()}
 

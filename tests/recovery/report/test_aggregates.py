@@ -12,6 +12,7 @@ from report_helpers import many_records, sample_records
 from recovery.records import CORRUPT, ERROR, HEALTHY, REBUILT, UNRECOVERABLE, Record
 from recovery.report.aggregates import (
     CAUSE,
+    CHANGE,
     HTML_CAUSES,
     HTML_REBUILT,
     HTML_RUNS,
@@ -48,8 +49,9 @@ def in_chunks(records, chunks: int, seed: int) -> list:
 
 
 def comparable(key, aggregate):
-    """What of an aggregate the report uses: the whole of Totals and Run; a cause's row; the largest rows."""
-    if key[0] == CAUSE:
+    """What of an aggregate the report uses: the whole of Totals and Run; a cause's or change group's row;
+    the largest rows."""
+    if key[0] in (CAUSE, CHANGE):
         return aggregate.row(key[1])
     if key[0] == LARGEST:
         return aggregate.rows()

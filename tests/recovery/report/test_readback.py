@@ -19,7 +19,7 @@ def test_records_come_back_as_written_from_a_newer_writer_too(tmp_path):
     report = tmp_path / "rep"
     write_reports(str(report), sample_records(), META, 1_700_000_001.0)
     assert read_records(str(report)) == sorted(sample_records(), key=lambda r: (r.root, r.prefix))
-    newer = {**record_dict(sample_records()[0]), "salvage": {"tensors": 3}}
+    newer = {**record_dict(sample_records()[0]), "a_later_field": {"tensors": 3}}
     with open(report / RECORDS, "a") as f:
         f.write("\n" + json.dumps(newer) + "\n\n")
     back = list(iter_records(str(report)))

@@ -311,9 +311,10 @@ def test_an_undecodable_object_graph_is_refused_index_lost(keras_run, run_copy):
         plan_salvage(fs, path)
 
 
-def test_sources_that_disagree_are_refused_naming_the_salvage_that_chooses_each(tmp_path):
+def test_sources_that_disagree_are_refused_naming_the_salvage_that_chooses_each(tmp_path, monkeypatch):
     """A sibling of another model ([16, 8]) and the registered model ([8, 16]) both place the data that
-    arrived: the data holds sizes, not shapes, so nothing is salvaged until a person chooses."""
+    arrived: the data holds sizes, not shapes, so nothing is salvaged until a person chooses. The
+    commands name the registry in use, and the one that chooses it works from another directory."""
     import tensorflow as tf
 
     from pipeline.builders import resolve_registry
@@ -334,9 +335,16 @@ def test_sources_that_disagree_are_refused_naming_the_salvage_that_chooses_each(
     orphan(prefix)
     truncate(data_path(prefix), 600)   # inside b: the object graph is lost, w arrived
     fs, path = storage.split_prefix(prefix)
+    out = str(tmp_path / "new" / "ckpt-2")
     with pytest.raises(Refused) as refused:
-        plan_salvage(fs, path, registry_layouts=resolve_registry(registry), output_args="--output new/ckpt-2")
+        plan_salvage(fs, path, registry_layouts=resolve_registry(registry), output_args=f"--output {out}",
+                     registry_path=registry)
     reason = refused.value.reason
     assert reason.startswith("sources disagree: sibling ckpt-1 and registered `model_a` both fit these bytes")
-    assert (f"salvage with `ckpt-rescue salvage {prefix} --output new/ckpt-2 --template {run / 'ckpt-1'}` or "
-            f"`ckpt-rescue salvage {prefix} --output new/ckpt-2 --registry FILE --arch model_a`") in reason
+    chooses_registry = f"ckpt-rescue salvage {prefix} --output {out} --registry {registry} --arch model_a"
+    assert (f"salvage with `ckpt-rescue salvage {prefix} --output {out} --template {run / 'ckpt-1'}` or "
+            f"`{chooses_registry}`") in reason
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli_main(chooses_registry.split()[1:]) == 0
+    assert read_manifest(out)["layout"] == "registered `model_a`"

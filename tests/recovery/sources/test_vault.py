@@ -249,6 +249,31 @@ def test_vaulted_siblings_whose_indexes_are_gone_count_as_live_siblings_do(famil
                for c in outcome.evidence.confirmed)
 
 
+@pytest.mark.parametrize("with_graph", [True, False])
+def test_a_vaulted_siblings_graph_tells_tensorflows_renaming_from_damage(with_graph, tmp_path):
+    """A second model built in one process saves `adam_1/...` names into the same run: the keys equal the
+    vaulted sibling's, the graph bytes do not. An entry that kept the graph's payload lets the rebuild
+    name that difference as TensorFlow's own; one that kept only its CRC says it was not compared."""
+    import tensorflow as tf
+
+    run = tmp_path / "run"
+    first = tf.train.CheckpointManager(models.keras3_adam(), str(run), max_to_keep=None).save()
+    second = tf.train.CheckpointManager(models.keras3_adam(), str(run), max_to_keep=None).save(checkpoint_number=2)
+    vault = _vault(tmp_path)
+    kept = keep_checkpoint(vault, first, ORIGIN_SEEN_HEALTHY, WHEN, "night-1", with_graph=with_graph)
+    assert (kept.entry.graph_payload is not None) == with_graph
+    for name in os.listdir(run):                  # ckpt-1 deleted since; ckpt-2 lost its index
+        if name.startswith("ckpt-1."):
+            os.remove(run / name)
+    expected = tensor_values(second)
+    original = orphan(second)
+    outcome = assert_rebuilt_identically(_context(second, vault), None, original, expected)
+    assert outcome.source == f"vaulted index of sibling ckpt-1 as of {DATE}"
+    renamed = [c for c in outcome.evidence.confirmed if "TensorFlow itself makes them differ" in c]
+    not_compared = [c for c in outcome.evidence.cannot_confirm if "so the two were not compared" in c]
+    assert (bool(renamed), bool(not_compared)) == (with_graph, not with_graph)
+
+
 def test_an_index_ckpt_rescue_rebuilt_gives_its_layout_but_is_no_evidence(family_copy, tmp_path):
     """A vaulted `rebuilt` index: its CRCs came from the bytes then present, so they confirm nothing."""
     family = family_copy("keras_app")

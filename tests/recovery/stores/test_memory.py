@@ -18,7 +18,7 @@ def test_times_from_created_and_no_identity():
     assert store_for("memory://x") is STORE and store_for_fs(fs) is STORE and STORE.in_process
     fs.pipe_file(f"{directory}/ckpt-1.index", b"index")
     fs.store[f"{directory}/ckpt-1.index"].created = SAVED
-    assert everything_under(fs, directory) == [(f"{directory}/ckpt-1.index", 5, SAVED.timestamp())]
+    assert everything_under(fs, directory) == [(f"{directory}/ckpt-1.index", 5, SAVED.timestamp(), None)]
     assert all(STORE.identity(entry) is None for entry in fs.ls(directory, detail=True))
 
 

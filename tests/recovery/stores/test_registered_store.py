@@ -113,7 +113,7 @@ def test_listing_reads_the_time_under_the_stores_own_key(seam):
         SeamFileSystem.store[path].created = SAVED
     files, children = top_level(fs, directory)
     below = everything_under(fs, children[0])
-    assert [(os.path.basename(p), size, mtime) for p, size, mtime in files + below] == [
+    assert [(os.path.basename(p), size, mtime) for p, size, mtime, _ in files + below] == [
         ("top.index", 1, SAVED.timestamp()), ("x.index", 5, SAVED.timestamp())]
 
 

@@ -1,11 +1,12 @@
 """How a vaulted entry relates to the data files a prefix has now, on real files: the same files, an
 earlier save (same sizes, another identity or none), or other bytes (names or sizes differ)."""
 
+import json
 import os
 
 import pytest
 
-from recovery import storage
+from recovery import storage, stores
 from recovery.vault import (
     EARLIER_SAVE,
     ORIGIN_SEEN_HEALTHY,
@@ -24,7 +25,7 @@ def _entry(shards) -> VaultEntry:
 
 def _present(directory, prefix="ckpt-1"):
     fs, path = storage.url_to_fs(str(directory))
-    return shard_records(f"{path}/{prefix}", storage.ls(fs, path))
+    return shard_records(f"{path}/{prefix}", storage.ls(fs, path), stores.store_for_fs(fs))
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_a_file_written_again_with_the_same_size_is_an_earlier_save(run):
 
 
 def test_a_store_without_identity_leaves_it_unknown(run):
-    then = [ShardRecord(s.name, s.size, {}) for s in _present(run)]
+    then = [ShardRecord(s.name, s.size, None) for s in _present(run)]
     found = relation(_entry(then), _present(run))
     assert found.kind == EARLIER_SAVE and "no identity" in found.why
 
@@ -82,4 +83,17 @@ def test_an_entry_of_another_format_does_not_load():
 
 
 def _present_like():
-    return [ShardRecord("ckpt-1.data-00000-of-00001", 10, {"etag": "abc"})]
+    return [ShardRecord("ckpt-1.data-00000-of-00001", 10, "etag abc size 10")]
+
+
+def test_an_entry_kept_before_the_stores_declared_identities_is_never_the_same_files(run):
+    """Entries once stored the identity as a dict ({"mtime": ..., "ino": ...}): read back, it can equal
+    no identity a store gives now, so such an entry is an earlier save at best, never the lost index."""
+    now = _present(run)
+    old = json.loads(_entry(now).to_json())
+    stat = os.stat(run / now[0].name)
+    for shard in old["shards"]:
+        shard["identity"] = {"mtime": stat.st_mtime, "ino": stat.st_ino}
+    entry = VaultEntry.from_json(json.dumps(old).encode(), "x.json")
+    assert all(s.identity.startswith("before-stores ") for s in entry.shards)
+    assert relation(entry, now).kind == EARLIER_SAVE

@@ -1,0 +1,94 @@
+"""Records carried forward from an unchanged directory: the last snapshot's records, said to be
+carried ("unchanged since DATE"), nothing of the directory read. A staged rebuild is staged again in
+tonight's report directory from the vault's copy of the index it staged (no data read), so its
+command and promote.sh still work.
+"""
+
+import dataclasses
+
+from .. import storage
+from ..records import DELETED, ERROR, IN_PROGRESS, Record
+from ..vault import ORIGIN_REBUILT, SAME_FILES, relation
+from ..writeout import stage_index
+from .nightly import Nightly
+from .snapshots import Snapshot
+
+UNCHANGED = "directory unchanged since "
+KEPT_AS = "staged index kept in the vault as "      # + its vaulted .index
+
+
+class CannotCarry(Exception):
+    """Why an unchanged directory must be read after all."""
+
+
+def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly) -> str:
+    """Why this directory is judged tonight rather than carried ("" when it may be carried)."""
+    if nightly.full:
+        return "--full"
+    if digest is None:
+        return "the store gives no identity of its files"
+    if snapshot is None:
+        return "not judged before"
+    head = snapshot.head
+    if head.gone or head.digest != digest:
+        return f"its listing changed since {head.judged}"
+    if head.judged_with != nightly.judged_with:
+        return f"judged on {head.judged} by another version or with other options or registry"
+    records = snapshot.current().values()
+    if any(r.status in (ERROR, IN_PROGRESS) for r in records):
+        return f"a verdict of {head.judged} was not final (error or in-progress)"
+    if any(r.status == DELETED and nightly.expired(r.since) for r in records):
+        return "a deletion it reported is older than --vault-keep-days"
+    return ""
+
+
+def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage) -> list[Record]:
+    """The snapshot's records as tonight's: `carried_from` its date, nothing scanned, a line in `checks`
+    that says so. `restage(record) -> Record` stages a staged record's index again (CannotCarry if not)."""
+    judged = snapshot.head.judged
+    out = []
+    for record in snapshot.current().values():
+        checks = tuple(line for line in record.checks if not line.startswith(UNCHANGED))
+        record = dataclasses.replace(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0,
+                                     checks=(*checks, f"{UNCHANGED}{judged}: carried forward, nothing of it "
+                                                      "read this run (--full reads it)"))
+        if record.staged and record.index_path and record.status != DELETED:
+            record = restage(record)
+        out.append(record)
+    return out
+
+
+def kept_as(record: Record, entry) -> Record:
+    """The record of a staged rebuild, naming the vault's copy of its index (what restage finds)."""
+    checks = tuple(line for line in record.checks if not line.startswith(KEPT_AS))
+    return dataclasses.replace(record, checks=(*checks, f"{KEPT_AS}{entry.index_location} (sha256 "
+                                                        f"{entry.index_sha256})"))
+
+
+def _kept_sha(record: Record) -> str | None:
+    for line in record.checks:
+        if line.startswith(KEPT_AS) and "(sha256 " in line:
+            return line.rsplit("(sha256 ", 1)[1].rstrip(")")
+    return None
+
+
+def restager(vault, report_dir: str, present):
+    """`restage` for carried(): the vault's copy of the index the record staged (named in its checks),
+    else the newest `rebuilt` entry of the prefix for its data files as listed now (`present(prefix) ->
+    [ShardRecord]`), staged again in `report_dir`."""
+    report_fs, report_path = storage.url_to_fs(report_dir)
+
+    def restage(record: Record) -> Record:
+        if vault is None:
+            raise CannotCarry(f"{record.prefix}: its staged index is not kept anywhere (no --vault)")
+        sha, now = _kept_sha(record), present(record.prefix)
+        for entry in vault.entries(record.prefix):
+            if entry.index_sha256 == sha or (
+                    sha is None and entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES):
+                staged = storage.display(report_fs, stage_index(report_fs, report_path, record.prefix,
+                                                                vault.read_index(entry)))
+                return dataclasses.replace(record, index_path=staged,
+                                           command=record.command.replace(record.index_path, staged))
+        raise CannotCarry(f"{record.prefix}: the vault holds no copy of the index it staged")
+
+    return restage

@@ -1,0 +1,230 @@
+"""Where a directory's judged records are kept, and how they are read back: one snapshot per time a
+directory was judged, under a memory root (the vault, or an earlier report's `previous/`).
+
+    ROOT/memory/<sha256 of directory URL>/<judged>_<run id>/head.json      what was judged: the listing
+                                                                            (names, sizes, identities), its
+                                                                            digest, how many records follow
+    ROOT/memory/<...>/<judged>_<run id>/records-<uuid>.jsonl.gz            the records, as judged (in parts:
+                                                                            classification's, then each rebuild's)
+    ROOT/memory/<...>/<judged>_<run id>/verified-<when>-<uuid>.jsonl.gz    later --verify-data results of its
+                                                                            healthy checkpoints (newest wins)
+
+A snapshot is complete when its parts hold as many records as its head says; an incomplete one (a run
+that stopped) is never carried and never compared with. Every file is written once, create-only, and
+read as written; an unchanged directory adds nothing. The newest complete snapshot of a directory is
+what it was when last judged.
+"""
+
+import gzip
+import json
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+
+from .. import storage
+from ..caches import SharedCache
+from ..records import Record
+from ..report.schema import record_from_dict, record_line
+from ..vault.tree import canonical_directory, name_digest
+from .nightly import compact, epoch
+
+TREE = "memory"
+HEAD = "head.json"
+FORMAT = "ckpt-rescue-memory/1"
+RECORDS_PART, VERIFIED_PART = "records", "verified"
+
+_latest = SharedCache(64)     # (memory root, directory, run to leave out) -> Snapshot | None, per process
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a snapshot says about itself."""
+
+    directory: str                # as a user types it
+    root: str
+    digest: str | None            # of the listing judged (digest.py); None: never carried
+    judged: str                   # ISO 8601: the run's clock
+    run_id: str
+    report_dir: str               # where that run staged its indexes
+    records: int                  # records the snapshot holds when complete
+    judged_with: str = ""         # nightly.Nightly.judged_with of that run
+    files: tuple = ()             # (name relative to the directory, size, identity) of every file listed
+    gone: bool = False            # the directory itself was gone (its records are `deleted`)
+
+    def to_json(self) -> bytes:
+        doc = {"format": FORMAT, **{name: getattr(self, name) for name in self.__dataclass_fields__}}
+        doc["files"] = [list(f) for f in self.files]
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Head":
+        doc = json.loads(data)
+        found = doc.get("format") if isinstance(doc, dict) else None
+        if found != FORMAT:
+            raise ValueError(f"not a memory snapshot head (format {found!r})")
+        doc.pop("format")
+        doc["files"] = tuple(tuple(f) for f in doc.get("files", ()))
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+    def shard_identity(self) -> dict:
+        """name -> (size, identity) of the files listed."""
+        return {name: (size, identity) for name, size, identity in self.files}
+
+
+@dataclass
+class Snapshot:
+    head: Head
+    location: str                                   # its folder, as a filesystem path under the memory root
+    records: dict = field(default_factory=dict)     # (prefix, kind) -> Record, as judged
+    verified: dict = field(default_factory=dict)    # (prefix, kind) -> Record, newest verification since
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) == self.head.records
+
+    def current(self) -> dict:
+        """(prefix, kind) -> the record as it stands: a later verification over the judged one."""
+        return {**self.records, **{key: rec for key, rec in self.verified.items() if key in self.records}}
+
+
+def key_of(record) -> tuple:
+    return (record.prefix, record.kind)
+
+
+class MemoryStore:
+    """Snapshots under one memory root (a vault URL, or an earlier report's `previous/`)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.fs, root = storage.url_to_fs(url)
+        self.root = root.rstrip("/")
+
+    def _directory_path(self, directory: str) -> str:
+        return posixpath.join(self.root, TREE, name_digest(canonical_directory(directory)))
+
+    def folder(self, directory: str, judged: float, run_id: str) -> str:
+        return posixpath.join(self._directory_path(directory), f"{compact(judged)}_{run_id}")
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def write_head(self, folder: str, head: Head) -> None:
+        self._write(posixpath.join(folder, HEAD), head.to_json())
+
+    def write_records(self, folder: str, records, part: str = RECORDS_PART, when: float | None = None) -> str:
+        """One part of records (a Record's line each, gzipped: a record's JSON repeats itself, and a vault
+        holds one per checkpoint) into a snapshot's folder; returns its path."""
+        stamp = f"-{compact(when)}" if when is not None else ""
+        path = posixpath.join(folder, f"{part}{stamp}-{uuid.uuid4().hex[:16]}.jsonl.gz")
+        data = "".join(record_line(r) for r in records).encode("utf-8")
+        self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
+        return path
+
+    def _write(self, path: str, data: bytes) -> None:
+        if storage.is_local(self.fs):
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        storage.write_new(self.fs, path, data, durable=False)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def folders(self, directory: str) -> dict:
+        """folder name -> [file paths], every snapshot of one directory (one recursive listing)."""
+        under = self._directory_path(directory)
+        with storage.unavailable_if_transient(self.fs, under, "listing"):
+            try:
+                paths = self.fs.find(under)
+            except FileNotFoundError:
+                return {}
+        found: dict = {}
+        for path in paths:
+            relative = path[len(under) + 1:].split("/")
+            if len(relative) == 2:
+                found.setdefault(relative[0], []).append(path)
+        return found
+
+    def latest(self, directory: str, leave_out_run: str = "", not_after: float | None = None) -> Snapshot | None:
+        """The newest complete snapshot of `directory` (cached per process): what it was when last
+        judged. Tonight's own (`leave_out_run`) and any judged after `not_after` are left out."""
+        key = (self.url, canonical_directory(directory), leave_out_run, not_after)
+        return _latest.get_or_compute(key, lambda: self._newest_complete(directory, leave_out_run, not_after))
+
+    def _newest_complete(self, directory: str, leave_out_run: str, not_after: float | None) -> Snapshot | None:
+        limit = compact(not_after) if not_after is not None else None
+        for name, paths in sorted(self.folders(directory).items(), reverse=True):
+            judged, _, run_id = name.partition("_")
+            if (leave_out_run and run_id == leave_out_run) or (limit is not None and judged > limit):
+                continue
+            snapshot = self.read(posixpath.join(self._directory_path(directory), name), paths)
+            if snapshot is not None and snapshot.complete:
+                return snapshot
+        return None
+
+    def read(self, folder: str, paths: list) -> Snapshot | None:
+        """The snapshot in `folder` (its files `paths`), or None without a readable head."""
+        head = self.read_head(folder) if posixpath.join(folder, HEAD) in paths else None
+        if head is None:
+            return None
+        snapshot = Snapshot(head, folder)
+        for path in sorted(paths):
+            leaf = posixpath.basename(path)
+            target = snapshot.records if leaf.startswith(RECORDS_PART + "-") else \
+                snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
+            if target is None:
+                continue
+            for record in self._records_in(path):
+                target[key_of(record)] = record
+        return snapshot
+
+    def _records_in(self, path: str) -> list[Record]:
+        data = storage.read_bytes(self.fs, path)
+        if path.endswith(".gz"):
+            data = gzip.decompress(data)
+        return [record_from_dict(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+    def read_head(self, folder: str) -> Head | None:
+        try:
+            return Head.from_json(storage.read_bytes(self.fs, posixpath.join(folder, HEAD)))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def named(self, directory: str, judged: str) -> str | None:
+        """The folder of the snapshot of `directory` judged at `judged` (ISO 8601), or None."""
+        when = epoch(judged)
+        if when is None:
+            return None
+        prefix = compact(when) + "_"
+        for name in sorted(self.folders(directory), reverse=True):
+            if name.startswith(prefix):
+                return posixpath.join(self._directory_path(directory), name)
+        return None
+
+    # --- retention -----------------------------------------------------------------------------------
+
+    def drop_older(self, directory: str, keep_folder: str, before: float) -> int:
+        """Remove the snapshots of `directory` other than `keep_folder` judged before `before` (epoch
+        seconds): superseded once a newer one is complete. Returns how many were removed."""
+        limit = compact(before)
+        removed = 0
+        for name, paths in self.folders(directory).items():
+            folder = posixpath.join(self._directory_path(directory), name)
+            if folder == keep_folder or name.partition("_")[0] >= limit:
+                continue
+            for path in sorted(paths, key=lambda p: p.endswith(HEAD)):     # the head last: it names the rest
+                self._remove(path)
+            removed += 1
+        return removed
+
+    def drop_directory(self, directory: str) -> None:
+        """Forget a directory (it is gone, and its deletions have been reported long enough)."""
+        under = self._directory_path(directory)
+        with storage.unavailable_if_transient(self.fs, under, "deleting"):
+            try:
+                self.fs.rm(under, recursive=True)
+            except FileNotFoundError:
+                pass
+
+    def _remove(self, path: str) -> None:
+        with storage.unavailable_if_transient(self.fs, path, "deleting"):
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,54 @@
+"""recovery/memory/snapshots.py: a directory's snapshot is read back as written, only when complete;
+the newest complete one is what it was when last judged; superseded ones go after keep-days."""
+
+import pytest
+
+from recovery.memory.nightly import DAY, iso
+from recovery.memory.snapshots import Head, MemoryStore
+from recovery.records import HEALTHY, REBUILT, Record
+
+NOW = 1_796_500_000.0
+DIRECTORY = "/data/run"
+
+
+def head(when: float, run: str, records: int, digest: str = "d1") -> Head:
+    return Head(DIRECTORY, "/data", digest, iso(when), run, "/rep", records, "with", (("ckpt-1.index", 5, "i"),))
+
+
+def records(status: str = HEALTHY) -> list:
+    return [Record(f"{DIRECTORY}/ckpt-{i}", status, "ok", "/data", directory=DIRECTORY) for i in (1, 2)]
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_the_newest_complete_snapshot_is_read_back_as_written(where, tmp_path):
+    store = MemoryStore(str(tmp_path / "vault") if where == "local" else f"memory://snap-{tmp_path.name}")
+    old = store.folder(DIRECTORY, NOW - DAY, "r0")
+    store.write_head(old, head(NOW - DAY, "r0", 2))
+    store.write_records(old, records())
+    new = store.folder(DIRECTORY, NOW, "r1")                  # a run that stopped before its rebuilds reported
+    store.write_head(new, head(NOW, "r1", 3, digest="d2"))
+    store.write_records(new, records(REBUILT))
+    found = store.latest(DIRECTORY)
+    assert found.head == head(NOW - DAY, "r0", 2) and found.complete
+    assert sorted(r.prefix for r in found.current().values()) == [f"{DIRECTORY}/ckpt-1", f"{DIRECTORY}/ckpt-2"]
+    assert store.latest(DIRECTORY, leave_out_run="r0") is None
+    store.write_records(new, [Record(f"{DIRECTORY}/ckpt-3", HEALTHY, "ok", "/data", directory=DIRECTORY)])
+    assert store.latest(DIRECTORY, leave_out_run="x").head.run_id == "r1"     # complete now (a new look)
+    verified = Record(f"{DIRECTORY}/ckpt-1", "corrupt", "bit rot", "/data", directory=DIRECTORY)
+    store.write_records(new, [verified], "verified", when=NOW + DAY)
+    assert store.latest(DIRECTORY, leave_out_run="y").current()[(verified.prefix, "checkpoint")] == verified
+    assert store.named(DIRECTORY, iso(NOW)) == new
+
+
+def test_superseded_snapshots_go_after_keep_days_never_the_one_kept(tmp_path):
+    store = MemoryStore(str(tmp_path / "vault"))
+    folders = []
+    for days, run in ((40, "a"), (35, "b"), (1, "c")):
+        folder = store.folder(DIRECTORY, NOW - days * DAY, run)
+        store.write_head(folder, head(NOW - days * DAY, run, 2))
+        store.write_records(folder, records())
+        folders.append(folder)
+    assert store.drop_older(DIRECTORY, folders[1], NOW - 30 * DAY) == 1     # "a": older, superseded
+    assert sorted(store.folders(DIRECTORY)) == sorted(f.rsplit("/", 1)[1] for f in folders[1:])
+    store.drop_directory(DIRECTORY)
+    assert store.folders(DIRECTORY) == {}
