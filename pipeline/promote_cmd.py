@@ -5,7 +5,9 @@ bucket it was written to (local, gs://, s3://). Staged indexes are read from REP
 goes to the audited location, or where --root-map OLD=NEW says that tree is now. An index that exists is
 never overwritten, and an index is written only where the data files beside it have the sizes it
 describes (one create-only write per index: a hard link locally, ifGenerationMatch=0 on GCS,
-If-None-Match: * on S3). Re-running it is safe. `promote.sh` in the report directory runs this command.
+If-None-Match: * on S3). Re-running it is safe. --replace PREFIX (one a person decided on) keeps an index
+the audit found unreadable or stale aside, create-only, before it promotes. `promote.sh` in the report
+directory runs this command.
 
 Exit codes: 0 nothing failed (an index already there is left alone), 1 something could not be promoted
 or needs a person, 2 usage (no report at REPORT_DIR, a PREFIX it does not hold), 3 storage kept failing.
@@ -16,7 +18,7 @@ import shlex
 import sys
 
 from recovery import storage
-from recovery.promotion import FAILED, LEFT, RootMap, promote, staged_indexes, tally
+from recovery.promotion import FAILED, LEFT, PROMOTED, REPLACED, RootMap, promote, staged_indexes, tally
 from recovery.records import EXIT_ATTENTION, EXIT_OK
 from recovery.report.readback import read_records, read_summary
 from recovery.report.schema import SUMMARY
@@ -36,6 +38,9 @@ def add_arguments(parser):
     parser.add_argument("--root-map", "--root_map", dest="root_map", action="append", default=[], type=RootMap.parse,
                         metavar="OLD=NEW", help="the audited root OLD is now at NEW (a copy, another mount point or "
                                                 "bucket); may be given more than once")
+    parser.add_argument("--replace", action="store_true",
+                        help="for the PREFIXes named, whose own index the audit found unreadable or stale: keep that "
+                             "index aside (P.index.unreadable, P.index.stale, create-only), then promote")
     parser.add_argument("--vault", metavar="URL",
                         help="keep each promoted index in this index vault as `rebuilt` (default: the audit's "
                              "--vault), so a later rehearsal knows it is not independent evidence")
@@ -46,12 +51,14 @@ def run(args) -> int:
     summary = _summary(args.report_dir)
     staged = staged_indexes(args.report_dir, summary, read_records(args.report_dir), RootMap(args.root_map))
     staged = _chosen(staged, args.prefixes)
+    if args.replace and not args.prefixes:
+        raise UsageError("--replace takes the PREFIXes to replace: replacing an index is decided one at a time")
     vault = None if args.dry_run else _vault(args.vault or summary.get("options", {}).get("vault"))
     outcomes = []
     for item in staged:
-        outcome = promote(item, dry_run=args.dry_run)
+        outcome = promote(item, dry_run=args.dry_run, replace=args.replace)
         print(outcome.line())
-        if outcome.result == "promoted" and vault is not None:
+        if outcome.result in (PROMOTED, REPLACED) and vault is not None:
             _keep(vault, item.prefix, summary.get("run_id", ""))
         outcomes.append(outcome)
     print(tally(outcomes, args.dry_run))

@@ -139,7 +139,7 @@ def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, set
         reason = (f"{task.finding}; an index rebuilt from {outcome.source} is staged: check it, then replace the "
                   f"{what} one")
         return task.record(task.status_if_staged, reason, index_path=staged, staged=True,
-                           command=replace_command(_report_dir(settings), task.display_prefix, f".{what}"))
+                           command=replace_command(_report_dir(settings), task.display_prefix))
     return task.record(REBUILT, f"rebuilt from {outcome.source}; staged, not written beside the data (promote it "
                                 "with the command, or re-run with --in-place)",
                        index_path=staged, staged=True,

@@ -5,7 +5,10 @@ targets are the audited locations, or where `--root-map OLD=NEW` says they are n
 
 Every write is the store's own create-only write (recovery/storage.write_new: a hard link locally,
 ifGenerationMatch=0 on GCS, If-None-Match: * on S3), after checking that the data files beside the
-target still have the sizes the staged index needs. Nothing is ever overwritten.
+target still have the sizes the staged index needs. Nothing is ever overwritten: `replace` (a person's
+call, for an index the audit found unreadable or stale) first copies the existing index aside create-only
+(`P.index.stale`, `P.index.unreadable`), removes it only once the copy reads back the same, then creates
+the staged one.
 """
 
 import dataclasses
@@ -14,12 +17,13 @@ import posixpath
 from tfbundle import FormatError, data_filename, index_filename
 
 from . import storage
-from .records import REBUILT, Record
+from .records import REBUILT, STALE, Record
 from .report.promote import promote_line
 from .sizes import read_sized_index, shard_sizes
 
 # What happened to one staged index; promote.sh prints the same words.
 PROMOTED, WOULD_PROMOTE, PRESENT, LEFT, FAILED = "promoted", "would promote", "present", "left", "failed"
+REPLACED, WOULD_REPLACE = "replaced", "would replace"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,11 @@ class Staged:
     @property
     def prefix(self) -> str:
         return self.target[: -len(".index")]
+
+    @property
+    def aside(self) -> str:
+        """Where `replace` keeps the index found there: `P.index.stale` or `P.index.unreadable`."""
+        return self.target + (".stale" if self.record.status == STALE else ".unreadable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +57,15 @@ class Outcome:
             return f"promoted: {target}"
         if self.result == WOULD_PROMOTE:
             return f"would promote: {staged} -> {target}"
+        if self.result == REPLACED:
+            return f"replaced: {target} (the index that was there is kept as {self.staged.aside})"
+        if self.result == WOULD_REPLACE:
+            return f"would replace: {target} (keeping the index there as {self.staged.aside}) with {staged}"
         if self.result == PRESENT:
             return f"left alone (an index is already there): {target}"
         if self.result == LEFT:
             return (f"not promoted (its own index is there and is {self.staged.record.status}: replacing it is a "
-                    f"person's call; see its record's command): {target}")
+                    f"person's call: promote it with --replace): {target}")
         return f"FAILED (nothing overwritten): {staged} -> {target}: {self.why}"
 
 
@@ -93,11 +106,13 @@ def staged_indexes(report_dir: str, summary: dict, records, root_map: RootMap) -
     return sorted(found, key=lambda item: promote_line(item.record))     # promote.sh's order
 
 
-def promote(staged: Staged, dry_run: bool = False) -> Outcome:
+def promote(staged: Staged, dry_run: bool = False, replace: bool = False) -> Outcome:
     """Create the target index from the staged one, create-only, when the data beside it is what the
-    staged index describes; with `dry_run`, every check and no write."""
+    staged index describes; with `dry_run`, every check and no write. `replace`: an index the audit found
+    unreadable or stale is first kept aside (`_move_aside`), never overwritten."""
     fs, target = storage.url_to_fs(staged.target)
-    if storage.fresh_exists(fs, target):
+    found = storage.fresh_exists(fs, target)
+    if found and (staged.record.status == REBUILT or not replace):
         return Outcome(staged, PRESENT if staged.record.status == REBUILT else LEFT)
     try:
         staged_fs, staged_path = storage.url_to_fs(staged.staged)
@@ -108,8 +123,15 @@ def promote(staged: Staged, dry_run: bool = False) -> Outcome:
     problem = data_problem(fs, target[: -len(".index")], index_bytes)
     if problem:
         return Outcome(staged, FAILED, problem)
+    if found:
+        there = storage.read_bytes(fs, target)
+        if there == index_bytes:                 # replaced already (a second run of the same command)
+            return Outcome(staged, PRESENT)
+        problem = _move_aside(fs, target, storage.url_to_fs(staged.aside)[1], there, dry_run)
+        if problem:
+            return Outcome(staged, FAILED, problem)
     if dry_run:
-        return Outcome(staged, WOULD_PROMOTE)
+        return Outcome(staged, WOULD_REPLACE if found else WOULD_PROMOTE)
     try:
         storage.write_new(fs, target, index_bytes)
     except FileExistsError:
@@ -118,7 +140,24 @@ def promote(staged: Staged, dry_run: bool = False) -> Outcome:
         return Outcome(staged, FAILED, f"cannot write there ({exc})")
     if storage.read_bytes(fs, target) != index_bytes:
         return Outcome(staged, FAILED, "the index reads back differently from what was written")
-    return Outcome(staged, PROMOTED)
+    return Outcome(staged, REPLACED if found else PROMOTED)
+
+
+def _move_aside(fs, target: str, aside: str, found: bytes, dry_run: bool) -> str:
+    """Keep the index at `target` (`found`, its bytes) as `aside`, create-only and read back, then remove
+    it; why not, or "". An `aside` that exists is an earlier copy a person has not looked at: left alone."""
+    if storage.fresh_exists(fs, aside):
+        return f"{storage.display(fs, aside)} exists (an earlier copy?): look at it and move it away first"
+    if dry_run:
+        return ""
+    try:
+        storage.write_new(fs, aside, found)
+    except FileExistsError:
+        return f"{storage.display(fs, aside)} appeared meanwhile: nothing moved"
+    if storage.read_bytes(fs, aside) != found or storage.read_bytes(fs, target) != found:
+        return f"{storage.display(fs, target)} changed while it was copied aside: nothing removed, look at both"
+    fs.rm_file(target)
+    return ""
 
 
 def data_problem(fs, prefix: str, index_bytes: bytes) -> str:
@@ -146,7 +185,10 @@ def data_problem(fs, prefix: str, index_bytes: bytes) -> str:
 def tally(outcomes: list[Outcome], dry_run: bool) -> str:
     """The closing line: how many of each (promote.sh prints the same)."""
     count = {kind: sum(o.result == kind for o in outcomes) for kind in (PROMOTED, WOULD_PROMOTE, PRESENT, LEFT,
-                                                                          FAILED)}
+                                                                          FAILED, REPLACED, WOULD_REPLACE)}
     done = f"{count[WOULD_PROMOTE]} would be promoted" if dry_run else f"{count[PROMOTED]} promoted"
+    replaced = count[WOULD_REPLACE] if dry_run else count[REPLACED]
+    if replaced:
+        done += f", {replaced} {'would be ' if dry_run else ''}replaced (the old kept aside)"
     return (f"{'dry run' if dry_run else 'done'}: {done}, {count[PRESENT]} already had an index (left alone), "
             f"{count[LEFT]} need a person, {count[FAILED]} failed")

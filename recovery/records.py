@@ -100,11 +100,10 @@ def promote_command(report_dir: str, prefix: str) -> str:
     return shlex.join(["ckpt-rescue", "promote", report_dir, prefix])
 
 
-def replace_command(report_dir: str, prefix: str, aside_suffix: str = ".unreadable") -> str:
-    """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
-    target = prefix + ".index"
-    return f"{stores.store_for(target).move_aside_command(target, target + aside_suffix)} && " \
-           f"{promote_command(report_dir, prefix)}"
+def replace_command(report_dir: str, prefix: str) -> str:
+    """Keep the existing index aside (unreadable, or stale: P.index.unreadable, P.index.stale, create-only),
+    then put the staged one in its place; nothing is overwritten (recovery/promotion.py)."""
+    return shlex.join(["ckpt-rescue", "promote", report_dir, prefix, "--replace"])
 
 
 def inspect_command(prefix: str, options: tuple = ()) -> str:

@@ -12,7 +12,6 @@ short timeouts, no retries.
 import contextlib
 import json
 import os
-import shlex
 import uuid
 from urllib.parse import urlparse
 
@@ -100,9 +99,6 @@ class GcsStore(ObjectStore):
 
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         return _probe(bucket, key, stage)
-
-    def move_aside_command(self, target: str, aside: str) -> str:
-        return f"gsutil mv {shlex.quote(target)} {shlex.quote(aside)}"
 
 
 def upload_url(fs) -> str:

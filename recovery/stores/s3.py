@@ -9,7 +9,6 @@ timeouts and a single attempt.
 """
 
 import contextlib
-import shlex
 from urllib.parse import urlparse
 
 from .base import (
@@ -88,9 +87,6 @@ class S3Store(ObjectStore):
 
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         return _probe(bucket, key, stage)
-
-    def move_aside_command(self, target: str, aside: str) -> str:
-        return f"aws s3 mv {shlex.quote(target)} {shlex.quote(aside)}"
 
 
 def _probe(bucket: str, key: str, stage: dict) -> list:

@@ -34,8 +34,7 @@ SCRIPT_DIR = "<script>document.title='owned'<"       # with the next path part: 
 def test_commands_never_overwrite():
     assert promote_command("/rep", "/data/p 1") == "ckpt-rescue promote /rep '/data/p 1'"
     assert promote_command("gs://b/rep", "s3://b/run/p") == "ckpt-rescue promote gs://b/rep s3://b/run/p"
-    assert replace_command("/rep", "/d/p") == (
-        "mv -n -- /d/p.index /d/p.index.unreadable && ckpt-rescue promote /rep /d/p")
+    assert replace_command("/rep", "/d/p 1") == "ckpt-rescue promote /rep '/d/p 1' --replace"
 
 
 # --- Through the real pipeline on TensorFlow-written checkpoints ---------------------------------------
