@@ -65,7 +65,8 @@ def test_write_parts_lists_only_what_needs_a_person_as_failures_each_on_one_line
     assert len(written["records"].splitlines()) == 3
     failures = list(csv.reader(written["failures"].splitlines()))
     assert failures == [[records[1].prefix, CORRUPT, "index unreadable: bad magic"]]   # the healthy one is not there
-    assert written["promote"].split() == ["promote", records[2].index_path, records[2].prefix + ".index"]
+    assert written["promote"].split() == ["promote", REBUILT, records[2].index_path, records[2].prefix + ".index",
+                                          str(records[2].data_bytes)]
 
 
 def test_write_reports_writes_every_report_file_from_the_records(records, tmp_path):
