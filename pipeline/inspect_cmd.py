@@ -2,14 +2,15 @@
 files reveal. A path that is not a prefix (a data, index or state file, an archive, a git-lfs
 pointer, a directory, a typo) gets a diagnosis instead.
 
-Exit codes: 0 healthy, 1 needs attention (orphan, unreadable index, missing or short data), 2 not a
-checkpoint prefix, 3 could not check (the store kept failing).
+Exit codes: 0 healthy, 1 needs attention (orphan, unreadable index, missing or short data; a `checkpoint`
+state file whose latest checkpoint does not exist), 2 not a checkpoint prefix, 3 could not check (the
+store kept failing).
 """
 
 import sys
 
 from recovery.inspection import inspect_path
-from recovery.records import carried_options
+from recovery.records import EXIT_USAGE, carried_options
 from recovery.storage import is_transient
 
 from . import preflight
@@ -37,6 +38,7 @@ def run(args) -> int:
         raise UsageError(f"cannot read {args.prefix}: {exc}") from exc
     options = carried_options(args.registry, args.vault, args.allow_zeros)
     out = to_json(result) if args.json else render(result, options=options)
-    stream = sys.stderr if result.kind == "diagnosis" and not args.json else sys.stdout
+    usage = result.kind == "diagnosis" and result.exit_code == EXIT_USAGE     # not a prefix, and not a finding
+    stream = sys.stderr if usage and not args.json else sys.stdout
     stream.write(out if out.endswith("\n") else out + "\n")
     return result.exit_code

@@ -35,7 +35,7 @@ def _render_healthy(r: Healthy) -> list[str]:
              f"{r.endianness}-endian"]
     lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
     lines += [f"PROBLEM    {p}" for p in r.problems]
-    lines.append(f"{len(r.tensors)} tensor(s):")
+    lines.append(tensor_count(r.tensors) + ":")
     rows = [("key", "dtype", "shape", "shard", "offset", "size", "crc32c")]
     for t in r.tensors:
         shape = "[" + ", ".join(map(str, t.shape)) + "]"
@@ -46,6 +46,18 @@ def _render_healthy(r: Healthy) -> list[str]:
         else:
             rows.append((t.key, t.dtype, shape, str(t.shard), str(t.offset), str(t.size), f"{t.crc32c:08x}"))
     return lines + _table(rows)
+
+
+def tensor_count(tensors) -> str:
+    """How many tensors, said the way every report counts them: a rebuild's evidence, the page and the
+    audit count stored tensors (each slice of a partitioned variable once, its whole-tensor entry not)."""
+    partitioned = [t for t in tensors if t.slices]
+    if not partitioned:
+        return f"{len(tensors)} tensor(s)"
+    slices = sum(len(t.slices) for t in partitioned)
+    stored = len(tensors) - len(partitioned) + slices
+    return (f"{len(tensors)} tensor(s), {len(partitioned)} of them partitioned into {slices} slices: {stored} stored "
+            f"tensors (as an audit counts them), {len(tensors) + slices + 1} index entries with the header")
 
 
 def _render_orphan(r: Orphan, options: tuple = ()) -> list[str]:

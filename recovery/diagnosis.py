@@ -15,7 +15,7 @@ from . import storage
 from .context import data_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
 from .listing import Listed
-from .records import EXIT_USAGE
+from .records import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 
 LFS_POINTER = b"version https://git-lfs"
@@ -137,12 +137,16 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
 
 
 def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
+    """What a `checkpoint` state file resolves to. A finding, not a usage error (an audit's record of a
+    state file offers this very command): exit 0 when its latest checkpoint exists, 1 when it does not
+    or TensorFlow cannot read the file."""
     directory = storage.parent(path)
     try:
         state = parse_state_file(storage.read_bytes(fs, path).decode("utf-8", "replace"))
     except FormatError as exc:
         return Diagnosis(target, f"you passed TensorFlow's `checkpoint` state file, not a prefix; it is unreadable "
-                                 f"({exc}), so TensorFlow ignores it", storage.display(fs, path), hex_head(head))
+                                 f"({exc}), so TensorFlow ignores it", storage.display(fs, path), hex_head(head),
+                         exit_code=EXIT_ATTENTION)
     resolved = [resolve_state_name(directory, n, fs.protocol) for n in state.names()]
     exists = [_is_prefix(fs, p) for p in resolved]
     named = [storage.display(fs, p) + ("" if ok else "  (does not exist: no index, no data files)")
@@ -152,9 +156,11 @@ def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
     if latest and not exists[0]:
         problem += (f"the latest prefix it names, {latest}, does not exist, so tf.train.latest_checkpoint() "
                     "returns None; every prefix it names is listed")
-        return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), None, named)
+        return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), None, named,
+                         exit_code=EXIT_ATTENTION)
     problem += f"the latest prefix it names is {latest}" if latest else "it names no checkpoint"
-    return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), latest, named)
+    return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), latest, named,
+                     exit_code=EXIT_OK if latest else EXIT_ATTENTION)
 
 
 def _archive(fs, path: str, target: str, head: bytes) -> Diagnosis:

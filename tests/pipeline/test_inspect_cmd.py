@@ -142,18 +142,37 @@ def test_index_file_given_as_prefix(pristine_family, capsys):
 
 
 def test_state_file_given_as_prefix(pristine_family, capsys):
+    """A state file is a finding, not a usage error (an audit's record offers this command): exit 0 and
+    what it resolves to on stdout when its latest checkpoint exists."""
     family = pristine_family("keras3_adam")
     state = os.path.join(os.path.dirname(family.prefix), "checkpoint")
-    err = assert_diagnosis(capsys, state, "`checkpoint` state file", f"the latest prefix it names is {family.prefix}",
-                           shows_bytes_of=state)
-    assert all(sibling in err for sibling in family.siblings)
+    code, out, err = run_inspect(capsys, state)
+    assert code == 0 and err == ""
+    assert "`checkpoint` state file" in out and f"the latest prefix it names is {family.prefix}" in out
+    assert f"first bytes {first_bytes_hex(state)}" in out
+    assert all(sibling in out for sibling in family.siblings)
+
+
+def test_a_dangling_state_file_needs_attention_not_a_usage_error(family_copy, capsys):
+    family = family_copy("keras3_adam")
+    state = os.path.join(os.path.dirname(family.prefix), "checkpoint")
+    for name in os.listdir(os.path.dirname(family.prefix)):
+        if name.startswith(os.path.basename(family.prefix) + "."):
+            os.remove(os.path.join(os.path.dirname(family.prefix), name))
+    code, out, err = run_inspect(capsys, state)
+    assert code == 1 and err == "" and "Traceback" not in out
+    assert f"the latest prefix it names, {family.prefix}, does not exist" in out
+    assert f"{family.prefix}  (does not exist" in out and all(sibling in out for sibling in family.siblings)
 
 
 def test_unparsable_state_file_given_as_prefix(tmp_path, capsys):
     state = tmp_path / "checkpoint"
     state.write_text('model_checkpoint_path: "ckpt-3')
-    assert_diagnosis(capsys, str(state), "`checkpoint` state file", "not a CheckpointState text proto",
-                     "TensorFlow ignores it", shows_bytes_of=str(state))
+    code, out, err = run_inspect(capsys, str(state))
+    assert code == 1 and err == ""
+    for phrase in ("`checkpoint` state file", "not a CheckpointState text proto", "TensorFlow ignores it",
+                   f"first bytes {first_bytes_hex(str(state))}"):
+        assert phrase in out, (phrase, out)
 
 
 def test_tar_given_as_prefix(pristine_family, tmp_path, capsys):
