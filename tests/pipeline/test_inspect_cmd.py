@@ -264,3 +264,26 @@ def test_remote_filesystems_work_too(pristine_family, capsys):
     assert code == 1 and report["kind"] == "orphan"
     assert report["prefix"].startswith("memory://")
     assert len(report["data_files"]) == 5 and report["object_graph"]["nodes"] > 1
+
+
+def test_inspect_counts_tensors_as_the_audit_and_the_page_do(family_copy, tmp_path, capsys):
+    """A partitioned variable is one tensor of several slices: inspect says both, and the stored count is
+    the one the audit's evidence and report.html give for the same checkpoint once its index is rebuilt."""
+    from source_helpers import orphan
+
+    from recovery.report.readback import read_records, read_summary
+
+    family = family_copy("tf1_saver")          # 5 tensors; `embedding` in 3 slices
+    code, out, _ = run_inspect(capsys, family.prefix)
+    assert code == 0
+    assert ("5 tensor(s), 1 of them partitioned into 3 slices: 7 stored tensors (as an audit counts them), "
+            "9 index entries with the header:") in out.splitlines()
+    orphan(family.prefix)
+    report = str(tmp_path / "report")
+    assert main(["audit", os.path.dirname(family.prefix), "--report-dir", report, "--min-age", "0"]) in (0, 1)
+    capsys.readouterr()
+    record = next(r for r in read_records(report) if r.prefix == family.prefix)
+    assert record.status == "rebuilt" and record.evidence["reference_total"] == 7
+    page = open(os.path.join(report, "report.html")).read()
+    assert '<td class="num" data-label="tensors">7</td>' in page
+    assert read_summary(report)["bytes_scanned"] == sum(r.bytes_scanned for r in read_records(report)) > 0
