@@ -109,3 +109,22 @@ def test_a_staged_rebuild_s_state_file_leads_to_a_rebuild_that_works(demo):
     done = run_printed(rebuild, cwd=str(base))
     assert done.returncode == 0, done.stdout + done.stderr
     assert os.path.exists(os.path.join(tree, "registry-only", "ckpt-1.index"))
+
+
+PYTHON_REPR = re.compile(r"""\bb'[^']*'|\bb"[^"]*"|\b[A-Z]\w+\(\w+=|\\x[0-9a-f]{2}(?=[^']*')""")
+
+
+def test_nothing_a_user_reads_holds_a_python_repr(demo):
+    """records.jsonl's words, failures.csv, report.html and the audit's output: names and bytes in words,
+    never b'...', Record(...), BundleEntry(...)."""
+    base, tree, report, registry, stdout = demo
+    records = read_records(report)
+    words = [stdout, open(os.path.join(report, "failures.csv")).read(),
+             html.unescape(re.sub(r"<[^>]+>", " ", open(os.path.join(report, "report.html")).read()))]
+    for r in records:
+        words += [r.reason, r.source, *r.checks, *r.refusals]
+        if isinstance(r.evidence, dict):
+            words += [*r.evidence.get("confirmed", []), *r.evidence.get("cannot_confirm", [])]
+    found = [(w[:200], m.group(0)) for w in words for m in PYTHON_REPR.finditer(w or "")]
+    assert not found, found[:5]
+
