@@ -83,3 +83,20 @@ def test_sizes_ages_and_paths_in_words():
     assert relative("/r/a/run/ckpt-1", "/r/a") == "run/ckpt-1" and relative("/r/a", "/r/a/") == ""
     assert relative("/r/ab/ckpt-1", "/r/a") == "/r/ab/ckpt-1"          # a sibling that shares a prefix is outside
     assert relative("gs://b/run/x", "gs://b/") == "run/x"
+
+
+def test_errors_are_shown_as_what_to_run_again_not_as_findings(tmp_path):
+    """A record of a storage error decided nothing: the page lists it apart from what needs a person, grouped
+    by cause, with the audit's own command to run again (exit 3); one that is not there shows no such section."""
+    from recovery.records import ERROR
+
+    errors = [Record(f"gs://b/run/ckpt-{n}", ERROR, f"gs://b/run/ckpt-{n}.data-00000-of-00001: the store kept "
+                                                  "failing after retries (503)", "gs://b/run", directory="gs://b/run")
+              for n in (3, 4)]
+    page = page_of(sample_records() + errors, tmp_path)
+    assert "<h2>Could not check (2): run again</h2>" in page
+    (row,) = table_rows(page, "errors")                  # one cause, one row
+    assert "ckpt-3" in row and "ckpt-4" in row and "2" in row.split()
+    assert 'data-command="ckpt-rescue audit /r/a gs://b/run /r/empty --report-dir /rep"' in page
+    assert not any("ckpt-3" in r for r in table_rows(page, "problems"))
+    assert "Could not check" not in page_of(sample_records(), tmp_path / "without")
