@@ -15,7 +15,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from audit_trees import plant_tree
-from command_helpers import NO_TOOL, run_script
+from command_helpers import NO_TOOL, run_printed, run_script
 from report_helpers import META, check_record_line, conforms, table_rows, tags
 from source_helpers import orphan
 
@@ -218,6 +218,7 @@ LAYOUT = """(() => {
     const r = e.getBoundingClientRect(); return r.width > 0 && r.right > el.clientWidth + 1 && !e.closest('.scroll'); })
     .map(e => e.tagName + '.' + e.className);
   return {overflow: el.scrollWidth - el.clientWidth, fold: fold, verdict: top('#verdict'), changes: top('#changes'),
+          groups: Array.from(document.querySelectorAll('#changes details')).map(d => d.id),
           totals: top('#totals'), wide: wide.slice(0, 5),
           problem_rows: document.querySelectorAll('#problems tbody tr').length,
           copies: Array.from(document.querySelectorAll('[data-command]')).every(
@@ -225,15 +226,44 @@ LAYOUT = """(() => {
 })()"""
 
 
-@pytest.mark.parametrize("where", ["audited", "copied"])
+@pytest.fixture(scope="module")
+def second_night(audited, tmp_path_factory):
+    """The planted tree audited two nights with a vault; between them a checkpoint rotated away, a healthy
+    index lost, and a staged rebuild promoted with its record's command: the page has all of "what changed"."""
+    from nightly_helpers import T0, audit_night, set_times
+
+    planted, _, _, _, _ = audited
+    base = tmp_path_factory.mktemp("nights")
+    root, vault, reports = str(base / "tree"), str(base / "vault"), str(base / "reports")
+    shutil.copytree(planted.root, root)
+    set_times(root, T0 - 86400)
+    first = audit_night(root, reports, 1, "--registry", planted.registry, vault=vault)
+    intact = os.path.join(root, "runs", "intact")
+    prefixes = sorted({n.split(".")[0] for n in os.listdir(intact) if n.endswith(".index")})
+    for name in os.listdir(intact):
+        if name.startswith(prefixes[0] + "."):
+            os.remove(os.path.join(intact, name))            # rotated away
+    os.remove(os.path.join(intact, prefixes[1] + ".index"))      # lost by a sync
+    staged = next(r for r in first.records.values() if r.status == REBUILT and r.staged)
+    assert run_printed(staged.command).returncode == 0          # promoted as its record says
+    second = audit_night(root, reports, 2, "--registry", planted.registry, vault=vault)
+    assert {"new", "deleted", "resolved"} <= {k for k, v in second.summary["changes"].items() if v}
+    return second.report
+
+
+@pytest.mark.parametrize("where", ["audited", "copied", "second-night"])
 @pytest.mark.parametrize("width,height,mobile", [(1280, 900, False), (390, 844, True)], ids=["desktop", "phone"])
-def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, audited, tmp_path, width, height, mobile, where):
+def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, request, tmp_path, width, height, mobile, where):
     """No horizontal overflow at phone width, the verdict and totals above the fold, one row per cause, every
-    command with its full text one copy away; the same for a copy of the report in another directory.
+    command with its full text one copy away; the same for a copy of the report in another directory, and for
+    a second night's report, whose "what changed" is above the fold too, new first.
     Screenshots are kept for a person to look at."""
     from browser import Page
 
-    _, reports, _, _, _ = audited
+    if where == "second-night":
+        reports = request.getfixturevalue("second_night")
+    else:
+        reports = request.getfixturevalue("audited")[1]
     if where == "copied":
         reports = shutil.copytree(reports, str(tmp_path / "elsewhere" / "report"))
     causes = {(r.status, cause_of(r)) for r in read_records(reports) if r.needs_a_person}
@@ -246,7 +276,11 @@ def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, audited, tmp_pa
     print(f"screenshot: {shot}")
     assert layout["overflow"] <= 0 and not layout["wide"], layout
     assert layout["verdict"] is not None and layout["totals"] < layout["fold"], layout
-    assert layout["changes"] is None or layout["changes"] < layout["fold"], layout
+    if where == "second-night":
+        assert layout["verdict"] < layout["changes"] < layout["fold"], layout
+        assert layout["groups"][0] == "changes-new" and "changes-resolved" in layout["groups"], layout
+    else:
+        assert layout["changes"] is None, layout     # a first night has nothing to compare with
     assert layout["problem_rows"] == len(causes), layout
     assert layout["copies"], layout
     assert png_size(shot) == (width, height) and os.path.getsize(shot) > 20_000
