@@ -190,3 +190,47 @@ def s3_bucket_for_module(s3_server):  # noqa: F811
     from storage_servers import _new_bucket
 
     return _new_bucket("s3")
+
+
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_replace_keeps_an_unreadable_index_aside_in_a_bucket_and_overwrites_nothing(pristine_family, tmp_path,
+                                                                                   store, request):
+    """The record of an unreadable index offers `promote ... --replace`: the index is copied aside with the
+    store's create-only write, removed only then, and the staged one created; an aside that exists stops it."""
+    bucket = request.getfixturevalue(f"{'gcs' if store == 'gs' else 's3'}_bucket_for_module")
+    family = pristine_family("keras3_adam")
+    root, reports = f"{bucket}/replace", str(tmp_path / "report")
+    upload_tree(os.path.dirname(family.prefix), root)
+    target = f"{root}/{os.path.basename(family.prefix)}.index"
+    fs, path = storage.url_to_fs(target)
+    original = storage.read_bytes(fs, path)
+    fs.pipe_file(path, original[:-1] + b"\x00")                      # bad magic number
+    assert cli_main(["audit", root, "--report-dir", reports, "--min-age", "0",
+                     "--direct_running_mode=in_memory"]) == 1
+    record = next(r for r in read_records(reports) if r.prefix == target[: -len(".index")])
+    assert record.status == "corrupt" and record.staged
+    assert record.command.endswith(" --replace")
+    assert run_printed(record.command.replace(" --replace", "")).returncode == 1   # never without --replace
+    assert storage.read_bytes(fs, path) == original[:-1] + b"\x00"
+
+    fs.pipe_file(path + ".unreadable", b"a person's copy")           # an aside name taken: nothing moves
+    refused = run_printed(record.command)
+    assert refused.returncode == 1 and "move it away first" in refused.stdout, refused.stdout
+    assert storage.read_bytes(fs, path) == original[:-1] + b"\x00"
+    fs.rm_file(path + ".unreadable")
+
+    dry = run_printed(record.command + " --dry-run")
+    assert dry.returncode == 0 and f"would replace: {target}" in dry.stdout, dry.stdout + dry.stderr
+    assert not fs.exists(path + ".unreadable")
+    done = run_printed(record.command)
+    assert done.returncode == 0 and f"replaced: {target}" in done.stdout, done.stdout + done.stderr
+    assert storage.read_bytes(fs, path) == original                 # the index TensorFlow wrote, rebuilt
+    assert storage.read_bytes(fs, path + ".unreadable") == original[:-1] + b"\x00"
+    again = run_printed(record.command)
+    assert again.returncode == 0 and "already had an index" in again.stdout
+
+
+def test_replace_is_decided_one_prefix_at_a_time(audited):
+    _, report = audited
+    done = run_printed(f"ckpt-rescue promote '{report}' --replace")
+    assert done.returncode == 2 and "--replace takes the PREFIXes" in done.stderr
