@@ -22,10 +22,11 @@ from recovery.promotion import FAILED, LEFT, PROMOTED, REPLACED, RootMap, promot
 from recovery.records import EXIT_ATTENTION, EXIT_OK
 from recovery.report.readback import read_records, read_summary
 from recovery.report.schema import SUMMARY
-from recovery.vault import ORIGIN_REBUILT, Vault, VaultError, keep_checkpoint
+from recovery.vault import ORIGIN_REBUILT, VaultError, keep_checkpoint
 
 from . import preflight
 from .cli import UsageError
+from .rebuild_cmd import open_vault
 
 
 def add_arguments(parser):
@@ -53,7 +54,7 @@ def run(args) -> int:
     staged = _chosen(staged, args.prefixes)
     if args.replace and not args.prefixes:
         raise UsageError("--replace takes the PREFIXes to replace: replacing an index is decided one at a time")
-    vault = None if args.dry_run else _vault(args.vault or summary.get("options", {}).get("vault"))
+    vault = None if args.dry_run else open_vault(args.vault or summary.get("options", {}).get("vault"))
     outcomes = []
     for item in staged:
         outcome = promote(item, dry_run=args.dry_run, replace=args.replace)
@@ -92,15 +93,6 @@ def _chosen(staged: list, prefixes: list) -> list:
         hint = f"; nearest: {', '.join(shlex.quote(n) for n in near)}" if near else ""
         raise UsageError(f"{unknown[0]}: this report staged no index for it{hint}")
     return chosen
-
-
-def _vault(url: str | None):
-    if not url:
-        return None
-    try:
-        return Vault.open(url)
-    except VaultError as exc:
-        raise UsageError(f"--vault {exc}") from None
 
 
 def _keep(vault, prefix: str, run_id: str) -> None:
