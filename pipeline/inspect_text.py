@@ -57,7 +57,7 @@ def tensor_count(tensors) -> str:
     slices = sum(len(t.slices) for t in partitioned)
     stored = len(tensors) - len(partitioned) + slices
     return (f"{len(tensors)} tensor(s), {len(partitioned)} of them partitioned into {slices} slices: {stored} stored "
-            f"tensors (as an audit counts them), {len(tensors) + slices + 1} index entries with the header")
+            f"tensors (as an audit counts them), {len(tensors) + slices} index entries besides the header")
 
 
 def _render_orphan(r: Orphan, options: tuple = ()) -> list[str]:
