@@ -6,6 +6,7 @@ recovery/report/ is tested alone in tests/recovery/report/."""
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -269,6 +270,8 @@ def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, request, tmp_pa
     causes = {(r.status, cause_of(r)) for r in read_records(reports) if r.needs_a_person}
     with Page(f"file://{os.path.join(reports, 'report.html')}", width, height, mobile) as page:
         layout = page.evaluate(LAYOUT)
+        promotes = page.evaluate("Array.from(document.querySelectorAll('[data-command]')).map(e => e.dataset.command)"
+                                 ".filter(c => c.startsWith('ckpt-rescue promote '))")
         shot = page.screenshot(str(tmp_path / f"report-{where}-{width}.png"))
         page.screenshot(str(tmp_path / f"report-{where}-{width}-problems.png"),
                         top=page.evaluate("document.querySelector('#problems').getBoundingClientRect().top + scrollY"),
@@ -284,5 +287,10 @@ def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, request, tmp_pa
     assert layout["problem_rows"] == len(causes), layout
     assert layout["copies"], layout
     assert png_size(shot) == (width, height) and os.path.getsize(shot) > 20_000
+    # a record's promote command names the report directory this page is in (also a copy), and works from there
+    assert promotes and all(c.startswith(f"ckpt-rescue promote {shlex.quote(reports)} ") for c in promotes), promotes
+    if where == "copied":
+        dry = run_printed(promotes[0] + " --dry-run")
+        assert dry.returncode == 0 and f"would promote: {reports}/rebuilt/" in dry.stdout, dry.stdout + dry.stderr
 
 
