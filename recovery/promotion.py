@@ -65,7 +65,7 @@ class Outcome:
             return f"left alone (an index is already there): {target}"
         if self.result == LEFT:
             return (f"not promoted (its own index is there and is {self.staged.record.status}: replacing it is a "
-                    f"person's call: promote it with --replace): {target}")
+                    f"person's call; see its record's command): {target}")
         return f"FAILED (nothing overwritten): {staged} -> {target}: {self.why}"
 
 
