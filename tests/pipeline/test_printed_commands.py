@@ -5,12 +5,15 @@ output, and then every command those print in turn (inspect's `to rebuild the in
 exactly what is still missing: never a traceback, never a usage error, never a refusal for want of an
 option the audit had."""
 
+import contextlib
 import html
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from command_helpers import run_printed
@@ -39,9 +42,36 @@ def demo(tmp_path_factory):
     return base, str(tree), str(report), str(registry), audit.stdout
 
 
+@pytest.fixture(scope="module")
+def second_night(tmp_path_factory):
+    """The demo's two nights (pipeline/demo_cmd.py): audited with a registry and a vault, a day passes (a
+    checkpoint rotated away, an index lost, a staged rebuild promoted by its command), audited again."""
+    from pipeline.demo_cmd import _audit, a_day_passes
+
+    base = tmp_path_factory.mktemp("printed-night-2")
+    tree, first, report = base / "tree", base / "night-1", base / "report"
+    registry, vault = base / "architectures.yaml", base / "vault"
+    write_demo_tree(tree)
+    write_demo_registry(registry)
+    now = time.time()
+    assert _audit(tree, first, registry, vault, now, []) == 1
+    a_day_passes(tree, first)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert _audit(tree, report, registry, vault, now + 86400, []) == 1
+    for path in (tree, report, vault):
+        shutil.copytree(path, base / f"{path.name}-pristine")
+    return base, str(tree), str(report), str(registry), out.getvalue()
+
+
 def fresh(base, tree: str, report: str) -> None:
-    """The tree and the report as the audit left them (a command before may have promoted or rebuilt)."""
-    for path, pristine in ((tree, base / "pristine"), (report, base / "report-pristine")):
+    """The tree, the report (and the vault, if any) as the audit left them (a command before may have
+    promoted, rebuilt or kept an index in the vault)."""
+    pairs = [(tree, base / "pristine"), (report, base / "report-pristine")]
+    if (base / "tree-pristine").exists():
+        pairs = [(tree, base / "tree-pristine"), (report, base / "report-pristine"),
+                 (str(base / "vault"), base / "vault-pristine")]
+    for path, pristine in pairs:
         shutil.rmtree(path)
         shutil.copytree(pristine, path)
 
@@ -74,8 +104,9 @@ def judge(command: str, done: subprocess.CompletedProcess) -> str:
     return verb
 
 
-def test_every_printed_command_works_as_printed(demo):
-    base, tree, report, registry, stdout = demo
+@pytest.mark.parametrize("night", ["demo", "second_night"])
+def test_every_printed_command_works_as_printed(request, night):
+    base, tree, report, registry, stdout = request.getfixturevalue(night)
     records = read_records(report)
     printed = {r.command for r in records if r.command}
     printed |= set(page_commands(report))
