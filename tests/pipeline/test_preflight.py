@@ -332,14 +332,15 @@ def test_an_audit_that_finds_nothing_warns_what_it_looked_for(pristine_family, t
     empty = tmp_path / "empty"
     (empty / "logs").mkdir(parents=True)
     (empty / "logs" / "train.log").write_text("step 1\n")
-    assert main(["audit", str(empty), "--min-age", "0", "--report-dir", str(tmp_path / "r1")]) == 0
-    err = capsys.readouterr().err
-    assert f"warning: no checkpoint found under {empty}" in err
-    assert "`*.index`" in err and "`*.data-NNNNN-of-NNNNN`" in err and "`checkpoint`" in err
+    # nothing checked is never a quiet 0 (DESIGN.md, "Nightly operation"): exit 4, and it says what it looked for
+    assert main(["audit", str(empty), "--min-age", "0", "--report-dir", str(tmp_path / "r1")]) == 4
+    out = capsys.readouterr().out                      # the summary's warnings come first, on the output
+    assert out.startswith("WARNING: ") and f"\nWARNING: no checkpoint found under {empty}" in out
+    assert "`*.index`" in out and "`*.data-NNNNN-of-NNNNN`" in out and "`checkpoint`" in out
     full = tmp_path / "full"
     shutil.copytree(os.path.dirname(pristine_family("keras3_adam").prefix), full / "run")
     assert main(["audit", str(full), "--min-age", "0", "--report-dir", str(tmp_path / "r2")]) == 0
-    assert "no checkpoint found" not in capsys.readouterr().err
+    assert "no checkpoint found" not in capsys.readouterr().out
 
 
 def test_register_checks_its_inputs_before_running_anything(family_copy, tmp_path, capsys):
