@@ -157,7 +157,7 @@ def test_one_damaged_tensor_beside_matching_ones_is_corrupt_data_not_a_stale_ind
     assert tensorflow_rejects(prefix, "model/b/.ATTRIBUTES/VARIABLE_VALUE")
     record = classify(str(tmp_path / "run"))[prefix]
     assert not isinstance(record, OrphanTask) and record.status == CORRUPT
-    assert "'model/b/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason and "checksum does not match" in record.reason
+    assert "tensor model/b/.ATTRIBUTES/VARIABLE_VALUE (" in record.reason and "checksum does not match" in record.reason
     deferred = classify(str(tmp_path / "run"), verify_data=True)[prefix]   # --verify-data will report it
     assert deferred.status == HEALTHY and any("--verify-data follows" in c for c in deferred.checks)
 
