@@ -32,6 +32,8 @@ def decode_varint(buf, pos: int = 0) -> tuple[int, int]:
         byte = buf[pos + i]
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
+            if result >> 64:        # a tenth byte above 1: no uint64 (protobuf refuses it too)
+                raise FormatError(f"varint at byte {pos} does not fit in 64 bits")
             return result, pos + i + 1
         shift += 7
     raise FormatError(f"varint at byte {pos} is longer than {MAX_VARINT_BYTES} bytes")

@@ -46,6 +46,18 @@ def test_negative_varints_are_ten_byte_int64(value):
     assert decoded == value + (1 << 64)      # two's complement, as protobuf writes an int64
 
 
+@given(st.integers(2, 0x7F))
+def test_a_varint_past_64_bits_is_a_format_error_not_a_crash(top):
+    """Random bytes (a decoy data file read as strings) can hold ten-byte varints that fit no uint64."""
+    import pytest
+
+    from tfbundle import FormatError
+
+    with pytest.raises(FormatError, match="does not fit in 64 bits"):
+        decode_varint(b"\xff" * 9 + bytes([top]))
+    assert decode_varint(b"\xff" * 9 + b"\x01") == (2 ** 64 - 1, 10)   # the largest uint64 still decodes
+
+
 EXTENTS = st.one_of(st.none(), st.tuples(INT64, INT64.filter(lambda n: n != -1)))
 ENTRIES = st.builds(
     BundleEntry,
