@@ -65,7 +65,6 @@ def make_records(start: int, count: int) -> list:
     import dataclasses
 
     from recovery.records import Record, inspect_command, promote_command
-    from tfbundle import index_filename
 
     global _RECORD_FIELDS
     _RECORD_FIELDS = {f.name for f in dataclasses.fields(Record)}   # evidence where this Record has it
@@ -90,7 +89,7 @@ def make_records(start: int, count: int) -> list:
             out.append(Record(prefix, "rebuilt", f"rebuilt from sibling ckpt-{step}", source=f"sibling ckpt-{step}",
                               staged=True, bytes_scanned=base["data_bytes"], seconds=0.05,
                               checks=["object graph matches the sibling", "every tensor's CRC computed"],
-                              command=promote_command(staged, index_filename(prefix)), **{**base, "index_path": staged},
+                              command=promote_command("gs://bench/report", prefix), **{**base, "index_path": staged},
                               **{k: v for k, v in extra.items() if k in _RECORD_FIELDS}))
         else:
             out.append(Record(prefix, "healthy", "index reads (52 entries) and all 1 data shard(s) are complete",

@@ -18,6 +18,7 @@ import time
 import uuid
 
 from recovery import storage
+from recovery.diagnosis import nearest_paths
 from recovery.listing import (
     REPORT_MARKER,
     BadRoot,
@@ -25,11 +26,10 @@ from recovery.listing import (
     check_root,
     distinct_roots,
     hidden_checkpoint_files,
-    nearest_existing,
     same_filesystem_path,
 )
 from recovery.prefix_steps import DEFAULT_SPLIT_BYTES, AuditSettings
-from recovery.records import REBUILT
+from recovery.records import REBUILT, carried_options
 from recovery.registry import write_resolved
 from recovery.report.readback import first_failures, read_summary
 from recovery.report.schema import HTML, PROMOTE
@@ -158,7 +158,7 @@ def run(args) -> int:
         try:
             check_root(root)
         except MissingRoot:
-            near = nearest_existing(root)
+            near = _nearest(root)
             missing[_display(root)] = f" (nearest that exist: {', '.join(near)})" if near else ""
         except BadRoot as exc:
             raise UsageError(str(exc)) from None
@@ -194,7 +194,8 @@ def run(args) -> int:
     nightly = nightly_setup.start(nightly, meta, args)
     settings = AuditSettings(args.report_dir, args.in_place, args.split_bytes, args.verify_data, args.rehearse,
                              registry=registry, allow_zeros=args.allow_zeros, min_age=args.min_age * 60,
-                             vault=nightly.vault, nightly=nightly, now=now)
+                             vault=nightly.vault, nightly=nightly, now=now,
+                             command_options=carried_options(args.registry, nightly.vault, args.allow_zeros))
     roots = [r for r in roots if _display(r) not in missing]
     from . import audit_pipeline
 
@@ -237,6 +238,13 @@ def audit_clock() -> float | None:
     except ValueError:
         raise UsageError(f"{CLOCK_VARIABLE}={value!r}: give the time as seconds since the epoch, e.g. "
                          f"{CLOCK_VARIABLE}={time.time():.0f}") from None
+
+
+def _nearest(root: str) -> list:
+    """For a root that does not exist: the nearest existing paths (as `inspect` lists them for a prefix),
+    or the deepest directory that exists."""
+    fs, path = storage.url_to_fs(root)
+    return nearest_paths(fs, path, limit=3, or_ancestor=True)
 
 
 def _engine(args, roots: list[str]) -> tuple[list[str], str]:

@@ -11,6 +11,7 @@ import os
 import apache_beam as beam
 
 from recovery.prefix_steps import AuditSettings
+from recovery.records import with_options
 from transforms.classify import ORPHANS, TO_CHECK, TO_SALVAGE, ClassifyDirectory
 from transforms.listing import ListFiles
 from transforms.memory import CHECK, DIRECTORIES, NIGHT, REBUILD, SALVAGE, GoneDirectories, Remember, directory_key
@@ -59,7 +60,8 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
         found["gone"] = gone.records
         nights.append(gone[NIGHT])
         lines.append(gone[DIRECTORIES])
-    records = {source: made | f"Tally ({source})" >> beam.ParDo(Tally()) for source, made in found.items()}
+    records = {source: (made | f"Commands ({source})" >> beam.Map(with_options, settings.command_options)
+                        | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in found.items()}
     extra = {}
     if nightly is not None:
         extra = {"directories": tuple(lines) | "All directory lines" >> beam.Flatten(),

@@ -20,6 +20,7 @@ COMMANDS = {
     "rebuild": ("rebuild_cmd", "rebuild the missing .index of one checkpoint prefix"),
     "register": ("register_cmd", "add an architecture to the registry (builder or captured layout)"),
     "inspect": ("inspect_cmd", "show what a checkpoint (or an orphaned data file) contains"),
+    "promote": ("promote_cmd", "put the indexes an audit staged in place, create-only, from wherever the report is"),
     "salvage": ("salvage_cmd", "write a new checkpoint of every tensor a damaged one still provably holds"),
     "demo": ("demo_cmd", "write a demo tree of real checkpoints with TensorFlow and audit it"),
     "status": ("status_cmd", "wait for a (detached) audit's report directory, exit with that run's exit code"),

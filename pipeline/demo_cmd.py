@@ -10,7 +10,6 @@ import os
 import random
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -87,6 +86,8 @@ def a_day_passes(tree: Path, report: Path) -> list:
     """What happens to the tree between the nights; returns (path, status, change, words) to expect."""
     from recovery.report.readback import read_records
 
+    from .cli import main
+
     adam = tree / "runs" / "adam"
     for name in os.listdir(adam):                  # CheckpointManager(max_to_keep=...) rotates the oldest away
         if name.startswith("ckpt-1."):
@@ -94,7 +95,9 @@ def a_day_passes(tree: Path, report: Path) -> list:
     os.remove(index_filename(str(adam / "ckpt-2")))       # a sync that lost one file
     exported = next(r for r in read_records(str(report)) if r.prefix.startswith(str(tree / "exports") + "/")
                     and r.status == "rebuilt")
-    subprocess.run(shlex.split(exported.command), check=True)     # cp -n: promoted as its record says
+    words = shlex.split(exported.command)           # `ckpt-rescue promote REPORT PREFIX`, as its record says
+    if words[:2] != ["ckpt-rescue", "promote"] or main(words[1:]) != EXIT_OK:    # this ckpt-rescue, on PATH or not
+        raise RuntimeError(f"the record's command did not promote: {exported.command}")
     return [("runs/adam/ckpt-1", "deleted", "new", "gone"),
             ("runs/adam/ckpt-2", "rebuilt", "new", "as it was on"),
             (_rel(tree, exported.prefix), "healthy", "resolved", ""),

@@ -18,10 +18,13 @@ def to_json(result) -> str:
     return json.dumps({"kind": result.kind, "exit_code": result.exit_code, **fields}, indent=1)
 
 
-def render(result, command: str | None = "inspect") -> str:
-    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run)."""
+def render(result, command: str | None = "inspect", options: tuple = ()) -> str:
+    """Text for a person; a diagnosis suggests `ckpt-rescue COMMAND PREFIX` (the command that was run).
+    `options` (records.carried_options) go into every command it suggests, so that one works as printed."""
     if result.kind == "diagnosis":
-        return "\n".join(_render_diagnosis(result, command)) + "\n"
+        return "\n".join(_render_diagnosis(result, command, options)) + "\n"
+    if result.kind == "orphan":
+        return "\n".join(_render_orphan(result, options)) + "\n"
     return "\n".join(_RENDERERS[result.kind](result)) + "\n"
 
 
@@ -32,7 +35,7 @@ def _render_healthy(r: Healthy) -> list[str]:
              f"{r.endianness}-endian"]
     lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
     lines += [f"PROBLEM    {p}" for p in r.problems]
-    lines.append(f"{len(r.tensors)} tensor(s):")
+    lines.append(tensor_count(r.tensors) + ":")
     rows = [("key", "dtype", "shape", "shard", "offset", "size", "crc32c")]
     for t in r.tensors:
         shape = "[" + ", ".join(map(str, t.shape)) + "]"
@@ -45,7 +48,19 @@ def _render_healthy(r: Healthy) -> list[str]:
     return lines + _table(rows)
 
 
-def _render_orphan(r: Orphan) -> list[str]:
+def tensor_count(tensors) -> str:
+    """How many tensors, said the way every report counts them: a rebuild's evidence, the page and the
+    audit count stored tensors (each slice of a partitioned variable once, its whole-tensor entry not)."""
+    partitioned = [t for t in tensors if t.slices]
+    if not partitioned:
+        return f"{len(tensors)} tensor(s)"
+    slices = sum(len(t.slices) for t in partitioned)
+    stored = len(tensors) - len(partitioned) + slices
+    return (f"{len(tensors)} tensor(s), {len(partitioned)} of them partitioned into {slices} slices: {stored} stored "
+            f"tensors (as an audit counts them), {len(tensors) + slices} index entries besides the header")
+
+
+def _render_orphan(r: Orphan, options: tuple = ()) -> list[str]:
     lines = [f"checkpoint {r.prefix}: ORPHAN (data files, no index)"]
     lines += [f"data       {d.path} ({d.size} bytes)" for d in r.data_files]
     lines += [f"PROBLEM    {p}" for p in r.problems]
@@ -61,20 +76,20 @@ def _render_orphan(r: Orphan) -> list[str]:
                      f"{graph.nodes} node(s)")
         lines.append(f"{len(graph.keys)} checkpoint key(s) in data order, then {OBJECT_GRAPH_KEY}:")
         lines += [f"  {key}" for key in graph.keys]
-    lines.append(_next_step(r))
+    lines.append(_next_step(r, options))
     return lines
 
 
-def _next_step(r: Orphan) -> str:
-    """The rebuild command that can work here, or why none can yet."""
+def _next_step(r: Orphan, options: tuple = ()) -> str:
+    """The rebuild command that can work here (with the options that made the finding), or why none can yet."""
     if not r.readable:
         return "nothing can be rebuilt while its data cannot be read (above); fix that first"
     if r.index_occupant:
         output = r.prefix + ".index.rebuilt"
         return (f"to rebuild the index (its name is taken by {r.index_occupant}, which is never replaced): "
-                f"ckpt-rescue rebuild {shlex.quote(r.prefix)} --output {shlex.quote(output)}; then move "
+                f"{shlex.join(['ckpt-rescue', 'rebuild', r.prefix, *options, '--output', output])}; then move "
                 f"{shlex.quote(r.prefix + '.index')} aside and rename the new file to it")
-    return f"to rebuild the index: ckpt-rescue rebuild {shlex.quote(r.prefix)}"
+    return f"to rebuild the index: {shlex.join(['ckpt-rescue', 'rebuild', r.prefix, *options])}"
 
 
 def _render_unreadable(r: Unreadable) -> list[str]:
@@ -83,7 +98,7 @@ def _render_unreadable(r: Unreadable) -> list[str]:
             f"first bytes {r.first_bytes}"]
 
 
-def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str]:
+def _render_diagnosis(r: Diagnosis, command: str | None = "inspect", options: tuple = ()) -> list[str]:
     lines = [f"{r.target}: {r.problem}"]
     if r.file:
         lines.append(f"file        {r.file}")
@@ -91,7 +106,7 @@ def _render_diagnosis(r: Diagnosis, command: str | None = "inspect") -> list[str
         lines.append(f"first bytes {r.first_bytes or '(empty file)'}")
     lines += [f"  {c}" for c in r.candidates]
     if r.suggestion and command:
-        lines.append(f"try: ckpt-rescue {command} {shlex.quote(r.suggestion)}")
+        lines.append(f"try: {shlex.join(['ckpt-rescue', command, r.suggestion, *options])}")
     return lines
 
 
@@ -100,5 +115,4 @@ def _table(rows) -> list[str]:
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-_RENDERERS = {"healthy": _render_healthy, "orphan": _render_orphan, "unreadable-index": _render_unreadable,
-              "diagnosis": _render_diagnosis}
+_RENDERERS = {"healthy": _render_healthy, "unreadable-index": _render_unreadable}

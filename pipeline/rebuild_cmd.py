@@ -12,6 +12,7 @@ from recovery import storage
 from recovery.context import NotRebuildable, open_orphan
 from recovery.diagnosis import Diagnosis, locate_target
 from recovery.rebuild import NO_SOURCE, REBUILT, no_source_hint, rebuild
+from recovery.records import carried_options
 from recovery.vault import Vault, VaultError
 from recovery.verify import rehearse
 from recovery.writeout import IndexAppeared, write_in_place
@@ -178,12 +179,19 @@ def check_before_work(args) -> None:
         preflight.check_output_file("--output", args.output)
     found = locate_target(args.prefix)
     if isinstance(found, Diagnosis):
-        raise UsageError(render(found, command="rebuild").rstrip("\n"))
+        raise UsageError(render(found, command="rebuild", options=_options(args)).rstrip("\n"))
     if found[0].endswith("/") and not args.prefix.endswith("/"):
         args.prefix += "/"    # `dir` holding dir/.index: the prefix TF1's saver.save(sess, "dir/") wrote
     if args.template:
         check_template(args.template)
     args.opened_vault = _open_vault(args)
+
+
+def _options(args) -> tuple:
+    """This command's own options, for the command a diagnosis suggests instead."""
+    chosen = [(flag, value) for flag, value in (("--template", args.template), ("--arch", args.arch),
+                                                ("--output", args.output)) if value]
+    return carried_options(args.registry, args.vault, args.allow_zeros) + tuple(x for pair in chosen for x in pair)
 
 
 def open_vault(url: str | None):
@@ -241,4 +249,10 @@ def _rehearse(fs, prefix, layouts, vault) -> int:
     if result.outcome is not None:
         for check in result.outcome.checks:
             print(f"  ok  {check}")
+        for refusal in result.outcome.refusals:
+            if "not independent evidence" in str(refusal):
+                print(f"  left out: {refusal}")
+    if vault is None:
+        print("  without --vault, an index ckpt-rescue rebuilt and promoted cannot be told from one TensorFlow wrote: "
+              "a sibling rebuilt from this checkpoint would count as independent")
     return EXIT_OK if result.verdict == "byte-identical" else EXIT_ATTENTION

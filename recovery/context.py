@@ -40,6 +40,8 @@ class OrphanContext:
     template: str | None = None      # --template PREFIX: use only this healthy checkpoint
     vault: Any = None                # recovery.vault.Vault to ask first (--vault), or None
     notes: list = field(default_factory=list)             # what a source could not consult, for cannot_confirm
+    # sibling prefix -> why it is no evidence here (a rehearsal: an index ckpt-rescue itself rebuilt)
+    not_independent: dict = field(default_factory=dict)
     fitted_sources: list = field(default_factory=list)   # sources whose layout fit so far (set by the engine)
 
     def data_order_keys(self) -> list | None:

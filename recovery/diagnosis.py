@@ -15,7 +15,7 @@ from . import storage
 from .context import data_files_of, unread_files_of
 from .discovery import STATE_FILE, group_directory, parse_state_file, resolve_state_name
 from .listed import Listed
-from .records import EXIT_USAGE
+from .records import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE
 from .sources.meta_graph import META_SUFFIX
 
 LFS_POINTER = b"version https://git-lfs"
@@ -73,7 +73,10 @@ def locate(fs, path: str, target: str):
     try:
         listing = storage.ls(fs, directory)
     except (FileNotFoundError, NotADirectoryError):
-        return Diagnosis(target, f"no such directory: {storage.display(fs, directory) or '.'}")
+        near = nearest_paths(fs, path)
+        problem = f"no such directory: {storage.display(fs, directory) or '.'}"
+        return Diagnosis(target, problem + ("; the nearest existing paths are listed" if near else ""),
+                         candidates=near, suggestion=near[0] if len(near) == 1 else None)
     index_path = index_filename(path)
     index_exists = any(i["name"] == index_path and i.get("type") == "file" for i in listing)
     data_files = data_files_of(path, listing)
@@ -135,12 +138,16 @@ def _diagnose_file(fs, path: str, target: str) -> Diagnosis:
 
 
 def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
+    """What a `checkpoint` state file resolves to. A finding, not a usage error (an audit's record of a
+    state file offers this very command): exit 0 when its latest checkpoint exists, 1 when it does not
+    or TensorFlow cannot read the file."""
     directory = storage.parent(path)
     try:
         state = parse_state_file(storage.read_bytes(fs, path).decode("utf-8", "replace"))
     except FormatError as exc:
         return Diagnosis(target, f"you passed TensorFlow's `checkpoint` state file, not a prefix; it is unreadable "
-                                 f"({exc}), so TensorFlow ignores it", storage.display(fs, path), hex_head(head))
+                                 f"({exc}), so TensorFlow ignores it", storage.display(fs, path), hex_head(head),
+                         exit_code=EXIT_ATTENTION)
     resolved = [resolve_state_name(directory, n, fs.protocol) for n in state.names()]
     exists = [_is_prefix(fs, p) for p in resolved]
     named = [storage.display(fs, p) + ("" if ok else "  (does not exist: no index, no data files)")
@@ -150,9 +157,11 @@ def _state_file(fs, path: str, target: str, head: bytes) -> Diagnosis:
     if latest and not exists[0]:
         problem += (f"the latest prefix it names, {latest}, does not exist, so tf.train.latest_checkpoint() "
                     "returns None; every prefix it names is listed")
-        return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), None, named)
+        return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), None, named,
+                         exit_code=EXIT_ATTENTION)
     problem += f"the latest prefix it names is {latest}" if latest else "it names no checkpoint"
-    return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), latest, named)
+    return Diagnosis(target, problem, storage.display(fs, path), hex_head(head), latest, named,
+                     exit_code=EXIT_OK if latest else EXIT_ATTENTION)
 
 
 def _archive(fs, path: str, target: str, head: bytes) -> Diagnosis:
@@ -221,6 +230,29 @@ def _directory(fs, path: str, target: str) -> Diagnosis:
     problem = "you passed a directory; pass one checkpoint prefix inside it"
     problem += f" ({len(rows)} found)" if rows else f" (none found within {DIRECTORY_DEPTH} levels)"
     return Diagnosis(target, problem, candidates=rows[:MAX_LISTED])
+
+
+def nearest_paths(fs, path: str, limit: int = 5, or_ancestor: bool = False) -> list[str]:
+    """For a path that does not exist (a typo): the existing paths nearest to it, as a user types them.
+    The deepest ancestor that exists is kept; the first missing name is matched against its entries, and
+    the rest of the path is kept where it then exists. `or_ancestor`: when no name is close, that ancestor
+    itself (a root that vanished is not a typo). `inspect`'s diagnosis and `audit ROOT` share it."""
+    parts = path.rstrip("/").split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        ancestor = "/".join(parts[:depth]) or "/"
+        try:
+            names = [posixpath.basename(i["name"].rstrip("/")) for i in fs.ls(ancestor, detail=True)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return []
+        found = []
+        for name in difflib.get_close_matches(parts[depth], names, n=limit, cutoff=0.6):
+            rest = posixpath.join(ancestor, name, *parts[depth + 1:])
+            whole = fs.exists(rest) or _is_prefix(fs, rest)
+            found.append(storage.display(fs, rest if whole else posixpath.join(ancestor, name)))
+        return found or ([storage.display(fs, ancestor)] if or_ancestor else [])
+    return []
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -162,8 +162,8 @@ def _compare_graphs(ref_graph, graph, where_else) -> GraphDifference:
             ref_slot, slot = _first_pair(ref_node.slot_variables, node.slot_variables)
             return GraphDifference(False, f"object {node_id}: slot variable {ref_slot} in the reference, {slot} here")
         if ref_node.registered_saver != node.registered_saver:
-            return GraphDifference(False, f"object {node_id}: registered saver {ref_node.registered_saver!r} in the "
-                                          f"reference, {node.registered_saver!r} here")
+            return GraphDifference(False, f"object {node_id}: registered saver `{ref_node.registered_saver}` in the "
+                                          f"reference, `{node.registered_saver}` here")
         if len(ref_node.attributes) != len(node.attributes):
             return GraphDifference(False, f"object {node_id}: {len(ref_node.attributes)} attribute(s) in the "
                                           f"reference, {len(node.attributes)} here")
@@ -174,11 +174,11 @@ def _compare_graphs(ref_graph, graph, where_else) -> GraphDifference:
             for name in ("name", "checkpoint_key", "optional_restore"):
                 if getattr(ref_attr, name) != getattr(attr, name):
                     return GraphDifference(False, f"object {node_id} attribute `{ref_attr.checkpoint_key}`: {name} "
-                                                  f"{getattr(ref_attr, name)!r} in the reference, "
-                                                  f"{getattr(attr, name)!r} here")
+                                                  f"`{getattr(ref_attr, name)}` in the reference, "
+                                                  f"`{getattr(attr, name)}` here")
             if _without_uniquifiers(ref_attr.full_name) != _without_uniquifiers(attr.full_name):
                 return GraphDifference(False, f"object {node_id} attribute `{ref_attr.checkpoint_key}`: variable name "
-                                              f"{ref_attr.full_name!r} in the reference, {attr.full_name!r} here")
+                                              f"`{ref_attr.full_name}` in the reference, `{attr.full_name}` here")
             renamed.append((ref_attr.full_name, attr.full_name))
     if not renamed:
         # Equal as far as this reader parses them: the difference is in a field it does not read.
@@ -188,7 +188,7 @@ def _compare_graphs(ref_graph, graph, where_else) -> GraphDifference:
         return GraphDifference(False, inconsistent)
     ref_name, name = renamed[0]
     return GraphDifference(True, f"only variable names differ, by the suffix TensorFlow adds to uniquify names "
-                                 f"within one process ({ref_name!r} there, {name!r} here; {len(renamed)} name(s))")
+                                 f"within one process (`{ref_name}` there, `{name}` here; {len(renamed)} name(s))")
 
 
 def _inconsistent_renaming(names: list) -> str:
@@ -202,14 +202,14 @@ def _inconsistent_renaming(names: list) -> str:
     for ref_name, name in names:
         ref_parts, parts = ref_name.split("/"), name.split("/")
         if len(ref_parts) != len(parts):
-            return f"variable name {ref_name!r} in the reference, {name!r} here"
+            return f"variable name `{ref_name}` in the reference, `{name}` here"
         for ref_part, part in zip(ref_parts, parts):
             targets.setdefault(ref_part, Counter())[part] += 1
     usual = {ref_part: counts.most_common(1)[0][0] for ref_part, counts in targets.items()}
     for ref_name, name in names:
         for ref_part, part in zip(ref_name.split("/"), name.split("/")):
             if part != usual[ref_part]:
-                return (f"variable name {ref_name!r} in the reference, {name!r} here, while other names rename "
+                return (f"variable name `{ref_name}` in the reference, `{name}` here, while other names rename "
                         f"`{ref_part}` to `{usual[ref_part]}`")
     return ""
 

@@ -176,7 +176,10 @@ def reads_back(done: Finishing, checks: list) -> str | None:
     if {k: e.encode() for k, e in reread.entries.items()} != {
             (k.encode() if isinstance(k, str) else k): e.encode() for k, e in done.entries.items()}:
         return "the built index does not read back as written"
-    checks.append(f"index reads back: {len(reread.entries)} entries, {len(done.index_bytes)} bytes")
+    whole = sum(1 for e in reread.entries.values() if e.slices)     # a partitioned tensor's entry: no bytes of its own
+    parts = f" ({len(reread.entries) - whole} stored tensors, {whole} partitioned tensor(s))" if whole else ""
+    checks.append(f"index reads back: {len(reread.entries)} entries besides the header{parts}, "
+                  f"{len(done.index_bytes)} bytes")
     return None
 
 

@@ -77,26 +77,6 @@ def check_root(url: str) -> None:
     raise MissingRoot(f"{url}: does not exist")
 
 
-def nearest_existing(url: str, limit: int = 3) -> list[str]:
-    """Paths that exist near a root that does not: the directories beside the first missing part of
-    its path whose names are closest to it (or the deepest ancestor that exists)."""
-    import difflib
-
-    fs, path = storage.url_to_fs(url)
-    missing, parent = path.rstrip("/"), storage.parent(path.rstrip("/"))
-    try:
-        while parent and parent != missing and not fs.isdir(parent):
-            missing, parent = parent, storage.parent(parent)
-        children = [entry["name"].rstrip("/") for entry in fs.ls(parent or "/", detail=True)
-                    if entry.get("type") == "directory"]
-    except (OSError, ValueError):
-        return []
-    names = {posixpath.basename(c): c for c in children}
-    close = difflib.get_close_matches(posixpath.basename(missing), list(names), n=limit, cutoff=0.5)
-    found = [storage.display(fs, names[name]) for name in close]
-    return found or ([storage.display(fs, parent)] if parent else [])
-
-
 def top_level(fs, root: str, exclude: str | None = None) -> Level:
     """(files, child directories, unread entries) directly under `root`: files as Listed. A child with an
     empty name (objects named `root//...`) is `root/`. An index vault is left out whole."""

@@ -73,7 +73,7 @@ def compare_with_part_indexes(fs, found: PrefixFiles, index, index_bytes: bytes,
         own_ok, read = (_entries_match(fs, found.prefix, index.header.num_shards or 1, own_probes) if own_probes
                         else (False, 0))
         bytes_read += read
-    shown = ", ".join(repr(k.decode("utf-8", "replace")) for k in differing[:3])
+    shown = ", ".join(k.decode("utf-8", "backslashreplace") for k in differing[:3])
     if part_ok and not own_ok:
         return PartVerdict(f"stale index: the part index left in {where} by a later save describes the data "
                            f"({len(probes)} tensor(s) whose CRCs differ read as the part index says: {shown}) and the "

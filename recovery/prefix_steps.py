@@ -60,6 +60,7 @@ class AuditSettings:
     now: float | None = None     # the time ages are measured at (epoch seconds); None: each worker's clock
     vault: str | None = None     # --vault: a source for rebuilds (recovery/sources/vault.py)
     nightly: "Nightly | None" = None   # what the run remembers and compares with (recovery/memory/)
+    command_options: tuple = ()  # records.carried_options: what the commands a record offers must carry
 
 
 def offer_salvage(fs, prefix: str, listing: list | None, record: Record, settings: AuditSettings,
@@ -122,7 +123,6 @@ def _evidence(outcome: RebuildOutcome) -> dict:
 
 
 def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, settings: AuditSettings) -> Record:
-    target = storage.display(fs, index_filename(task.prefix))
     if settings.in_place and not task.stage_only:
         try:
             sizes = dict(zip(plan.shard_paths, plan.shard_sizes))
@@ -140,10 +140,11 @@ def _write(fs, task: OrphanTask, plan: RebuildPlan, outcome: RebuildOutcome, set
         reason = (f"{task.finding}; an index rebuilt from {outcome.source} is staged: check it, then replace the "
                   f"{what} one")
         return task.record(task.status_if_staged, reason, index_path=staged, staged=True,
-                           command=replace_command(staged, target, f".{what}"))
+                           command=replace_command(_report_dir(settings), task.display_prefix))
     return task.record(REBUILT, f"rebuilt from {outcome.source}; staged, not written beside the data (promote it "
                                 "with the command, or re-run with --in-place)",
-                       index_path=staged, staged=True, command=promote_command(staged, target))
+                       index_path=staged, staged=True,
+                       command=promote_command(_report_dir(settings), task.display_prefix))
 
 
 def _index_appeared(fs, task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings, detail: str) -> Record:
@@ -158,6 +159,12 @@ def _index_appeared(fs, task: OrphanTask, outcome: RebuildOutcome, settings: Aud
     staged = _stage(task, outcome, settings)
     return task.record(UNRECOVERABLE, f"{detail}; ours (from {outcome.source}) is staged for comparison",
                        index_path=staged, staged=True, command=inspect_command(task.display_prefix))
+
+
+def _report_dir(settings: AuditSettings) -> str:
+    """The report directory as the user would type it (where `ckpt-rescue promote` finds the staged index)."""
+    report_fs, report_path = storage.url_to_fs(settings.report_dir)
+    return storage.display(report_fs, report_path)
 
 
 def _stage(task: OrphanTask, outcome: RebuildOutcome, settings: AuditSettings) -> str:

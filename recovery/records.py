@@ -1,8 +1,9 @@
 """What the audit says about one prefix: a flat record a person, a script and a scheduler can read,
 and the exact command that follows from it (promote a staged index, or look closer)."""
 
+import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import stores
 
@@ -93,16 +94,42 @@ class Record:
         return self.status in NEEDS_A_PERSON
 
 
-def promote_command(staged: str, target: str) -> str:
-    """Copy a staged index into place without overwriting whatever may have appeared there since
-    (the stores' own commands: recovery/stores/)."""
-    return stores.promote_command(staged, target)
+def promote_command(report_dir: str, prefix: str) -> str:
+    """Put the index staged for `prefix` in place, create-only (`ckpt-rescue promote`, recovery/promotion.py:
+    it finds the staged file under the report directory, and says what to pass when the report has moved)."""
+    return shlex.join(["ckpt-rescue", "promote", report_dir, prefix])
 
 
-def replace_command(staged: str, target: str, aside_suffix: str = ".unreadable") -> str:
-    """Keep the existing index aside (unreadable, or stale), then put the staged one in its place (no overwrite)."""
-    return stores.replace_command(staged, target, aside_suffix)
+def replace_command(report_dir: str, prefix: str) -> str:
+    """Keep the existing index aside (unreadable, or stale: P.index.unreadable, P.index.stale, create-only),
+    then put the staged one in its place; nothing is overwritten (recovery/promotion.py)."""
+    return shlex.join(["ckpt-rescue", "promote", report_dir, prefix, "--replace"])
 
 
-def inspect_command(prefix: str) -> str:
-    return f"ckpt-rescue inspect {shlex.quote(prefix)}"
+def inspect_command(prefix: str, options: tuple = ()) -> str:
+    """Look closer at `prefix`; `options` (carried_options) go on into the rebuild command inspect suggests."""
+    return shlex.join(["ckpt-rescue", "inspect", prefix, *options])
+
+
+def carried_options(registry: str | None = None, vault: str | None = None, allow_zeros: bool = False) -> tuple:
+    """The options that made a finding, as the commands that follow it take them: a `rebuild` suggested
+    after an audit with --registry must use that registry, or it is refused for want of it. A local
+    registry is named by its absolute path, so the command works from any directory."""
+    options = []
+    for flag, place in (("--registry", registry), ("--vault", vault)):
+        if place:
+            options += [flag, os.path.abspath(stores.local_path(place)) if stores.local_path(place) else place]
+    if allow_zeros:
+        options.append("--allow-zeros")
+    return tuple(options)
+
+
+INSPECT = "ckpt-rescue inspect "
+
+
+def with_options(record: "Record", options: tuple) -> "Record":
+    """The record with the run's options added to the `inspect` command it offers (every step makes
+    its command without knowing them; the audit adds them once, before the record is reported)."""
+    if not options or not record.command.startswith(INSPECT) or "&&" in record.command:
+        return record
+    return replace(record, command=f"{record.command} {shlex.join(options)}")

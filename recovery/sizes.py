@@ -40,11 +40,12 @@ def read_sized_index(raw: bytes) -> BundleIndex:
     shard, offset, size, dimension or shard count (protobuf decodes these int32/int64 fields signed)."""
     index = read_index(raw)
     for key, entry in index.entries.items():
+        name_of = key.decode("utf-8", "replace")
         for name in ("dtype", "shard_id", "offset", "size"):
             if getattr(entry, name) < 0:
-                raise FormatError(f"entry {key!r}: field {name} is {getattr(entry, name)}, not a non-negative integer")
+                raise FormatError(f"entry {name_of}: field {name} is {getattr(entry, name)}, not a non-negative number")
         if any(d < 0 for d in entry.shape):
-            raise FormatError(f"entry {key!r}: shape {entry.shape!r} is not a list of non-negative sizes")
+            raise FormatError(f"entry {name_of}: shape {list(entry.shape)} is not a list of non-negative sizes")
     if index.header.num_shards < 0:
         raise FormatError(f"header num_shards is {index.header.num_shards!r}")
     return index

@@ -89,7 +89,7 @@ def _check(fs, prefix: str, index, chosen: list, names: dict, result: SpotCheck)
                 result.graph = graph_payload(blob)
             continue
         shown = f"data {actual:#010x}" if actual is not None else "the data is not such a tensor"
-        result.mismatches.append(f"tensor {name!r} (shard {entry.shard_id}, bytes {entry.offset}-"
+        result.mismatches.append(f"tensor {name} (shard {entry.shard_id}, bytes {entry.offset}-"
                                  f"{entry.offset + entry.size}): checksum does not match (index {entry.crc32c:#010x}, "
                                  f"{shown})")
         result.counter_differs |= is_counter(name)

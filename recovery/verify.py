@@ -10,6 +10,7 @@ from tfbundle import (
     crc_mask,
     data_filename,
     decode_slice_key,
+    dtype,
     index_filename,
     is_slice_key,
     read_index,
@@ -131,7 +132,7 @@ def verification_problems(plan: VerifyPlan, ranges: list) -> list[str]:
             actual, expected = crc_mask(raw), plan.crcs[i]
             if actual != expected or not all(complete for *_, complete in parts):
                 where = f"shard {shard}, bytes {placed.offset}-{placed.offset + placed.size}"
-                problems.append(f"tensor {placed.spec.key!r} ({where}): checksum does not match "
+                problems.append(f"tensor {placed.spec.key} ({where}): checksum does not match "
                                 f"(index {expected:#010x}, data {actual:#010x})")
     return problems
 
@@ -171,10 +172,35 @@ def plan_rehearsal(fs, prefix: str, listing=None, registry_layouts=None, sources
         ctx = open_orphan(fs, prefix, listing, registry_layouts, vault=vault)
     except NotRebuildable as exc:
         return own, Rehearsal("refused", str(exc))
+    ctx.not_independent = rebuilt_by_us(ctx, vault)
     plan = prepare(ctx, sources)
     if isinstance(plan, RebuildOutcome):
         return own, Rehearsal("refused", plan.reason, plan)
     return own, plan
+
+
+def rebuilt_by_us(ctx, vault) -> dict:
+    """Siblings whose index ckpt-rescue itself wrote (the vault holds it with origin `rebuilt`: the audit, or
+    `ckpt-rescue promote`, kept it so): such an index may have been rebuilt from this very checkpoint, so a
+    rehearsal that used it would prove nothing. prefix path -> why it is left out."""
+    if vault is None:
+        return {}
+    import hashlib
+
+    from .healthy import indexed_siblings
+    from .vault import ORIGIN_REBUILT
+
+    found = {}
+    for prefix, _ in indexed_siblings(ctx):
+        entries = [e for e in vault.entries(storage.display(ctx.fs, prefix)) if e.origin == ORIGIN_REBUILT]
+        if not entries:
+            continue
+        sha = hashlib.sha256(storage.read_bytes(ctx.fs, index_filename(prefix))).hexdigest()
+        mine = next((e for e in entries if e.index_sha256 == sha), None)
+        if mine is not None:
+            found[prefix] = (f"not independent evidence: ckpt-rescue rebuilt this index ({mine.seen_on}, the vault "
+                             "says), possibly from the checkpoint being rehearsed")
+    return found
 
 
 def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
@@ -182,8 +208,8 @@ def judge_rehearsal(own: bytes, outcome: RebuildOutcome) -> Rehearsal:
     if outcome.index_bytes is None:
         return Rehearsal("refused", outcome.reason, outcome)
     if outcome.index_bytes == own:
-        return Rehearsal("byte-identical", f"rebuilt from {outcome.source}: identical to the existing index "
-                                           f"({len(own)} bytes)", outcome)
+        return Rehearsal("byte-identical", f"rebuilt from {outcome.source}, independent of this checkpoint: "
+                                           f"identical to the existing index ({len(own)} bytes)", outcome)
     return Rehearsal("differs", _first_difference(own, outcome.index_bytes, outcome.source), outcome)
 
 
@@ -196,6 +222,18 @@ def rehearse(fs, prefix: str, listing=None, registry_layouts=None, sources=None,
     return judge_rehearsal(own, finalize(plan, checksum_whole(fs, plan, on_bytes)))
 
 
+def _entry_words(entry) -> str:
+    """An index entry as a person reads it (no Python repr)."""
+    if entry is None:
+        return "no such entry"
+    if not hasattr(entry, "dtype"):
+        return f"a header of {getattr(entry, 'num_shards', '?')} shard(s)"
+    shape = "[" + ", ".join(map(str, entry.shape)) + "]"
+    return (f"{dtype(entry.dtype).name}{shape} in shard {entry.shard_id}, bytes {entry.offset}-"
+            f"{entry.offset + entry.size}, crc32c {entry.crc32c:08x}"
+            + (f", {len(entry.slices)} slice(s)" if entry.slices else ""))
+
+
 def _first_difference(own: bytes, rebuilt: bytes, source: str) -> str:
     try:
         mine, theirs = read_index(own), read_index(rebuilt)
@@ -204,5 +242,6 @@ def _first_difference(own: bytes, rebuilt: bytes, source: str) -> str:
     for key in sorted(set(mine.entries) | set(theirs.entries)):
         a, b = mine.entries.get(key), theirs.entries.get(key)
         if a != b:
-            return f"rebuilt from {source} differs at {key!r}: existing {a}, rebuilt {b}"
+            return (f"rebuilt from {source} differs at {_readable(key) or 'the header'}: existing {_entry_words(a)}, "
+                    f"rebuilt {_entry_words(b)}")
     return f"rebuilt from {source} has the same entries but different bytes ({len(own)} vs {len(rebuilt)})"

@@ -38,7 +38,7 @@ def sample_records() -> list[Record]:
                directory="/r/a"),
         Record("/r/a/ckpt-2", REBUILT, "rebuilt from sibling ckpt-1", "/r/a", source="sibling ckpt-1",
                directory="/r/a", index_path="/rep/rebuilt/local/r/a/ckpt-2.index", staged=True, data_bytes=100,
-               bytes_scanned=100, command=promote_command("/rep/rebuilt/local/r/a/ckpt-2.index", "/r/a/ckpt-2.index")),
+               bytes_scanned=100, command=promote_command("/rep", "/r/a/ckpt-2")),
         Record(HOSTILE, UNRECOVERABLE, "no source fits: <b>bold</b> & more", "/r/a", data_bytes=7, directory="/r/a",
                refusals=["sibling ckpt-1: accounts for 100 bytes of shard 0 but the file has 7"],
                command=f"ckpt-rescue inspect '{HOSTILE}'"),

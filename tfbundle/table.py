@@ -59,6 +59,11 @@ class _BlockBuilder:
             "<I", len(self.restarts))
 
 
+def shown_key(key: bytes) -> str:
+    """A table key as a person reads it: its text, with bytes that are not UTF-8 as \\xNN (no Python repr)."""
+    return key.decode("utf-8", "backslashreplace") if key else "the empty key (the header)"
+
+
 def shortest_separator(start: bytes, limit: bytes) -> bytes:
     """LevelDB's FindShortestSeparator: a short key >= start and < limit."""
     min_length = min(len(start), len(limit))
@@ -111,7 +116,7 @@ def build_table(items) -> bytes:
     for key, value in items:
         if last_key is not None:
             if key <= last_key:
-                raise ValueError(f"table keys out of order: {key!r} after {last_key!r}")
+                raise ValueError(f"table keys out of order: {shown_key(key)} after {shown_key(last_key)}")
             if len(key) + len(value) >= OVERLY_LARGE_BLOCK_RATIO * BLOCK_SIZE:
                 flush()
         if pending_handle is not None:
@@ -223,5 +228,5 @@ def read_table(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[BlockInfo]]
         blocks.append(BlockInfo(offset, size, separator, block_type, len(items) - before))
     for (a, _), (b, _) in zip(items, items[1:]):
         if b <= a:
-            raise FormatError(f"table keys out of order: {b!r} after {a!r}")
+            raise FormatError(f"table keys out of order: {shown_key(b)} after {shown_key(a)}")
     return items, blocks

@@ -29,7 +29,6 @@ class SplitRebuild(NamedTuple):
 
 
 def _record_timing(record: Record) -> Record:
-    counter("bytes_scanned").inc(record.bytes_scanned)
     distribution("rebuild_ms").update(int(record.seconds * 1000))
     return record
 

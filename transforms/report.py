@@ -43,7 +43,9 @@ for _element_type in (Part, latest.StateFileClaim, latest.CheckpointState):
 
 
 class Tally(beam.DoFn):
-    """Per-status counters, and a progress line in the log every PROGRESS_EVERY_SECONDS per worker."""
+    """Per-status counters, and a progress line in the log every PROGRESS_EVERY_SECONDS per worker.
+    `bytes_scanned` is counted here, once per record, as summary.json sums it: the console's metric and
+    the report agree by construction (a salvage assessment's reads included, a carried record's none)."""
 
     def setup(self):
         self._seen = 0
@@ -53,6 +55,7 @@ class Tally(beam.DoFn):
         counter(f"status_{record.status}").inc()
         counter(f"kind_{record.kind}").inc()
         counter("records").inc()
+        counter("bytes_scanned").inc(record.bytes_scanned)
         self._seen += 1
         now = time.monotonic()
         if now - self._last_log >= PROGRESS_EVERY_SECONDS:

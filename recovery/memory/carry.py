@@ -7,7 +7,7 @@ command and promote.sh still work.
 import dataclasses
 
 from .. import storage
-from ..records import DELETED, ERROR, IN_PROGRESS, Record
+from ..records import DELETED, ERROR, IN_PROGRESS, Record, promote_command, replace_command
 from ..vault import ORIGIN_REBUILT, SAME_FILES, relation
 from ..writeout import stage_index
 from .nightly import Nightly
@@ -72,11 +72,22 @@ def _kept_sha(record: Record) -> str | None:
     return None
 
 
+def _tonight(record: Record, report_dir: str, staged: str) -> str:
+    """The record's command for its index staged again at `staged`: a promote command names tonight's
+    report directory, any other the new staged path."""
+    if not record.command.startswith("ckpt-rescue promote "):
+        return record.command.replace(record.index_path, staged)
+    if record.command.endswith(" --replace"):
+        return replace_command(report_dir, record.prefix)
+    return promote_command(report_dir, record.prefix)
+
+
 def restager(vault, report_dir: str, present):
     """`restage` for carried(): the vault's copy of the index the record staged (named in its checks),
     else the newest `rebuilt` entry of the prefix for its data files as listed now (`present(prefix) ->
     [ShardRecord]`), staged again in `report_dir`."""
     report_fs, report_path = storage.url_to_fs(report_dir)
+    shown_report = storage.display(report_fs, report_path)
 
     def restage(record: Record) -> Record:
         if vault is None:
@@ -87,8 +98,7 @@ def restager(vault, report_dir: str, present):
                     sha is None and entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES):
                 staged = storage.display(report_fs, stage_index(report_fs, report_path, record.prefix,
                                                                 vault.read_index(entry)))
-                return dataclasses.replace(record, index_path=staged,
-                                           command=record.command.replace(record.index_path, staged))
+                return dataclasses.replace(record, index_path=staged, command=_tonight(record, shown_report, staged))
         raise CannotCarry(f"{record.prefix}: the vault holds no copy of the index it staged")
 
     return restage

@@ -15,7 +15,7 @@ from collections import Counter
 
 from tfbundle import step_of
 
-from ..records import CHECKPOINT, DELETED, LEFTOVER, LISTING, NEEDS_A_PERSON, NEW, REBUILT, STATE_FILE
+from ..records import CHECKPOINT, DELETED, ERROR, LEFTOVER, LISTING, NEEDS_A_PERSON, NEW, REBUILT, STATE_FILE
 from .changes import CHANGE_GROUPS, change_group
 from .schema import field_of, sort_key
 
@@ -195,13 +195,15 @@ def run_priority(row: dict) -> tuple:
 
 
 _PATH_RE = re.compile(r"\S*/\S*")
+_NAME_RE = re.compile(r"\b[\w.]*[-_.]\d+\b")     # a checkpoint's name: ckpt-9, model.ckpt-200
 _NUMBER_RE = re.compile(r"\d+")
 
 
 def cause_of(record) -> str:
-    """The reason with the particulars (paths, numbers) taken out, so like refusals group together."""
-    head = re.split(r": |; ", record.reason or "", maxsplit=1)[0]
-    head = _NUMBER_RE.sub("N", _PATH_RE.sub("…", head)).strip() or "(no reason given)"
+    """The reason with the particulars (paths, checkpoint names, numbers) taken out, so like refusals
+    group together: one cause, one row on the page."""
+    head = re.split(r"; |\. (?=[A-Z])", record.reason or "", maxsplit=1)[0]
+    head = _NUMBER_RE.sub("N", _NAME_RE.sub("…", _PATH_RE.sub("…", head))).strip() or "(no reason given)"
     if len(head) > 160:
         head = head[:160].rsplit(" ", 1)[0] + " …"
     return f"{record.status}: {head}"
@@ -232,6 +234,7 @@ def shown(record) -> dict:
         "change": field_of(record, "change", ""), "since": field_of(record, "since", ""),
         "carried_from": field_of(record, "carried_from", ""),
         "tensors": evidence.get("reference_total") if isinstance(evidence, dict) else None,
+        "bytes_scanned": record.bytes_scanned,
     }
 
 
@@ -307,7 +310,7 @@ def keys_of(record) -> list:
     """The key of every aggregate the record counts in: the kind (a key of KINDS) first, then what
     tells that kind's aggregates apart (a run's root and directory, a cause, a group of changes)."""
     keys = [(TOTALS,), (RUN, *run_key(record))]
-    if record.status in NEEDS_A_PERSON:
+    if record.status in NEEDS_A_PERSON or record.status == ERROR:     # errors: what to run again
         keys.append((CAUSE, cause_of(record)))
     if record.status == REBUILT:
         keys.append((LARGEST,))

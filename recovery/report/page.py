@@ -4,8 +4,10 @@ recovery/templates/report.js, inlined and allowed by the hash of exactly the tex
 
 import base64
 import hashlib
+import posixpath
+import re
 
-from ..records import NEEDS_A_PERSON
+from ..records import ERROR, NEEDS_A_PERSON
 from .aggregates import HTML_CAUSES, HTML_REBUILT, HTML_RUNS, HTML_SAMPLES_PER_CAUSE, Overview, run_priority
 from .schema import FAILURES, PROMOTE, RECORDS, SUMMARY
 from .summary import statuses_of
@@ -25,14 +27,55 @@ def render_page(summary: dict, overview: Overview, now: float) -> str:
     return html_templates().get_template("report.html").render(
         summary=summary, statuses=statuses, needs=list(NEEDS_A_PERSON),
         runs=sorted(runs, key=lambda r: (r["root"], r["directory"])), run_count=overview.run_count,
-        causes=overview.causes(), cause_count=overview.cause_count,
+        causes=sorted([c for c in overview.causes() if c["status"] != ERROR], key=_new_first),
+        cause_count=overview.cause_count,
         rebuilt=overview.rebuilt(), changes=overview.changes(),
+        errors=[c for c in overview.causes() if c["status"] == ERROR],
         roots_chart=roots_chart, runs_chart=runs_chart, chart_runs=len(chart_runs),
         limits={"runs": HTML_RUNS, "causes": HTML_CAUSES, "samples": HTML_SAMPLES_PER_CAUSE,
                 "rebuilt": HTML_REBUILT},
         script=script, script_hash=script_hash(script), human_bytes=human_bytes, relative=relative,
+        shorten=shorten, evidence_words=evidence_words, report_dir=summary.get("report_dir", ""),
         age=lambda mtime: age(mtime, now), files={"records": RECORDS, "failures": FAILURES, "promote": PROMOTE,
                                                    "summary": SUMMARY})
+
+
+def _new_first(cause: dict) -> tuple:
+    """Causes with a record new tonight first (issue 13's `change`), then as the Overview ranked them."""
+    return (not any(r.get("change") == "new" for r in cause["samples"]),)
+
+
+_PATH_RE = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|(?<![\w.~])/)[^\s'\"`,;()]+")
+
+
+def shorten(text: str, root: str) -> str:
+    """`text` as a person reads it: paths under `root` relative to it, other long paths as `…/NAME`.
+    The full text stays one click away (the page's copy buttons and title attributes carry it)."""
+    root = root.rstrip("/")
+
+    def short(match) -> str:
+        path = match.group(0)
+        if root and (path == root or path.startswith(root + "/")):
+            return path[len(root) + 1:] or "."
+        name = posixpath.basename(path.rstrip("/"))
+        return f"…/{name}" if name and path.count("/") > 1 else path
+
+    return _PATH_RE.sub(short, text or "")
+
+
+def evidence_words(evidence: dict, source: str) -> str:
+    """What a rebuild's CRCs prove, in words: how many tensors a CRC recorded before confirms, and why the
+    others cannot be (their bytes are new since that save)."""
+    total, matched = evidence.get("reference_total", 0), evidence.get("reference_matched", 0)
+    if not total:
+        return f"layout from {source}; no CRC recorded before covers these bytes"
+    if matched == total:
+        return f"{total} tensors: all confirmed by a CRC recorded before the loss ({source})"
+    if not matched:
+        return (f"{total} tensors: none can be confirmed by a CRC recorded before ({source} gives their layout, "
+                "not their values)")
+    return (f"{total} tensors: {matched} confirmed by an earlier CRC ({source}), {total - matched} cannot be: their "
+            "bytes are new since that save")
 
 
 def script_hash(script: str) -> str:

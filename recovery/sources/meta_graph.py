@@ -166,9 +166,9 @@ def parse_slice_spec(spec: str, name: str) -> tuple[tuple, TensorSlice]:
         shape = tuple(int(d) for d in dims)
         pieces = tuple(None if e == "-" else tuple(int(x) for x in e.split(",")) for e in extents.split(":"))
     except ValueError:
-        raise Unsizable(f"cannot parse the slice spec {spec!r} of {name}") from None
+        raise Unsizable(f"cannot parse the slice spec `{spec}` of {name}") from None
     if len(pieces) != len(shape) or any(p is not None and len(p) != 2 for p in pieces):
-        raise Unsizable(f"the slice spec {spec!r} of {name} does not match its rank")
+        raise Unsizable(f"the slice spec `{spec}` of {name} does not match its rank")
     return shape, TensorSlice(pieces)
 
 

@@ -63,7 +63,11 @@ def _sibling_layouts(ctx: OrphanContext):
         yield layout_from_prefix(ctx, fs, path, "template", f"template {ctx.template}")
         return
     for prefix, size in _sibling_prefixes(ctx)[:MAX_SIBLINGS_READ]:
-        yield layout_from_prefix(ctx, ctx.fs, prefix, "sibling", f"sibling {storage.prefix_name(prefix)}", size)
+        label = f"sibling {storage.prefix_name(prefix)}"
+        if prefix in ctx.not_independent:
+            yield Refusal(label, ctx.not_independent[prefix])
+            continue
+        yield layout_from_prefix(ctx, ctx.fs, prefix, "sibling", label, size)
 
 
 class SiblingSource(Source):

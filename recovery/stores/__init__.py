@@ -13,7 +13,6 @@ import posixpath
 from . import names
 from .base import Store
 from .base import is_transient as _is_transient
-from .local import copy_command
 
 
 def _built_in() -> list:
@@ -57,23 +56,3 @@ def local_path(url: str) -> str | None:
 def is_transient(exc: BaseException) -> bool:
     """Does this exception (or one it was raised from) say "the store did not answer, try again"?"""
     return _is_transient(exc, _STORES)
-
-
-def promote_command(staged: str, target: str) -> str:
-    """Copy a staged index into place without overwriting: the command of whichever of the two stores
-    has a tool that reaches both (the target's first), else `cp -n`."""
-    staged_store, target_store = store_for(staged), store_for(target)
-    return (target_store.promote_command(staged, target, staged_store)
-            or staged_store.promote_command(staged, target, target_store)
-            or copy_command(staged, target))
-
-
-def replace_command(staged: str, target: str, aside_suffix: str) -> str:
-    """Keep the existing index aside, then put the staged one in its place (no overwrite). A local aside
-    name that would exceed the file name limit keeps a head and a hash (stores/names.py)."""
-    store = store_for(target)
-    aside = target + aside_suffix
-    if store.local:
-        directory, name = posixpath.split(aside)
-        aside = posixpath.join(directory, names.fitted(name))
-    return f"{store.move_aside_command(target, aside)} && {promote_command(staged, target)}"

@@ -2,16 +2,14 @@
 
 A backend is more than its fsspec filesystem: the audit must know which errors mean "try again", how
 to write a file that must not exist yet, what a listing calls a modification time and what in it
-names the bytes, how to tell a user why the store cannot be reached, and which shell command puts a
-staged index in place without overwriting. `Store` holds those answers; its defaults are what any
-fsspec filesystem allows (check then write, no probe, no identity), so an unknown scheme still
+names the bytes, and how to tell a user why the store cannot be reached. `Store` holds those answers;
+its defaults are what any fsspec filesystem allows (check then write, no probe, no identity), so an unknown scheme still
 works, only less safely. Plain Python: a store wraps an fsspec filesystem, it does not subclass one.
 """
 
 import contextlib
 import datetime
 import posixpath
-import shlex
 from urllib.parse import urlparse
 
 
@@ -149,18 +147,6 @@ class Store:
         says what is being waited for, in case the caller's time runs out. Only called when
         `checks_access`; stores without it are checked by the commands themselves."""
         return []
-
-    # --- shell commands a record offers a person ------------------------------------------------------
-
-    def promote_command(self, staged: str, target: str, other: "Store") -> str | None:
-        """A command that copies `staged` to `target` without overwriting, when this store's tool can
-        (one of the two is this store's; `other` is the store of the other one), else None."""
-        return None
-
-    def move_aside_command(self, target: str, aside: str) -> str:
-        """A command that renames `target` to `aside` without overwriting."""
-        return f"mv -n -- {shlex.quote(target)} {shlex.quote(aside)}"
-
 
 class ObjectStore(Store):
     """A bucket store (GCS, S3, Azure Blob, ...): no listings cache, read-ahead blocks, a recursive

@@ -12,7 +12,6 @@ short timeouts, no retries.
 import contextlib
 import json
 import os
-import shlex
 import uuid
 from urllib.parse import urlparse
 
@@ -20,7 +19,6 @@ from .base import (
     RETRYABLE_STATUS,
     UPLOAD_PART_BYTES,
     ObjectStore,
-    Store,
     conditional_create,
     read_parts,
     refuse_if_exists,
@@ -101,13 +99,6 @@ class GcsStore(ObjectStore):
 
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         return _probe(bucket, key, stage)
-
-    def promote_command(self, staged: str, target: str, other: Store) -> str | None:
-        """gsutil reaches local files, GCS and (with a boto config) S3: it takes any pair with a GCS side."""
-        return f"gsutil cp -n {shlex.quote(staged)} {shlex.quote(target)}"
-
-    def move_aside_command(self, target: str, aside: str) -> str:
-        return f"gsutil mv {shlex.quote(target)} {shlex.quote(aside)}"
 
 
 def upload_url(fs) -> str:

@@ -101,8 +101,7 @@ class LocalStore(Store):
             f.write(data)
         os.replace(tmp, path)
 
-    def promote_command(self, staged: str, target: str, other: Store) -> str | None:
-        return copy_command(staged, target) if other.local else None
+
 
 
 def open_regular(path: str):
@@ -137,10 +136,6 @@ def what_mode(mode: int | None) -> str:
              (stat.S_ISREG, "a regular file"))
     return next((words for test, words in kinds if mode is not None and test(mode)), "not a regular file")
 
-
-def copy_command(staged: str, target: str) -> str:
-    """`cp -n`: copies only where nothing is there (also the command offered when no store claims the pair)."""
-    return f"cp -n -- {shlex.quote(staged)} {shlex.quote(target)}"
 
 
 def _fsync_dir(directory: str) -> None:

@@ -9,14 +9,12 @@ timeouts and a single attempt.
 """
 
 import contextlib
-import shlex
 from urllib.parse import urlparse
 
 from .base import (
     RETRYABLE_STATUS,
     UPLOAD_PART_BYTES,
     ObjectStore,
-    Store,
     conditional_create,
     read_parts,
     refuse_if_exists,
@@ -89,21 +87,6 @@ class S3Store(ObjectStore):
 
     def probe_bucket(self, bucket: str, key: str, stage: dict) -> list:
         return _probe(bucket, key, stage)
-
-    def promote_command(self, staged: str, target: str, other: Store) -> str | None:
-        """The aws CLI reaches local files and S3 only. A local index goes up with put-object
-        --if-none-match (create-only); `aws s3 cp` has no such option, so it comes with a warning."""
-        if not (other.local or other is self):
-            return None
-        if self.claims(target) and other.local:
-            bucket, _, key = target.split("://", 1)[1].partition("/")
-            return (f"aws s3api put-object --if-none-match '*' --bucket {shlex.quote(bucket)} "
-                    f"--key {shlex.quote(key)} --body {shlex.quote(staged)}")
-        return (f"aws s3 cp {shlex.quote(staged)} {shlex.quote(target)}  "
-                f"# aws s3 cp overwrites: run it only while `aws s3 ls {shlex.quote(target)}` finds nothing")
-
-    def move_aside_command(self, target: str, aside: str) -> str:
-        return f"aws s3 mv {shlex.quote(target)} {shlex.quote(aside)}"
 
 
 def _probe(bucket: str, key: str, stage: dict) -> list:

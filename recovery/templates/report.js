@@ -47,3 +47,17 @@ document.querySelectorAll('button.copy').forEach(function (button) {
     setTimeout(function () { button.textContent = 'copy'; }, 1200);
   });
 });
+// Read from a copy (a download, another machine): a promote command names the folder this page is in,
+// not where the audit wrote it, when the page is a local file. The page carries what it was written as.
+var written = document.body.getAttribute('data-report-dir');
+if (written && location.protocol === 'file:') {
+  var quote = function (s) { return /^[\w@%+=:,.\/-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\"'\"'") + "'"; };
+  var from = 'ckpt-rescue promote ' + quote(written) + ' ';
+  var to = 'ckpt-rescue promote ' + quote(decodeURIComponent(location.pathname).replace(/\/[^\/]*$/, '')) + ' ';
+  document.querySelectorAll('[data-copy], [data-command]').forEach(function (el) {
+    ['data-copy', 'data-command', 'title'].forEach(function (name) {
+      var value = el.getAttribute(name);
+      if (value && value.indexOf(from) === 0) { el.setAttribute(name, to + value.slice(from.length)); }
+    });
+  });
+}

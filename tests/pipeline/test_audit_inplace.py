@@ -3,6 +3,7 @@ where none exists, exactly once even when two audits race, and never over an unr
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 import repo_paths
 from audit_trees import plant_tree
+from command_helpers import run_printed
 from source_helpers import tree_digest
 
 from pipeline.cli import main as cli_main
@@ -112,10 +114,11 @@ def test_in_place_with_checks_and_ranges_never_touches_an_unreadable_index(plant
     assert corrupt.status == "corrupt" and "magic" in corrupt.reason and corrupt.staged
     with open(corrupt.index_path, "rb") as f:
         assert f.read() == broken_original    # rebuilt from its sibling, staged only
-    assert corrupt.command.startswith(f"mv -n -- {broken}.index {broken}.index.unreadable && cp -n -- ")
+    assert corrupt.command == shlex.join(["ckpt-rescue", "promote", str(report), broken, "--replace"])
 
     rot = records[rotten]
-    assert rot.status == "corrupt" and repr(rotten_key) in rot.reason and "checksum does not match" in rot.reason
+    assert rot.status == "corrupt" and "checksum does not match" in rot.reason
+    assert f"tensor {rotten_key} (" in rot.reason            # its name as a person reads it, not a Python repr
     assert rot.rehearsal == "refused"        # its only sibling's index is unreadable
     with pytest.raises(tf.errors.OpError, match="Checksum does not match"):
         tf.train.load_checkpoint(rotten).get_tensor(rotten_key)
@@ -136,6 +139,15 @@ def test_in_place_with_checks_and_ranges_never_touches_an_unreadable_index(plant
     assert {p: after[p] for p in before} == before
     summary = json.load(open(report / "summary.json"))
     assert summary["written_in_place"] == len(planted.originals) and summary["staged_indexes"] == 1
+
+    # The record's command, as printed: the unreadable index kept aside (create-only), the rebuilt one in place.
+    with open(broken + ".index", "rb") as f:
+        unreadable = f.read()
+    done = run_printed(corrupt.command)
+    assert done.returncode == 0 and f"replaced: {broken}.index" in done.stdout, done.stdout + done.stderr
+    assert open(broken + ".index.unreadable", "rb").read() == unreadable
+    assert open(broken + ".index", "rb").read() == broken_original
+    assert tf.train.load_checkpoint(broken).get_variable_to_shape_map()
 
 
 def test_split_rebuilds_show_in_the_metrics(planted, tmp_path, capsys):

@@ -7,10 +7,10 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 
 import pytest
 from audit_trees import plant_tree
+from command_helpers import run_printed
 from source_helpers import tree_digest
 
 from pipeline.cli import main as cli_main
@@ -68,7 +68,7 @@ def test_rebuilt_indexes_are_staged_byte_identical_and_promotable(planted, first
         assert record.staged and record.index_path.startswith(os.path.join(report, "rebuilt") + "/")
         with open(record.index_path, "rb") as f:
             assert f.read() == original, prefix
-        assert record.command == f"cp -n -- {record.index_path} {prefix}.index"
+        assert record.command == f"ckpt-rescue promote {report} {prefix}"
         assert record.data_files == 1 and record.data_bytes == os.path.getsize(prefix + ".data-00000-of-00001")
         assert record.bytes_scanned == record.data_bytes    # one streaming pass over the data
         assert record.checks and record.seconds > 0
@@ -131,9 +131,10 @@ def test_promote_command_makes_tensorflow_read_the_checkpoint(planted, first_run
     for prefix in planted.originals:
         copy_dir = tmp_path / os.path.basename(os.path.dirname(prefix))
         shutil.copytree(os.path.dirname(prefix), copy_dir)
-        command = shlex.split(records[prefix].command)
-        assert command[-1] == prefix + ".index"
-        subprocess.run(command[:-1] + [str(copy_dir / os.path.basename(command[-1]))], check=True)
+        command = records[prefix].command
+        assert shlex.split(command)[:2] == ["ckpt-rescue", "promote"] and shlex.split(command)[-1] == prefix
+        done = run_printed(f"{command} --root-map {shlex.quote(os.path.dirname(prefix))}={shlex.quote(str(copy_dir))}")
+        assert done.returncode == 0, done.stdout + done.stderr
         reader = tf.train.load_checkpoint(str(copy_dir / os.path.basename(prefix)))
         for key in reader.get_variable_to_shape_map():
             reader.get_tensor(key)   # checks every tensor's CRC

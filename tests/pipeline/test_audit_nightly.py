@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+from command_helpers import run_printed
 from nightly_helpers import NIGHT, T0, audit_night, iso_night, set_times
 from source_helpers import orphan, tf_restores_all
 
@@ -80,7 +81,7 @@ def test_three_nights_say_new_persists_resolved_and_deleted(family_copy, tmp_pat
     assert second.summary["carried"] == len([p for p in second.records if p.startswith(sharded)])
     assert "since the run of " in second.out and "new 2, deleted 1, resolved 0" in second.out
 
-    subprocess.run(rebuilt.command, shell=True, check=True)          # promote it as the record says
+    assert run_printed(rebuilt.command).returncode == 0              # promote it as the record says
     assert tf_restores_all(_in(adam, "ckpt-3"))
     third = audit_night(root, reports, 3, vault=vault)
     assert third.code == 0
@@ -91,7 +92,8 @@ def test_three_nights_say_new_persists_resolved_and_deleted(family_copy, tmp_pat
     assert {third.records[p].carried_from for p in third.records if p.startswith(sharded)} == {iso_night(1)}
     assert third.summary["changes"]["resolved"] == 2 and third.summary["changes"]["deleted"] == 0
     page = open(os.path.join(third.report, "report.html")).read()
-    assert page.index('id="changes"') < page.index('id="verdict"')                # what changed comes first
+    # the verdict answers first, what changed right under it (both above the fold: tests/pipeline/test_report.py)
+    assert page.index('id="verdict"') < page.index('id="changes"') < page.index('id="totals"')
     assert 'id="changes-deleted"' in page and 'id="changes-resolved"' in page and "ckpt-1" in page
 
 

@@ -5,9 +5,11 @@ directory, writes a checkpoint TensorFlow restores. Prefixes refused for anythin
 and what the rebuild already read is not read again."""
 
 import contextlib
+import html
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 
@@ -134,4 +136,6 @@ def test_the_summary_counts_them_and_the_page_shows_each_command(audited):
     for record in salvageable:
         shown = record.salvage
         assert (f"salvage keeps {shown['kept_tensors']} of {shown['total_tensors']} tensors "
-                f"({100 * shown['kept_bytes'] // shown['total_bytes']}% of bytes)") in page
+                f"({100 * shown['kept_bytes'] // shown['total_bytes']}% of bytes") in page
+        commands = [html.unescape(c) for c in re.findall(r'data-command="([^"]*)"', page)]
+        assert shown["command"] in commands          # the whole command, one copy away

@@ -60,7 +60,7 @@ def test_gcs_emulator_end_to_end(planted, gcs_bucket):  # noqa: F811
         record = records[remote(planted, root, local)]
         assert record.staged and record.index_path.startswith(f"{reports}/rebuilt/gs/")
         assert read(record.index_path) == original
-        assert record.command == f"gsutil cp -n {record.index_path} {record.prefix}.index"
+        assert record.command == f"ckpt-rescue promote {reports} {record.prefix}"
     after = snapshot(gcs_bucket)
     assert {k: v for k, v in after.items() if not k.startswith("reports/")} == before
     summary = read_summary(reports)

@@ -49,8 +49,12 @@ def test_inspect_and_rebuild_diagnoses_suggest_commands_that_work(family_copy, c
     wrong_paths = [family.prefix + ".data-00000-of-00001", family.siblings[0] + ".index",
                    os.path.join(directory, "checkpoint"), os.path.join(directory, "ckpt-33")]
     for wrong in wrong_paths:
-        code, _, err = run(capsys, ["inspect", wrong])
-        assert code == 2, err
+        code, out, err = run(capsys, ["inspect", wrong])
+        if wrong.endswith("/checkpoint"):      # a state file is a finding (its latest exists: 0), not a usage error
+            assert code == 0 and err == "", err
+            err = out
+        else:
+            assert code == 2, err
         code, out, err = follow(capsys, try_line(err))
         assert code in (0, 1) and "checkpoint " in out, err   # healthy (0) or an orphan to rebuild (1)
     code, out, err = run(capsys, ["inspect", family.prefix])
@@ -69,9 +73,9 @@ def test_a_state_file_naming_a_missing_checkpoint_suggests_nothing_missing(famil
     directory = os.path.dirname(family.prefix)
     for path in [family.prefix + ".index", family.prefix + ".data-00000-of-00001"]:
         os.remove(path)
-    code, _, err = run(capsys, ["inspect", os.path.join(directory, "checkpoint")])
-    assert code == 2 and "does not exist" in err and "try:" not in err
-    assert f"{family.prefix}  (does not exist" in err and f"{family.siblings[0]}\n" in err
+    code, out, err = run(capsys, ["inspect", os.path.join(directory, "checkpoint")])
+    assert code == 1 and err == "" and "does not exist" in out and "try:" not in out     # a finding, not a usage error
+    assert f"{family.prefix}  (does not exist" in out and f"{family.siblings[0]}\n" in out
 
 
 def test_rebuild_no_source_hints_work_when_followed(family_copy, tmp_path, monkeypatch, capsys):

@@ -142,18 +142,37 @@ def test_index_file_given_as_prefix(pristine_family, capsys):
 
 
 def test_state_file_given_as_prefix(pristine_family, capsys):
+    """A state file is a finding, not a usage error (an audit's record offers this command): exit 0 and
+    what it resolves to on stdout when its latest checkpoint exists."""
     family = pristine_family("keras3_adam")
     state = os.path.join(os.path.dirname(family.prefix), "checkpoint")
-    err = assert_diagnosis(capsys, state, "`checkpoint` state file", f"the latest prefix it names is {family.prefix}",
-                           shows_bytes_of=state)
-    assert all(sibling in err for sibling in family.siblings)
+    code, out, err = run_inspect(capsys, state)
+    assert code == 0 and err == ""
+    assert "`checkpoint` state file" in out and f"the latest prefix it names is {family.prefix}" in out
+    assert f"first bytes {first_bytes_hex(state)}" in out
+    assert all(sibling in out for sibling in family.siblings)
+
+
+def test_a_dangling_state_file_needs_attention_not_a_usage_error(family_copy, capsys):
+    family = family_copy("keras3_adam")
+    state = os.path.join(os.path.dirname(family.prefix), "checkpoint")
+    for name in os.listdir(os.path.dirname(family.prefix)):
+        if name.startswith(os.path.basename(family.prefix) + "."):
+            os.remove(os.path.join(os.path.dirname(family.prefix), name))
+    code, out, err = run_inspect(capsys, state)
+    assert code == 1 and err == "" and "Traceback" not in out
+    assert f"the latest prefix it names, {family.prefix}, does not exist" in out
+    assert f"{family.prefix}  (does not exist" in out and all(sibling in out for sibling in family.siblings)
 
 
 def test_unparsable_state_file_given_as_prefix(tmp_path, capsys):
     state = tmp_path / "checkpoint"
     state.write_text('model_checkpoint_path: "ckpt-3')
-    assert_diagnosis(capsys, str(state), "`checkpoint` state file", "not a CheckpointState text proto",
-                     "TensorFlow ignores it", shows_bytes_of=str(state))
+    code, out, err = run_inspect(capsys, str(state))
+    assert code == 1 and err == ""
+    for phrase in ("`checkpoint` state file", "not a CheckpointState text proto", "TensorFlow ignores it",
+                   f"first bytes {first_bytes_hex(str(state))}"):
+        assert phrase in out, (phrase, out)
 
 
 def test_tar_given_as_prefix(pristine_family, tmp_path, capsys):
@@ -245,3 +264,28 @@ def test_remote_filesystems_work_too(pristine_family, capsys):
     assert code == 1 and report["kind"] == "orphan"
     assert report["prefix"].startswith("memory://")
     assert len(report["data_files"]) == 5 and report["object_graph"]["nodes"] > 1
+
+
+def test_inspect_counts_tensors_as_the_audit_and_the_page_do(family_copy, tmp_path, capsys):
+    """A partitioned variable is one tensor of several slices: inspect says both, and the stored count is
+    the one the audit's evidence and report.html give for the same checkpoint once its index is rebuilt."""
+    from source_helpers import orphan
+
+    from recovery.report.readback import read_records, read_summary
+
+    family = family_copy("tf1_saver")          # 5 tensors; `embedding` in 3 slices
+    code, out, _ = run_inspect(capsys, family.prefix)
+    assert code == 0
+    assert ("5 tensor(s), 1 of them partitioned into 3 slices: 7 stored tensors (as an audit counts them), "
+            "8 index entries besides the header:") in out.splitlines()
+    orphan(family.prefix)
+    report = str(tmp_path / "report")
+    assert main(["audit", os.path.dirname(family.prefix), "--report-dir", report, "--min-age", "0"]) in (0, 1)
+    capsys.readouterr()
+    record = next(r for r in read_records(report) if r.prefix == family.prefix)
+    assert record.status == "rebuilt" and record.evidence["reference_total"] == 7
+    assert any(c.startswith("index reads back: 8 entries besides the header (7 stored tensors, 1 partitioned")
+               for c in record.checks), record.checks
+    page = open(os.path.join(report, "report.html")).read()
+    assert '<td class="num" data-label="tensors">7</td>' in page
+    assert read_summary(report)["bytes_scanned"] == sum(r.bytes_scanned for r in read_records(report)) > 0

@@ -114,7 +114,8 @@ from recovery.report.templates import TEMPLATES
 staged = Record("/d/ckpt-1", "rebuilt", "", "/d", staged=True, index_path="/rep/ckpt-1.index")
 write_reports("report", [staged], {"run_id": "installed"}, 0.0)
 page, script = open("report/report.html").read(), open("report/promote.sh").read()
-print(TEMPLATES, "addEventListener" in page, script.count("promote /rep/ckpt-1.index /d/ckpt-1.index"))
+line = "promote rebuilt /rep/ckpt-1.index /d/ckpt-1.index 0"
+print(TEMPLATES, "addEventListener" in page, script.splitlines().count(line))
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(target)

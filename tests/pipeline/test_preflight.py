@@ -337,9 +337,10 @@ def test_an_audit_that_finds_nothing_warns_what_it_looked_for(pristine_family, t
     empty = tmp_path / "empty"
     (empty / "logs").mkdir(parents=True)
     (empty / "logs" / "train.log").write_text("step 1\n")
-    assert main(["audit", str(empty), "--min-age", "0", "--report-dir", str(tmp_path / "r1")]) == 4  # nothing checked
-    out = capsys.readouterr().out
-    assert f"WARNING: no checkpoint found under {empty}" in out
+    # nothing checked is never a quiet 0 (DESIGN.md, "Nightly operation"): exit 4, and it says what it looked for
+    assert main(["audit", str(empty), "--min-age", "0", "--report-dir", str(tmp_path / "r1")]) == 4
+    out = capsys.readouterr().out                      # the summary's warnings come first, on the output
+    assert out.startswith("WARNING: ") and f"\nWARNING: no checkpoint found under {empty}" in out
     assert "`*.index`" in out and "`*.data-NNNNN-of-NNNNN`" in out and "`checkpoint`" in out
     assert "without following symbolic links to directories" in out
     full = tmp_path / "full"

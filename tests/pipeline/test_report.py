@@ -6,6 +6,7 @@ recovery/report/ is tested alone in tests/recovery/report/."""
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -14,13 +15,14 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from audit_trees import plant_tree
+from command_helpers import NO_TOOL, run_printed, run_script
 from report_helpers import META, check_record_line, conforms, table_rows, tags
-from source_helpers import orphan, tree_digest
+from source_helpers import orphan
 
 from pipeline.cli import main as cli_main
 from recovery.records import REBUILT, UNRECOVERABLE, Record, promote_command, replace_command
 from recovery.report import parts
-from recovery.report.aggregates import HTML_SAMPLES_PER_CAUSE
+from recovery.report.aggregates import HTML_SAMPLES_PER_CAUSE, cause_of
 from recovery.report.page import human_bytes, relative
 from recovery.report.readback import read_records, read_summary
 from recovery.report.schema import SUMMARY_FIELDS, SUMMARY_SCHEMA
@@ -29,16 +31,10 @@ from transforms.report import WriteReports
 SCRIPT_DIR = "<script>document.title='owned'<"       # with the next path part: <script>...</script>ckpt-3
 
 
-def test_promote_commands_never_overwrite():
-    assert promote_command("/rep/p.index", "/data/p.index") == "cp -n -- /rep/p.index /data/p.index"
-    assert promote_command("/rep/p.index", "gs://b/p.index") == "gsutil cp -n /rep/p.index gs://b/p.index"
-    assert promote_command("gs://r/p.index", "gs://b/p.index") == "gsutil cp -n gs://r/p.index gs://b/p.index"
-    assert promote_command("/rep/p 1.index", "s3://b/run/p 1.index") == (
-        "aws s3api put-object --if-none-match '*' --bucket b --key 'run/p 1.index' --body '/rep/p 1.index'")
-    s3_to_s3 = promote_command("s3://r/p.index", "s3://b/p.index")
-    assert s3_to_s3.startswith("aws s3 cp s3://r/p.index s3://b/p.index") and "overwrites" in s3_to_s3
-    assert replace_command("/rep/p.index", "/d/p.index") == (
-        "mv -n -- /d/p.index /d/p.index.unreadable && cp -n -- /rep/p.index /d/p.index")
+def test_commands_never_overwrite():
+    assert promote_command("/rep", "/data/p 1") == "ckpt-rescue promote /rep '/data/p 1'"
+    assert promote_command("gs://b/rep", "s3://b/run/p") == "ckpt-rescue promote gs://b/rep s3://b/run/p"
+    assert replace_command("/rep", "/d/p 1") == "ckpt-rescue promote /rep '/d/p 1' --replace"
 
 
 # --- Through the real pipeline on TensorFlow-written checkpoints ---------------------------------------
@@ -99,45 +95,6 @@ def test_report_files_agree_and_no_part_is_left(audited):
     assert "parts" not in os.listdir(reports) and not [n for n in os.listdir(reports) if ".tmp-" in n]
 
 
-def test_promote_sh_installs_every_staged_index_and_never_overwrites(audited, tmp_path):
-    planted, reports, _, _, _ = audited
-    tree = str(tmp_path / "tree")
-    shutil.copytree(planted.root, tree)
-    script = open(os.path.join(reports, "promote.sh")).read()      # targets moved to the copy of the tree:
-    script = script.replace(f" {planted.root}/", f" {tree}/").replace(f" '{planted.root}/", f" '{tree}/")
-    (tmp_path / "promote.sh").write_text(script)
-    staged = [r for r in read_records(reports) if r.status == REBUILT and r.staged]
-    assert len(staged) == len(planted.originals) >= 4
-    taken = staged[0].prefix.replace(planted.root, tree) + ".index"
-    with open(taken, "wb") as f:           # someone wrote an index there after the audit
-        f.write(b"theirs")
-    before = tree_digest(tree)
-
-    dry = subprocess.run(["sh", str(tmp_path / "promote.sh"), "--dry-run"], capture_output=True, text=True)
-    assert dry.returncode == 0, dry.stderr
-    assert tree_digest(tree) == before and dry.stdout.count("would promote: ") == len(staged) - 1
-
-    done = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert open(taken, "rb").read() == b"theirs"
-    assert f"left alone (an index is already there): {taken}" in done.stdout
-    for record in staged[1:]:
-        target = record.prefix.replace(planted.root, tree) + ".index"
-        assert f"promoted: {target}" in done.stdout
-        assert open(target, "rb").read() == planted.originals[record.prefix]
-    assert f"promote.sh: {len(staged) - 1} promoted, 1 already had an index (left alone)" in done.stdout
-    after = tree_digest(tree)
-    assert {k: v for k, v in after.items() if k in before} == before     # nothing that existed changed
-
-    again = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert again.returncode == 0 and tree_digest(tree) == after
-    assert f"promote.sh: 0 promoted, {len(staged)} already had an index" in again.stdout
-
-    shutil.rmtree(os.path.dirname(taken))     # a target directory gone: a failure, said, and exit 1
-    gone = subprocess.run(["sh", str(tmp_path / "promote.sh")], capture_output=True, text=True)
-    assert gone.returncode == 1 and "FAILED (nothing overwritten)" in gone.stdout
-
-
 def test_runs_show_the_latest_step_and_whether_latest_checkpoint_resolves(audited):
     planted, reports, _, hostile_latest, _ = audited
     rows = table_rows(open(os.path.join(reports, "report.html")).read(), "runs")
@@ -167,9 +124,10 @@ def test_the_page_bounds_what_it_holds_and_points_to_the_rest(tmp_path, monkeypa
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         _ = p | beam.Create(records) | WriteReports(reports, meta)
     page = open(os.path.join(reports, "report.html")).read()
-    assert len(table_rows(page, "problems")) == HTML_SAMPLES_PER_CAUSE
-    assert table_rows(page, "causes") == ["unrecoverable no source fits 90"]
-    assert "all 90 are in" in page
+    (row,) = table_rows(page, "problems")                          # one cause, one row
+    assert row.count("next: ckpt-rescue inspect") == HTML_SAMPLES_PER_CAUSE and " 90 " in row
+    assert f"and {90 - HTML_SAMPLES_PER_CAUSE} more in failures.csv" in row
+    assert "All 90 are in" in page
     lines = open(os.path.join(reports, "records.jsonl")).read().splitlines()
     assert [json.loads(line)["prefix"] for line in lines] == sorted(r.prefix for r in records)
     assert len(open(os.path.join(reports, "failures.csv")).read().splitlines()) == 91
@@ -187,8 +145,9 @@ def test_an_empty_audit_still_writes_every_file(tmp_path):
     summary = read_summary(reports)
     assert summary["records"] == 0 and summary["exit_code"] == 4    # nothing checked: never a quiet 0
     assert summary["warnings"][0].startswith("nothing was judged")
-    done = subprocess.run(["sh", os.path.join(reports, "promote.sh")], capture_output=True, text=True)
-    assert done.returncode == 0 and "0 promoted" in done.stdout
+    for env in ({}, NO_TOOL):
+        done = run_script(os.path.join(reports, "promote.sh"), **env)
+        assert done.returncode == 0 and done.stdout.startswith("done: 0 promoted"), done.stdout + done.stderr
 
 
 @pytest.fixture(scope="session")
@@ -256,13 +215,85 @@ def test_chromium_shows_the_audit_and_runs_no_hostile_name(chromium, audited, tm
     assert checkpoints(f"file://{page}#sort=runs:1") == sorted(down)
 
 
-@pytest.mark.parametrize("width,height", [(1280, 2400), (390, 3200)], ids=["desktop", "phone"])
-def test_screenshots_at_desktop_and_phone_widths(chromium, audited, tmp_path, width, height):
-    """Screenshots for a person to look at (kept under the test's tmp dir); the page must lay out."""
-    _, reports, _, _, _ = audited
-    shot = tmp_path / f"report-{width}.png"
-    _chromium(chromium, str(tmp_path / "profile"), f"--window-size={width},{height}", f"--screenshot={shot}",
-              f"file://{os.path.join(reports, 'report.html')}")
-    assert png_size(str(shot)) == (width, height)
-    assert os.path.getsize(shot) > 20_000       # a rendered page, not a blank one
+LAYOUT = """(() => {
+  const fold = window.innerHeight, el = document.documentElement;
+  const top = s => { const e = document.querySelector(s); return e ? e.getBoundingClientRect().top + scrollY : null; };
+  const wide = Array.from(document.querySelectorAll('body *')).filter(e => {
+    const r = e.getBoundingClientRect(); return r.width > 0 && r.right > el.clientWidth + 1 && !e.closest('.scroll'); })
+    .map(e => e.tagName + '.' + e.className);
+  return {overflow: el.scrollWidth - el.clientWidth, fold: fold, verdict: top('#verdict'), changes: top('#changes'),
+          groups: Array.from(document.querySelectorAll('#changes details')).map(d => d.id),
+          totals: top('#totals'), wide: wide.slice(0, 5),
+          problem_rows: document.querySelectorAll('#problems tbody tr').length,
+          copies: Array.from(document.querySelectorAll('[data-command]')).every(
+              c => c.nextElementSibling && c.nextElementSibling.dataset.copy === c.dataset.command)};
+})()"""
+
+
+@pytest.fixture(scope="module")
+def second_night(audited, tmp_path_factory):
+    """The planted tree audited two nights with a vault; between them a checkpoint rotated away, a healthy
+    index lost, and a staged rebuild promoted with its record's command: the page has all of "what changed"."""
+    from nightly_helpers import T0, audit_night, set_times
+
+    planted, _, _, _, _ = audited
+    base = tmp_path_factory.mktemp("nights")
+    root, vault, reports = str(base / "tree"), str(base / "vault"), str(base / "reports")
+    shutil.copytree(planted.root, root)
+    set_times(root, T0 - 86400)
+    first = audit_night(root, reports, 1, "--registry", planted.registry, vault=vault)
+    intact = os.path.join(root, "runs", "intact")
+    prefixes = sorted({n.split(".")[0] for n in os.listdir(intact) if n.endswith(".index")})
+    for name in os.listdir(intact):
+        if name.startswith(prefixes[0] + "."):
+            os.remove(os.path.join(intact, name))            # rotated away
+    os.remove(os.path.join(intact, prefixes[1] + ".index"))      # lost by a sync
+    staged = next(r for r in first.records.values() if r.status == REBUILT and r.staged)
+    assert run_printed(staged.command).returncode == 0          # promoted as its record says
+    second = audit_night(root, reports, 2, "--registry", planted.registry, vault=vault)
+    assert {"new", "deleted", "resolved"} <= {k for k, v in second.summary["changes"].items() if v}
+    return second.report
+
+
+@pytest.mark.parametrize("where", ["audited", "copied", "second-night"])
+@pytest.mark.parametrize("width,height,mobile", [(1280, 900, False), (390, 844, True)], ids=["desktop", "phone"])
+def test_the_page_lays_out_at_desktop_and_phone_widths(chromium, request, tmp_path, width, height, mobile, where):
+    """No horizontal overflow at phone width, the verdict and totals above the fold, one row per cause, every
+    command with its full text one copy away; the same for a copy of the report in another directory, and for
+    a second night's report, whose "what changed" is above the fold too, new first.
+    Screenshots are kept for a person to look at."""
+    from browser import Page
+
+    if where == "second-night":
+        reports = request.getfixturevalue("second_night")
+    else:
+        reports = request.getfixturevalue("audited")[1]
+    if where == "copied":
+        reports = shutil.copytree(reports, str(tmp_path / "elsewhere" / "report"))
+    causes = {(r.status, cause_of(r)) for r in read_records(reports) if r.needs_a_person}
+    with Page(f"file://{os.path.join(reports, 'report.html')}", width, height, mobile) as page:
+        layout = page.evaluate(LAYOUT)
+        promotes = page.evaluate("Array.from(document.querySelectorAll('[data-command]')).map(e => e.dataset.command)"
+                                 ".filter(c => c.startsWith('ckpt-rescue promote '))")
+        shot = page.screenshot(str(tmp_path / f"report-{where}-{width}.png"))
+        page.screenshot(str(tmp_path / f"report-{where}-{width}-problems.png"),
+                        top=page.evaluate("document.querySelector('#problems').getBoundingClientRect().top + scrollY"),
+                        height=height)
     print(f"screenshot: {shot}")
+    assert layout["overflow"] <= 0 and not layout["wide"], layout
+    assert layout["verdict"] is not None and layout["totals"] < layout["fold"], layout
+    if where == "second-night":
+        assert layout["verdict"] < layout["changes"] < layout["fold"], layout
+        assert layout["groups"][0] == "changes-new" and "changes-resolved" in layout["groups"], layout
+    else:
+        assert layout["changes"] is None, layout     # a first night has nothing to compare with
+    assert layout["problem_rows"] == len(causes), layout
+    assert layout["copies"], layout
+    assert png_size(shot) == (width, height) and os.path.getsize(shot) > 20_000
+    # a record's promote command names the report directory this page is in (also a copy), and works from there
+    assert promotes and all(c.startswith(f"ckpt-rescue promote {shlex.quote(reports)} ") for c in promotes), promotes
+    if where == "copied":
+        dry = run_printed(promotes[0] + " --dry-run")
+        assert dry.returncode == 0 and f"would promote: {reports}/rebuilt/" in dry.stdout, dry.stdout + dry.stderr
+
+

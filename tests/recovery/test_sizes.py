@@ -69,7 +69,7 @@ def test_an_index_with_a_negative_offset_cannot_be_judged_by_its_sizes(family_co
     with open(path, "rb") as f:
         damaged = f.read()
     assert read_index(damaged)         # it parses: the damage is in a value, not in the encoding
-    with pytest.raises(FormatError, match="field offset is -8, not a non-negative integer"):
+    with pytest.raises(FormatError, match="field offset is -8, not a non-negative number"):
         read_sized_index(damaged)
     task = classify_local(os.path.dirname(family.prefix))[family.prefix]
     assert isinstance(task, OrphanTask) and task.stage_only and "field offset is -8" in task.finding

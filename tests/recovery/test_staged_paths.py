@@ -5,11 +5,11 @@ import os
 import posixpath
 import shlex
 import shutil
-import subprocess
 import uuid
 from urllib.parse import unquote
 
 import pytest
+from command_helpers import run_printed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from source_helpers import orphan
@@ -108,11 +108,13 @@ def test_local_audit_stages_each_hostile_prefix_apart_and_promotes_exactly_it(ho
         _assert_contained(report, record.index_path)
         assert _decoded(report, record.index_path) == prefix
         staged.add(record.index_path)
-        subprocess.run(record.command, shell=True, check=True)      # exactly what a person would paste
+        done = run_printed(record.command)                           # exactly what a person would paste
+        assert done.returncode == 0, done.stdout + done.stderr
         with open(prefix + ".index", "rb") as f:
             assert f.read() == original, prefix
-        assert subprocess.run(record.command, shell=True).returncode != 0 or (
-            open(prefix + ".index", "rb").read() == original)        # cp -n never replaces it
+        again = run_printed(record.command)                          # create-only: never replaces it
+        assert again.returncode == 0 and "0 promoted, 1 already had an index" in again.stdout, again.stdout
+        assert open(prefix + ".index", "rb").read() == original
     assert len(staged) == len(originals)
 
 
@@ -145,10 +147,13 @@ def test_gcs_objects_with_dot_dot_and_double_slash_stage_apart(hostile_tree, fau
         assert _decoded(report, record.index_path) == prefix
         with open(record.index_path, "rb") as f:
             assert f.read() == original
-        words = shlex.split(record.command)
-        assert words[:3] == ["gsutil", "cp", "-n"] and words[3:] == [record.index_path, prefix + ".index"]
+        assert shlex.split(record.command) == ["ckpt-rescue", "promote", report, prefix]
         staged.add(record.index_path)
     assert len(staged) == len(expected)
+    for prefix, original in expected.items():      # each printed command puts exactly its own index in place
+        done = run_printed(records[prefix].command)
+        assert done.returncode == 0 and "1 promoted" in done.stdout, done.stdout + done.stderr
+        assert fs.cat_file(prefix.split("://", 1)[1] + ".index") == original, prefix
 
 
 LONG_NAMES = ["ü" * 100, "ü" * 99 + "ö", "a" * 240, "a" * 239 + "b", "日" * 80 + "/" + "日" * 80, "x/" * 900 + "ckpt-1",

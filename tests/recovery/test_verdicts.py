@@ -9,10 +9,10 @@ Each check is run on the damaged input it must catch and on the legitimate input
 import os
 import shlex
 import shutil
-import subprocess
 import time
 
 import pytest
+from command_helpers import run_printed
 from source_helpers import orphan, tree_digest
 from storage_servers import gcs_bucket, gcs_server, s3_bucket, s3_server  # noqa: F401
 
@@ -168,7 +168,7 @@ def test_one_damaged_tensor_beside_matching_ones_is_corrupt_data_not_a_stale_ind
     assert tensorflow_rejects(prefix, "model/b/.ATTRIBUTES/VARIABLE_VALUE")
     record = classify(str(tmp_path / "run"))[prefix]
     assert not isinstance(record, OrphanTask) and record.status == CORRUPT
-    assert "'model/b/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason and "checksum does not match" in record.reason
+    assert "tensor model/b/.ATTRIBUTES/VARIABLE_VALUE (" in record.reason and "checksum does not match" in record.reason
     deferred = classify(str(tmp_path / "run"), verify_data=True)[prefix]   # --verify-data will report it
     assert deferred.status == HEALTHY and any("--verify-data follows" in c for c in deferred.checks)
 
@@ -378,10 +378,22 @@ def test_the_audit_stages_the_right_index_for_a_stale_one_and_overwrites_nothing
     assert record.status == STALE and record.staged and record.source.startswith("part index")
     with open(record.index_path, "rb") as f:
         assert f.read() == part_index               # the index TensorFlow would have written
-    assert record.command.startswith(f"mv -n -- {prefix}.index {prefix}.index.stale && cp -n -- ")
+    assert record.command == shlex.join(["ckpt-rescue", "promote", str(tmp_path / "report"), prefix, "--replace"])
     assert tree_digest(str(tmp_path / "tree")) == before   # --in-place never replaces an index
-    subprocess.run(record.command, shell=True, check=True)
+    with open(prefix + ".index.stale", "wb") as f:         # an earlier copy aside: nothing is moved over it
+        f.write(b"a person's")
+    refused = run_printed(record.command)
+    assert refused.returncode == 1 and "look at it and move it away first" in refused.stdout, refused.stdout
+    assert open(prefix + ".index", "rb").read() == old_index
+    assert open(prefix + ".index.stale", "rb").read() == b"a person's"
+    os.remove(prefix + ".index.stale")
+    done = run_printed(record.command)                     # as printed: the stale one kept aside, create-only
+    assert done.returncode == 0 and f"replaced: {prefix}.index" in done.stdout, done.stdout + done.stderr
+    assert open(prefix + ".index.stale", "rb").read() == old_index
     assert not tensorflow_rejects(prefix)
+    again = run_printed(record.command)                    # run twice: nothing more happens
+    assert again.returncode == 0 and "already had an index" in again.stdout
+    assert open(prefix + ".index.stale", "rb").read() == old_index
     assert read_summary(str(tmp_path / "report"))["counts"][STALE] == 1
 
 
@@ -529,7 +541,8 @@ def test_a_state_file_whose_latest_has_no_index_says_training_restarts_and_what_
     # what the record says, done: the staged index fixes it once promoted ...
     code, records = audit(directory, str(tmp_path / "staged"), "--min-age", "0")
     assert code == 1 and records[state].status == INCOMPLETE and tf.train.latest_checkpoint(directory) is None
-    subprocess.run(shlex.split(records[family.prefix].command), check=True)
+    done = run_printed(records[family.prefix].command)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert tf.train.latest_checkpoint(directory) == family.prefix
     # ... and an in-place run fixes it by itself
     orphan(family.prefix)
@@ -599,7 +612,7 @@ def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_pa
     assert bad.status == CORRUPT and bad.staged and "index unreadable" in bad.reason
     with open(bad.index_path, "rb") as f:
         assert f.read() == original                 # rebuilt from a sibling, byte for byte
-    assert bad.command.startswith(f"mv -n -- {family.prefix}.index {family.prefix}.index.unreadable && cp -n -- ")
+    assert bad.command == shlex.join(["ckpt-rescue", "promote", str(tmp_path / "report"), family.prefix, "--replace"])
 
 
 # --- 11. report directories inside a root --------------------------------------------------------------

@@ -208,3 +208,9 @@ def test_index_rebuilt_from_data_equals_the_one_tensorflow_writes(tmp_path, tens
         assert offset == source.size
     assert write_index(BundleHeader(), entries) == original
     assert read_index(original).entries == {name.encode(): e for name, e in entries.items()}
+
+
+def test_keys_out_of_order_are_named_in_words_not_as_python_bytes():
+    with pytest.raises(ValueError) as raised:
+        build_table([(b"b/kernel", b"2"), (b"a/\xff", b"1")])
+    assert str(raised.value) == "table keys out of order: a/\\xff after b/kernel"

@@ -32,9 +32,9 @@ def records(tmp_path) -> list:
     staged = str(tmp_path / "report" / "rebuilt" / "ckpt-3.index")
     return [Record(f"{run}/ckpt-1", HEALTHY, "", root, directory=run, index_path=f"{run}/ckpt-1.index"),
             Record(f"{run}/ckpt-2", CORRUPT, "index unreadable:\nbad magic", root, directory=run,
-                   command=f"ckpt-rescue inspect {run}/ckpt-2"),
+                   command=f"ckpt-rescue inspect {run}/ckpt-2", bytes_scanned=7),
             Record(f"{run}/ckpt-3", REBUILT, "rebuilt from sibling ckpt-1", root, directory=run,
-                   index_path=staged, staged=True, data_bytes=10)]
+                   index_path=staged, staged=True, data_bytes=10, bytes_scanned=10)]
 
 
 def _run(pipeline) -> dict:
@@ -53,6 +53,8 @@ def test_tally_counts_each_status_and_passes_every_record_on_unchanged(records):
     counters = _run(pipeline)
     assert (counters["records"], counters["status_healthy"], counters["status_corrupt"],
             counters["status_rebuilt"]) == (3, 1, 1, 1)
+    # the console's bytes_scanned is what summary.json sums: every record once
+    assert counters["bytes_scanned"] == sum(r.bytes_scanned for r in records) > 0
 
 
 def test_write_parts_lists_only_what_needs_a_person_as_failures_each_on_one_line(records, tmp_path):
@@ -65,7 +67,8 @@ def test_write_parts_lists_only_what_needs_a_person_as_failures_each_on_one_line
     assert len(written["records"].splitlines()) == 3
     failures = list(csv.reader(written["failures"].splitlines()))
     assert failures == [[records[1].prefix, CORRUPT, "index unreadable: bad magic"]]   # the healthy one is not there
-    assert written["promote"].split() == ["promote", records[2].index_path, records[2].prefix + ".index"]
+    assert written["promote"].split() == ["promote", REBUILT, records[2].index_path, records[2].prefix + ".index",
+                                          str(records[2].data_bytes)]
 
 
 def test_write_reports_writes_every_report_file_from_the_records(records, tmp_path):

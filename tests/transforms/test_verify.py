@@ -83,7 +83,7 @@ def test_bit_rot_in_a_middle_range_is_corrupt_and_the_intact_sibling_healthy(fam
         assert found[intact].status == "healthy"
         assert "every tensor's bytes match the CRC in its index (--verify-data)" in found[intact].checks
         rot = found[rotten]
-        assert rot.status == "corrupt" and repr(key) in rot.reason and "checksum does not match" in rot.reason
+        assert rot.status == "corrupt" and f"tensor {key} (" in rot.reason and "checksum does not match" in rot.reason
         assert rot.reason == whole.reason and rot.command == whole.command
         assert rot.rehearsal == whole.rehearsal == "differs"     # rebuilt from its sibling: the CRC differs
 

@@ -93,10 +93,11 @@ def test_which_aggregates_a_record_counts_in():
     unchecked = Record("s3://b/run/ckpt-3", ERROR, "could not check: storage kept failing", "s3://b/run")
     assert keys_of(healthy) == [(TOTALS,), (RUN, "/r/a", "/r/a")]
     assert keys_of(rebuilt) == [(TOTALS,), (RUN, "/r/a", "/r/a"), (LARGEST,)]
-    assert keys_of(unrecoverable)[2] == (CAUSE, "unrecoverable: no source fits")
-    assert keys_of(corrupt)[2] == (CAUSE, "corrupt: index unreadable")
-    # `error` is no finding: failures.csv lists it (run again), the page's causes do not
-    assert keys_of(unchecked) == [(TOTALS,), (RUN, "s3://b/run", "s3://b/run")]
+    assert keys_of(unrecoverable)[2] == (CAUSE, "unrecoverable: no source fits: … & more")
+    assert keys_of(corrupt)[2] == (CAUSE, "corrupt: index unreadable: bad magic")
+    # `error` is no finding, but the page lists it as what to run again, grouped like the findings
+    assert keys_of(unchecked) == [(TOTALS,), (RUN, "s3://b/run", "s3://b/run"),
+                                  (CAUSE, "error: could not check: storage kept failing")]
     assert run_key(unchecked) == ("s3://b/run", "s3://b/run")        # no directory: the root is the run
 
 
@@ -106,6 +107,10 @@ def test_like_refusals_share_a_cause_and_particulars_are_taken_out():
 
     assert cause("no source fits: shard 3 has 21 bytes") == cause("no source fits: shard 9 has 6 bytes")
     assert cause("sibling /r/a/ckpt-1 has 12 tensors; the data 13") == "unrecoverable: sibling … has N tensors"
+    # one cause, one row: the checkpoint named (by path or by name) is a particular too
+    assert cause("its latest checkpoint /r/a/model.ckpt-200 has no index") == \
+        cause("its latest checkpoint ckpt-1 has no index") == "unrecoverable: its latest checkpoint … has no index"
+    assert cause("no source fits: sibling ckpt-2: short") != cause("no source fits: registered `n`: no graph")
     assert cause("shard 0 short", CORRUPT) != cause("shard 0 short")
     assert cause("") == "unrecoverable: (no reason given)"
     long = cause("word " * 60)

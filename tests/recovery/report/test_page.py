@@ -67,9 +67,10 @@ def test_evidence_and_age_show_when_the_records_carry_them(tmp_path):
     assert line["evidence"] == evidence and line["mtime"] == now - 2 * 86400
     page = page_of(records, tmp_path, {**META, "roots": ["/r/a"]}, now)
     rebuilt = table_rows(page, "rebuilt")[0]
-    assert "1 confirmed, 1 cannot be; 9 of 12 tensors match a reference CRC" in rebuilt
+    assert ("12 tensors: 9 confirmed by an earlier CRC (sibling ckpt-1), 3 cannot be: their bytes are new since "
+            "that save") in rebuilt
     assert "&lt;values&gt; of 3 tensors" in page and " 12 3.0 GiB 1.50 2 d " in f" {rebuilt} "
-    assert table_rows(page, "problems")[0].endswith("5 h")
+    assert "(5 h old)" in table_rows(page, "problems")[0]
     assert "3.0 GiB across 1 checkpoint recovered" in page
 
 
@@ -82,3 +83,20 @@ def test_sizes_ages_and_paths_in_words():
     assert relative("/r/a/run/ckpt-1", "/r/a") == "run/ckpt-1" and relative("/r/a", "/r/a/") == ""
     assert relative("/r/ab/ckpt-1", "/r/a") == "/r/ab/ckpt-1"          # a sibling that shares a prefix is outside
     assert relative("gs://b/run/x", "gs://b/") == "run/x"
+
+
+def test_errors_are_shown_as_what_to_run_again_not_as_findings(tmp_path):
+    """A record of a storage error decided nothing: the page lists it apart from what needs a person, grouped
+    by cause, with the audit's own command to run again (exit 3); one that is not there shows no such section."""
+    from recovery.records import ERROR
+
+    errors = [Record(f"gs://b/run/ckpt-{n}", ERROR, f"gs://b/run/ckpt-{n}.data-00000-of-00001: the store kept "
+                                                  "failing after retries (503)", "gs://b/run", directory="gs://b/run")
+              for n in (3, 4)]
+    page = page_of(sample_records() + errors, tmp_path)
+    assert "<h2>Could not check (2): run again</h2>" in page
+    (row,) = table_rows(page, "errors")                  # one cause, one row
+    assert "ckpt-3" in row and "ckpt-4" in row and "2" in row.split()
+    assert 'data-command="ckpt-rescue audit /r/a gs://b/run /r/empty --report-dir /rep"' in page
+    assert not any("ckpt-3" in r for r in table_rows(page, "problems"))
+    assert "Could not check" not in page_of(sample_records(), tmp_path / "without")

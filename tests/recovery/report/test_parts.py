@@ -26,7 +26,7 @@ def test_each_record_adds_a_records_line_and_only_what_concerns_it():
     assert set(outputs(hostile)) == {RECORDS, FAILURES}
     assert next(csv.reader([outputs(hostile)[FAILURES]])) == [HOSTILE, hostile.status, hostile.reason]
     assert set(outputs(corrupt_staged)) == {RECORDS, FAILURES, PROMOTE}       # staged, and needs a person
-    assert outputs(corrupt_staged)[PROMOTE].startswith("leave ")
+    assert outputs(corrupt_staged)[PROMOTE].startswith("promote corrupt ")
     unchecked = Record("s3://b/ckpt-1", ERROR, "could not check", "s3://b")
     assert set(outputs(unchecked)) == {RECORDS, FAILURES}                     # run again: listed
     in_place = Record("/r/ckpt-3", REBUILT, "rebuilt", "/r", index_path="/r/ckpt-3.index")
