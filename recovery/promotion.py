@@ -20,6 +20,7 @@ from . import storage
 from .records import REBUILT, STALE, Record
 from .report.promote import promote_line
 from .sizes import read_sized_index, shard_sizes
+from .stores import names
 
 # What happened to one staged index; promote.sh prints the same words.
 PROMOTED, WOULD_PROMOTE, PRESENT, LEFT, FAILED = "promoted", "would promote", "present", "left", "failed"
@@ -40,8 +41,10 @@ class Staged:
 
     @property
     def aside(self) -> str:
-        """Where `replace` keeps the index found there: `P.index.stale` or `P.index.unreadable`."""
-        return self.target + (".stale" if self.record.status == STALE else ".unreadable")
+        """Where `replace` keeps the index found there: `P.index.stale` or `P.index.unreadable`; a name
+        past the file name limit keeps its head and a hash (stores/names.py)."""
+        directory, name = posixpath.split(self.target + (".stale" if self.record.status == STALE else ".unreadable"))
+        return posixpath.join(directory, names.fitted(name))
 
 
 @dataclasses.dataclass(frozen=True)

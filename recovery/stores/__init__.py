@@ -8,9 +8,7 @@ but writes by check-then-write and cannot be probed (docs/architecture.md, "A ne
 
 import importlib
 import pkgutil
-import posixpath
 
-from . import names
 from .base import Store
 from .base import is_transient as _is_transient
 

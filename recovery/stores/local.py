@@ -5,7 +5,6 @@ file), and the identity of a file's bytes is what rsync's quick check uses plus 
 import errno
 import io
 import os
-import shlex
 import stat
 
 from .base import DANGLING, LINKED_DIRECTORY, SPECIAL, UPLOAD_PART_BYTES, NotARegularFile, Store, read_parts

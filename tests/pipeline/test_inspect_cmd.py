@@ -273,19 +273,19 @@ def test_inspect_counts_tensors_as_the_audit_and_the_page_do(family_copy, tmp_pa
 
     from recovery.report.readback import read_records, read_summary
 
-    family = family_copy("tf1_saver")          # 5 tensors; `embedding` in 3 slices
+    family = family_copy("tf1_saver")          # 8 tensors (3 of them empty); `embedding` in 3 slices
     code, out, _ = run_inspect(capsys, family.prefix)
     assert code == 0
-    assert ("5 tensor(s), 1 of them partitioned into 3 slices: 7 stored tensors (as an audit counts them), "
-            "8 index entries besides the header:") in out.splitlines()
+    assert ("8 tensor(s), 1 of them partitioned into 3 slices: 10 stored tensors (as an audit counts them), "
+            "11 index entries besides the header:") in out.splitlines()
     orphan(family.prefix)
     report = str(tmp_path / "report")
     assert main(["audit", os.path.dirname(family.prefix), "--report-dir", report, "--min-age", "0"]) in (0, 1)
     capsys.readouterr()
     record = next(r for r in read_records(report) if r.prefix == family.prefix)
-    assert record.status == "rebuilt" and record.evidence["reference_total"] == 7
-    assert any(c.startswith("index reads back: 8 entries besides the header (7 stored tensors, 1 partitioned")
+    assert record.status == "rebuilt" and record.evidence["reference_total"] == 10
+    assert any(c.startswith("index reads back: 11 entries besides the header (10 stored tensors, 1 partitioned")
                for c in record.checks), record.checks
     page = open(os.path.join(report, "report.html")).read()
-    assert '<td class="num" data-label="tensors">7</td>' in page
+    assert '<td class="num" data-label="tensors">10</td>' in page
     assert read_summary(report)["bytes_scanned"] == sum(r.bytes_scanned for r in read_records(report)) > 0
