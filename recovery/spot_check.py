@@ -96,7 +96,7 @@ def _check(fs, prefix: str, index, chosen: list, names: dict, result: SpotCheck)
 
 
 def _mismatched(result: SpotCheck, name: str) -> bool:
-    return any(m.startswith(f"tensor {name!r} ") for m in result.mismatches)
+    return any(m.startswith(f"tensor {name} ") for m in result.mismatches)
 
 
 def read_ranges(fs, paths: list, starts: list, ends: list) -> list:

@@ -206,7 +206,8 @@ def cause_of(record) -> str:
     head = _NUMBER_RE.sub("N", _NAME_RE.sub("…", _PATH_RE.sub("…", head))).strip() or "(no reason given)"
     if len(head) > 160:
         head = head[:160].rsplit(" ", 1)[0] + " …"
-    return f"{record.status}: {head}"
+    head = head.encode("utf-8", "backslashreplace").decode("utf-8")   # a name's byte that is not UTF-8, escaped:
+    return f"{record.status}: {head}"                                  # the key goes through Beam's UTF-8 coder
 
 
 def cause_priority(row: dict) -> tuple:

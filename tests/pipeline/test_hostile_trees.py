@@ -9,6 +9,7 @@ checkpoints beside the hostile files keep their verdicts and rebuild byte for by
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import uuid
@@ -132,7 +133,12 @@ def test_fifos_named_like_checkpoint_files_hang_no_command(fifo_tree, tmp_path):
         in register.stderr                                     # its object graph is in that data file
     assert {k: v for k, v in kinds(root).items() if not k.endswith(".rebuilt")} == before
 
-    # the audit's own command for ckpt-3: the FIFO moved aside, the rebuilt index in its place
+    # the audit's own command for ckpt-3 never opens the FIFO: it stops and names it; moved aside by a
+    # person, the same command puts the rebuilt index in its place
+    refused = run_printed(stolen.command)
+    assert refused.returncode == 1 and "not a regular file; never opened" in refused.stdout + refused.stderr
+    assert stat.S_ISFIFO(os.lstat(a[3] + ".index").st_mode)
+    os.rename(a[3] + ".index", a[3] + ".index.unreadable")
     assert run_printed(stolen.command).returncode == 0
     assert stat.S_ISFIFO(os.lstat(a[3] + ".index.unreadable").st_mode)
     with open(a[3] + ".index", "rb") as f:
@@ -170,14 +176,14 @@ def test_a_taken_index_name_and_dangling_links_get_messages_not_tracebacks(taken
         assert record.status == "corrupt" and record.staged and what in record.reason, record.reason
         with open(record.index_path, "rb") as f:
             assert f.read() == original
-        assert record.command.startswith(f"mv -n -- {prefix}.index {prefix}.index.unreadable && cp -n -- ")
+        assert shlex.split(record.command) == ["ckpt-rescue", "promote", report, prefix, "--replace"]
     dangling = records[run[1] + DATA]
     assert (dangling.kind, dangling.status) == ("listing", "unrecoverable")
     assert "dangling symbolic link" in dangling.reason and "the file it pointed at is gone" in dangling.reason
     assert records[run[1]].status == "incomplete"
     promote = subprocess.run(["sh", os.path.join(report, "promote.sh")], capture_output=True, text=True,
                              timeout=HANG_GUARD)
-    assert promote.returncode == 0 and promote.stdout.count("not promoted (an unreadable index is there") == 2
+    assert promote.returncode == 1 and promote.stdout.count("not promoted (its own index is there and is corrupt") == 2
     assert os.path.isdir(run[3] + ".index")      # promote.sh never swaps them
 
     for prefix, what, unregistered in ((run[3], "is a directory", "cannot be read: is a directory, not a file"),
@@ -196,8 +202,13 @@ def test_a_taken_index_name_and_dangling_links_get_messages_not_tracebacks(taken
         assert register.returncode == 2 and unregistered in register.stderr, register.stderr
         salvage = run_cli("salvage", prefix, "--output", str(tmp_path / "out" / uuid.uuid4().hex[:6]))
         assert salvage.returncode == 0, salvage.stderr
-    # the records' own commands, followed: each odd thing moved aside, the rebuilt index in its place
+    # the records' own commands, followed: each stops at the odd thing, which it never opens nor moves,
+    # and names it; once a person has moved it aside, the same command puts the rebuilt index in its place
     for prefix in (run[3], other[3]):
+        refused = run_printed(records[prefix].command)
+        assert refused.returncode == 1 and f"{prefix}.index" in refused.stdout + refused.stderr, refused.stdout
+        assert "Traceback" not in refused.stdout + refused.stderr and os.path.lexists(prefix + ".index")
+        os.rename(prefix + ".index", prefix + ".index.unreadable")
         assert run_printed(records[prefix].command).returncode == 0
         with open(prefix + ".index", "rb") as f:
             assert f.read() == original

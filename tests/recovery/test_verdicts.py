@@ -276,7 +276,7 @@ def test_one_model_tensor_that_differs_beside_another_that_matches_is_damage_not
         f.write(bytes([byte[0] ^ 0x10]))       # bit rot in the largest model tensor; the next largest matches
     record = classify(directory)[prefix]
     assert not isinstance(record, OrphanTask) and record.status == CORRUPT, record
-    assert "'model/embedding/.ATTRIBUTES/VARIABLE_VALUE'" in record.reason
+    assert "tensor model/embedding/.ATTRIBUTES/VARIABLE_VALUE (shard" in record.reason
 
 
 def test_a_model_tensor_over_the_budget_is_left_to_verify_data_and_the_record_says_so(tmp_path):

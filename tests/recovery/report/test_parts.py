@@ -39,7 +39,7 @@ def test_line_breaks_in_a_record_never_split_its_lines():
     for output, line in outputs(record).items():
         assert line.endswith("\n") and line.count("\n") == 1 and "\r" not in line, output
     assert next(csv.reader([outputs(record)[FAILURES]])) == ["/r/a b/ckpt-1", CORRUPT, "index unreadable: bad magic"]
-    assert outputs(record)[PROMOTE] == "leave_escaped '/rep/a\\0012b/ckpt-1.index' '/r/a\\0012b/ckpt-1.index'\n"
+    assert outputs(record)[PROMOTE].startswith("# skipped a name with a line break")    # ckpt-rescue promote takes it
 
 
 def test_parts_written_in_any_order_merge_into_the_files_order():
