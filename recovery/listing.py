@@ -174,12 +174,6 @@ def _cut(prefix: str, members: tuple) -> list:
         prefix = parts[0][0]
 
 
-def without_earlier_reports(files: list) -> list:
-    """Drop what earlier audits staged, `D/rebuilt/**` where D holds a report's marker, and every file of
-    an index vault (`V/**` where V holds the vault's marker)."""
-    return _outside(files, _staging_of_reports(files))
-
-
 def _staging_of_reports(files: list) -> list:
     """`D/rebuilt/` of every directory D that holds a report's marker, and `V/` of every index vault."""
     hidden = []

@@ -20,7 +20,7 @@ from pipeline.cli import main as cli_main
 from recovery import storage
 from recovery.classify import classify_directory
 from recovery.discovery import checkpoint_directory, group_directory
-from recovery.listing import REPORT_MARKER, everything_under, top_level, without_earlier_reports
+from recovery.listing import REPORT_MARKER, everything_under, top_level
 from recovery.records import CORRUPT, HEALTHY, IN_PROGRESS, INCOMPLETE, STALE, STATE_FILE
 from recovery.report.readback import read_records, read_summary
 from recovery.spot_check import spot_check
@@ -617,15 +617,18 @@ def test_the_audit_gives_the_bad_index_its_own_staged_record(family_copy, tmp_pa
 
 # --- 11. report directories inside a root --------------------------------------------------------------
 
-def test_earlier_reports_are_left_out_of_a_listing_by_their_marker_alone():
+def test_earlier_reports_are_left_out_of_a_listing_by_their_marker_alone(tmp_path):
     """A report's marker hides its `rebuilt/`; a training job's own summary.json and records.jsonl beside a
     `rebuilt/` directory of checkpoints do not (tests/pipeline/test_hostile_names.py audits such a tree)."""
-    files = [("/r/run/ckpt-1.index", 9, None), ("/r/job/summary.json", 1, None), ("/r/job/records.jsonl", 1, None),
-             ("/r/job/rebuilt/ckpt-1.index", 9, None), ("/r/crashed/" + REPORT_MARKER, 1, None),
-             ("/r/crashed/rebuilt/local/x.index", 9, None), ("/r/mine/rebuilt/ckpt-2.index", 9, None)]
-    kept = [f[0] for f in without_earlier_reports(files)]
-    assert kept == ["/r/run/ckpt-1.index", "/r/job/summary.json", "/r/job/records.jsonl", "/r/job/rebuilt/ckpt-1.index",
-                    "/r/crashed/" + REPORT_MARKER, "/r/mine/rebuilt/ckpt-2.index"]
+    names = ["run/ckpt-1.index", "job/summary.json", "job/records.jsonl", "job/rebuilt/ckpt-1.index",
+             "crashed/" + REPORT_MARKER, "crashed/rebuilt/local/x.index", "mine/rebuilt/ckpt-2.index"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"1")
+    fs, root = storage.url_to_fs(str(tmp_path))
+    kept = sorted(os.path.relpath(f.path, root) for f in everything_under(fs, root))
+    assert kept == sorted(["run/ckpt-1.index", "job/summary.json", "job/records.jsonl", "job/rebuilt/ckpt-1.index",
+                           "crashed/" + REPORT_MARKER, "mine/rebuilt/ckpt-2.index"])
 
 
 @pytest.mark.slow
