@@ -160,6 +160,31 @@ def compare_with_siblings(ctx, plan, fits: list) -> str | None:
             f"{template}")
 
 
+def correlated_sibling(fs, path: str, placed, siblings: list) -> str:
+    """Where a sibling's values of this placed float tensor correlate with the orphan's element by element,
+    as a checkpoint of the same run's do: in words; else "". Bytes of another file never do. `siblings`:
+    sibling Layouts with their origin; the first SIBLINGS_COMPARED that hold the tensor are read."""
+    spec = placed.spec
+    if _elements(spec.stored_shape) < MIN_ELEMENTS:
+        return ""
+    holding = [(layout, layout.placements.get(reference_key(spec))) for layout in siblings if layout.origin]
+    holding = [(layout, where) for layout, where in holding if where is not None][:SIBLINGS_COMPARED]
+    if not holding:
+        return ""
+    mine = _read_samples(fs, [(path, placed.offset, placed.size)])[0]
+    for layout, (shard, offset, size) in holding:
+        other_fs, prefix = layout.origin
+        try:
+            theirs = _read_samples(other_fs, [(data_filename(prefix, shard, layout.num_shards), offset, size)])[0]
+        except FileNotFoundError:
+            continue
+        r, n = _correlation(mine, theirs, spec.dtype)
+        if r is not None and r >= _threshold(n):
+            return (f"{spec.key}'s values correlate element by element with {layout.source}'s "
+                    f"(r = {r:.2f} over {n} values)")
+    return ""
+
+
 def _largest_weights(plan) -> list:
     only = set(layout_only(plan))
     weights = [i for i, p in enumerate(plan.placed) if i in only and is_model_weight(p.spec.key, p.spec.dtype)

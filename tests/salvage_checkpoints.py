@@ -124,10 +124,12 @@ def _write_tf1(directory: str) -> SavedRun:
         with tf1_session(v1) as session:
             session.run(v1.global_variables_initializer())
             for step in (100, 200):
-                # Training changes the dense layer and one part of the embedding; logits stay as they were.
+                # Training nudges the dense layer and one part of the embedding, as steps of gradient descent do
+                # (each step's values close to the last's); logits stay as they were.
                 for name in ("dense/kernel", "dense/bias", "embedding/part_1"):
-                    shape = variables[name].shape.as_list()
-                    session.run(variables[name].assign(rng.standard_normal(shape).astype(np.float32)))
+                    before = session.run(variables[name])
+                    nudge = 0.05 * rng.standard_normal(before.shape)
+                    session.run(variables[name].assign((before + nudge).astype(np.float32)))
                 session.run(v1.train.get_global_step().assign(step))
                 prefix = saver.save(session, os.path.join(directory, "model.ckpt"), global_step=step)
                 prefixes.append(prefix)

@@ -79,9 +79,9 @@ def assess_salvage(fs, prefix: str, listing: list | None = None, registry_layout
                             output_args=f"--output {shlex.quote(output)}", streamed=streamed,
                             damaged_only=damaged_only)
     except NotDamaged as exc:
-        return SalvageAssessment(display, False, exc.reason, damaged=False)
+        return SalvageAssessment(display, False, exc.reason, damaged=False, bytes_read=exc.bytes_read)
     except Refused as exc:
-        return SalvageAssessment(display, False, exc.reason)
+        return SalvageAssessment(display, False, exc.reason, bytes_read=exc.bytes_read)
     except (FormatError, OSError, ValueError) as exc:
         if storage.is_transient(exc):
             raise

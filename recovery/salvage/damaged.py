@@ -19,6 +19,7 @@ class Refused(Exception):
     def __init__(self, reason: str, checks=()):
         super().__init__(reason)
         self.reason, self.checks = reason, list(checks)
+        self.bytes_read = 0     # data bytes read before refusing (the audit counts them as scanned)
 
 
 class NotDamaged(Refused):

@@ -20,6 +20,7 @@ from ..counters import COUNTER_KEYS
 from ..fitting import PlacedTensor
 from ..layout import layout_from_index, reference_key
 from . import verdicts as judge
+from .anchors import anchored_shards, without_anchor
 from .damaged import DamagedContext, NotDamaged, Refused, open_damaged
 from .graph import CarriedGraph, stand_in, without_lost
 from .placement import choose_layout
@@ -72,6 +73,14 @@ def plan_salvage(fs, prefix: str, listing: list | None = None, registry_layouts=
     except NotRebuildable as exc:
         raise Refused(str(exc)) from None
     ctx.streamed, ctx.damaged_only, ctx.registry_path = streamed, damaged_only, registry_path
+    try:
+        return _plan(ctx, index, unreadable, output_args, include_unconfirmed)
+    except Refused as exc:
+        exc.bytes_read = ctx.bytes_read
+        raise
+
+
+def _plan(ctx: DamagedContext, index, unreadable: str, output_args: str, include_unconfirmed: bool) -> SalvagePlan:
     if index is None:
         if unreadable:
             ctx.notes.append(unreadable)
@@ -216,10 +225,14 @@ def _by_layout(ctx: DamagedContext, output_args: str) -> SalvagePlan:
             graph_placed = verdict
         else:
             tensors.append(verdict)
+    anchors = anchored_shards(ctx, placement, tensors + ([graph_placed] if graph_placed else []))
+    checks = chosen.checks + [f"shard {shard} was cut short; {anchors[shard]}: the layout is anchored to its bytes"
+                              for shard in sorted(placement.stopped) if shard in anchors]
+    tensors = without_anchor(tensors, anchors, layout.source)
     graph = None
     if OBJECT_GRAPH_KEY in layout.keys():
         graph = _graph_by_layout(ctx, layout, references, graph_placed)
-    return SalvagePlan(ctx, layout.source, tensors, graph, chosen.checks, chosen.cannot_check)
+    return SalvagePlan(ctx, layout.source, tensors, graph, checks, chosen.cannot_check)
 
 
 def _zeros_before(findings: list, placed) -> object:
@@ -241,13 +254,16 @@ def _finish(plan: SalvagePlan, include_unconfirmed: bool) -> SalvagePlan:
         plan.tensors = judge.whole_variables_only(plan.tensors)
     if plan.ctx.damaged_only and not plan.having(LOST):
         raise NotDamaged(f"none of its {len(plan.tensors)} tensors is lost: their bytes are all there, none damaged")
-    if not plan.having(PROVEN, PLACED):
+    if not [t for t in plan.having(PROVEN, PLACED) if t.nbytes]:
         first = next((t for t in plan.tensors if t.state == LOST), None)
-        unconfirmed = len(plan.having(UNCONFIRMED))
+        doubted = plan.having(UNCONFIRMED)
+        empty = len([t for t in plan.tensors if not t.nbytes and t.state == PROVEN])
         raise Refused(f"nothing provable: none of its {len(plan.tensors)} tensors is proven by a reference CRC or "
                       f"placed inside the data that arrived ({len(plan.having(LOST))} lost"
-                      + (f", {unconfirmed} unconfirmed" if unconfirmed else "") + ")"
-                      + (f"; first: {first.spec.describe()}: {first.why}" if first else ""), plan.checks)
+                      + (f", {len(doubted)} unconfirmed" if doubted else "")
+                      + (f", {empty} of no bytes, which verify anywhere" if empty else "") + ")"
+                      + (f"; first unconfirmed: {doubted[0].spec.describe()}: {doubted[0].why}" if doubted else "")
+                      + (f"; first lost: {first.spec.describe()}: {first.why}" if first else ""), plan.checks)
     if plan.graph is not None:
         keys = [t.spec.key for t in plan.tensors] + [OBJECT_GRAPH_KEY]
         plan.graph = without_lost(plan.graph, keys, {t.spec.key for t in plan.kept})

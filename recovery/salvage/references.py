@@ -62,6 +62,11 @@ def _source_named(name: str):
     return next(s for s in SOURCES if s.name == name)
 
 
+def sibling_layouts(ctx: OrphanContext) -> list:
+    """The layouts of the nearest healthy checkpoints of the same run, with their origin."""
+    return _layouts(_source_named("sibling"), ctx)
+
+
 class PartIndexes(ReferenceSource):
     """`P_temp/part-*.index` of this very save: the CRCs TensorFlow computed while writing these bytes."""
     name = "part index"
@@ -75,11 +80,11 @@ class HealthySiblings(ReferenceSource):
     name = "sibling"
 
     def references(self, ctx):
-        return _from_layouts(_layouts(_source_named("sibling"), ctx), exact=False)
+        return _from_layouts(sibling_layouts(ctx), exact=False)
 
     def object_graphs(self, ctx):
         found = []
-        for layout in _layouts(_source_named("sibling"), ctx):
+        for layout in sibling_layouts(ctx):
             payload = read_object_graph(*layout.origin) if layout.origin else None
             if payload is not None:
                 found.append((layout.source, payload))

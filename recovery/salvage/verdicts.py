@@ -5,8 +5,9 @@
 - placed: no reference covers it, but it lies wholly inside the data that arrived, under a layout
   a rebuild would accept, clear of zero-filled blocks, and its floats are finite;
 - unconfirmed: its bytes are there but nothing anchors them (after a zero-filled block in a shard
-  whose end did not arrive, Inf/NaN where a layout may be misplaced, a counter that contradicts
-  the name); included only on request;
+  whose end did not arrive, in a shard cut short that nothing ties to the layout (anchors.py),
+  Inf/NaN where a layout may be misplaced, a counter that contradicts the name); included only on
+  request;
 - lost: its bytes are gone or damaged (cut off, a missing shard, a CRC that differs from the index
   of these very bytes, an in-band checksum that fails, a zero-filled block no reference vouches for).
 """

@@ -58,6 +58,11 @@ def test_every_prefix_gets_the_record_its_damage_calls_for(planted, first_run):
         assert record.reason
         assert (record.command != "") == (record.status != "healthy"), prefix
     assert code == 1   # the decoys need a person
+    # Random bytes named like a data file: a registered layout places its first tensors inside them, but
+    # nothing ties it to the bytes, so no salvage is offered; what was read to find that out is counted.
+    decoy = records[os.path.join(planted.root, "decoys", "random")]
+    assert decoy.salvage == {} and "salvageable" not in decoy.reason, decoy.reason
+    assert decoy.bytes_scanned == 4096
 
 
 def test_rebuilt_indexes_are_staged_byte_identical_and_promotable(planted, first_run):

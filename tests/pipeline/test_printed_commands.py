@@ -99,8 +99,8 @@ def judge(command: str, done: subprocess.CompletedProcess) -> str:
         assert done.returncode == 1 and "report: " in done.stdout, (command, out)
     elif verb == "inspect":
         assert done.returncode in (0, 1), (command, out)
-    elif verb == "salvage":                   # what the audit said salvage keeps: it runs as printed
-        assert done.returncode in (0, 1) and ("salvaged " in done.stdout or "refused" in out), (command, out)
+    elif verb == "salvage":                   # offered only where it keeps tensors: it does so as printed
+        assert done.returncode == 0 and "salvaged " in done.stdout, (command, out)
     else:
         raise AssertionError(f"a printed command of a kind this test does not know: {command}")
     return verb

@@ -136,6 +136,10 @@ def test_orphan_cut_short_keeps_what_references_prove_and_the_layout_places(kera
     assert "the checkpoint's own object graph (the last tensor of its data) did not arrive: keys and order come from " \
            "sibling ckpt-2, not from the checkpoint itself" in doc["cannot_check"]
     assert doc["object_graph"]["from"] == "sibling ckpt-2's, whose keys equal the layout's"
+    # What ties the layout to the bytes of the cut shard: the largest tensor in it that the sibling's CRC proves.
+    anchor = FROZEN + " float32[32, 128]" if FROZEN in states else "optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE"
+    assert any(line.startswith(f"shard 0 was cut short; {anchor}") and line.endswith(
+        " in it verifies against sibling ckpt-2: the layout is anchored to its bytes") for line in doc["checks"])
     check_keras(run, out, doc, damaged, entries)
 
 
@@ -212,10 +216,88 @@ def test_tf1_orphan_with_a_shard_cut_short(tf1_run, run_copy, tmp_path):
     assert states[("logits/kernel", "None")] == PROVEN                  # unchanged since step 100
     assert states[("embedding", "[[667, 667], [0, 64]]")] == PLACED     # changed since: placed, not proven
     assert "global_step = 200, the step in the name" in doc["checks"]
+    # Nothing in shard 0 verifies or counts steps (global_step is in shard 2): the values anchor the layout.
+    assert any(line.startswith("shard 0 was cut short; dense/bias's values correlate element by element with sibling "
+                               "model.ckpt-100's (r = ") for line in doc["checks"])
     names = doc["restore"]["variables"]
     assert sorted(names) == ["dense/bias", "embedding/part_0", "embedding/part_1", "embedding/part_2", "global_step",
                              "logits/kernel"]
     check_tf1(run, out, names, lost={"dense/kernel"})
+
+
+def test_tf1_a_cut_shard_is_anchored_by_its_step_counter(tf1_run, run_copy, tmp_path):
+    """Shard 2 holds global_step, then logits/kernel; cut inside logits/kernel, only the counter arrived whole.
+    It changed since the sibling (100 -> 200), so no CRC proves it, but it holds the step in the name."""
+    run = run_copy(tf1_run)
+    orphan(run.latest)
+    truncate(data_path(run.latest, 2, 3), 100)
+    out = str(tmp_path / "out" / "model.ckpt-200")
+    _, doc = salvage(run.latest, out)
+    assert "shard 2 was cut short; its global_step holds 200, the step in the name: the layout is anchored to its " \
+           "bytes" in doc["checks"]
+    assert manifest_keys(doc, "lost") == {"logits/kernel"}
+    assert {item["key"]: item["state"] for item in doc["kept"]}["global_step"] == PLACED
+    names = doc["restore"]["variables"]
+    assert "global_step" in names
+    check_tf1(run, out, names, lost={"logits/kernel"})
+
+
+def test_tf1_a_cut_shard_of_other_values_is_unconfirmed_and_the_anchored_shards_kept(tf1_run, run_copy, tmp_path):
+    """Shard 0 holds another run's values (finite floats, the right length) and is cut short: no tensor in it
+    verifies, it holds no step counter, its values are unlike the sibling's, so nothing ties the layout to its
+    bytes. The shards the layout tiles to their last byte are kept as before."""
+    import numpy as np
+
+    run = run_copy(tf1_run)
+    orphan(run.latest)
+    shard0 = data_path(run.latest, 0, 3)
+    other = np.random.default_rng(11).standard_normal(100_000 // 4).astype(np.float32).tobytes()
+    with open(shard0, "r+b") as f:
+        f.write(other)
+    truncate(shard0, 100_000)
+    out = str(tmp_path / "out" / "model.ckpt-200")
+    plan, doc = salvage(run.latest, out)
+    unconfirmed = {item["key"]: item for item in doc["unconfirmed"]}
+    assert set(unconfirmed) == {"dense/bias"} and not unconfirmed["dense/bias"]["included"]
+    assert unconfirmed["dense/bias"]["why"].startswith("shard 0 was cut short and nothing in it ties sibling "
+                                                       "model.ckpt-100's layout to its bytes")
+    assert not any(line.startswith("shard 0 was cut short;") for line in doc["checks"])
+    names = doc["restore"]["variables"]
+    assert sorted(names) == ["embedding/part_0", "embedding/part_1", "embedding/part_2", "global_step",
+                             "logits/kernel"]
+    check_tf1(run, out, names, lost={"dense/kernel", "dense/bias"})
+
+
+@pytest.mark.parametrize("name", ["random", "ckpt-3"])
+def test_random_bytes_named_like_a_data_file_are_not_salvaged(keras_run, tmp_path, name):
+    """4,096 random bytes under a data file's name, and a registered layout: its first tensors fit inside and
+    most random float32 words are finite, but nothing ties the layout to the bytes (no reference CRC
+    verifies, no counter holds the step in the name, no sibling to compare values with)."""
+    import random
+
+    from pipeline.builders import resolve_registry
+    from pipeline.cli import main as cli_main
+
+    registry = str(tmp_path / "registry" / "architectures.yaml")
+    assert cli_main(["register", "net", "--from-checkpoint", keras_run.prefixes[1], "--registry", registry]) == 0
+    decoy = tmp_path / "decoys" / name
+    decoy.parent.mkdir()
+    with open(data_path(str(decoy)), "wb") as f:
+        f.write(random.Random(7).randbytes(4096))
+    fs, path = storage.split_prefix(str(decoy))
+    for include in (False, True):
+        with pytest.raises(Refused) as refused:
+            plan_salvage(fs, path, registry_layouts=resolve_registry(registry), include_unconfirmed=include)
+        reason = refused.value.reason
+        assert reason.startswith("nothing provable: none of its 17 tensors is proven by a reference CRC or placed")
+        assert "unconfirmed); first unconfirmed: " in reason
+        if name == "random":
+            assert ": shard 0 was cut short and nothing in it ties registered `net`'s layout to its bytes" in reason
+        else:   # the name has a step, and the random counter contradicts it
+            assert "first unconfirmed: save_counter/.ATTRIBUTES/VARIABLE_VALUE int64[]: save_counter = " in reason
+            assert " but the name says 3" in reason
+        assert refused.value.bytes_read == 4096
+    assert os.listdir(decoy.parent) == [os.path.basename(data_path(str(decoy)))]
 
 
 @pytest.mark.parametrize("index", ["kept", "lost"])
@@ -256,7 +338,7 @@ def test_nothing_provable_is_refused(keras_run, run_copy, tmp_path):
     truncate(data_path(run.latest), 4)
     fs, path = storage.split_prefix(run.latest)
     with pytest.raises(Refused, match="nothing provable: none of its 17 tensors is proven by a reference CRC or "
-                                      r"placed inside the data that arrived \(17 lost\); first: save_counter"):
+                                      r"placed inside the data that arrived \(17 lost\); first lost: save_counter"):
         plan_salvage(fs, path)
 
 
@@ -348,3 +430,40 @@ def test_sources_that_disagree_are_refused_naming_the_salvage_that_chooses_each(
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert cli_main(chooses_registry.split()[1:]) == 0
     assert read_manifest(out)["layout"] == "registered `model_a`"
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_a_tensor_of_zeros_that_verifies_does_not_anchor_a_cut_shard(tmp_path, trained):
+    """`a` is all zeros in every save, so a sibling's CRC verifies it wherever zeros lie: it says nothing about
+    where the layout puts the bytes. `b` changed since: re-drawn (another run's values, say) it is
+    unconfirmed; nudged, as training does, its values correlate with the sibling's and anchor the shard."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    first = rng.standard_normal((16, 16)).astype(np.float32)
+    later = first + 0.05 * rng.standard_normal((16, 16)).astype(np.float32) if trained else \
+        rng.standard_normal((16, 16)).astype(np.float32)
+
+    def save(b, name):
+        root = tf.Module()
+        root.a, root.b = tf.Variable(tf.zeros([64])), tf.Variable(b)
+        root.c = tf.Variable(rng.standard_normal((64, 64)).astype(np.float32))
+        return tf.train.Checkpoint(model=root).write(str(tmp_path / "run" / name))
+
+    save(first, "ckpt-1")
+    prefix = save(later, "ckpt-2")
+    end = offset_of(prefix, "model/c/.ATTRIBUTES/VARIABLE_VALUE") + 100
+    orphan(prefix)
+    truncate(data_path(prefix), end)
+    fs, path = storage.split_prefix(prefix)
+    plan = plan_salvage(fs, path)
+    states = {t.spec.key.split("/")[1]: t.state for t in plan.tensors}
+    assert states == {"a": PROVEN, "b": PLACED if trained else UNCONFIRMED, "c": "lost"}
+    anchors = [line for line in plan.checks if line.startswith("shard 0 was cut short;")]
+    if trained:
+        assert anchors[0].startswith("shard 0 was cut short; model/b/.ATTRIBUTES/VARIABLE_VALUE's values correlate "
+                                     "element by element with sibling ckpt-1's"), plan.checks
+    else:
+        assert anchors == [] and plan.tensors[1].why.startswith(
+            "shard 0 was cut short and nothing in it ties sibling ckpt-1's layout to its bytes")
