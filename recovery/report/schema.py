@@ -134,6 +134,8 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 
 def record_from_dict(fields: dict) -> Record:
     """A record read back; fields this version of Record does not know (a newer writer) are dropped."""
+    if fields.keys() <= _RECORD_FIELDS:
+        return Record(**fields)
     return Record(**{k: v for k, v in fields.items() if k in _RECORD_FIELDS})
 
 
