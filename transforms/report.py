@@ -1,12 +1,12 @@
 """Count records as they pass (Beam metrics, progress in the log) and write the report files with
 no worker holding more than a bounded number of records.
 
-Workers write the record lines to sorted part files (at most PART_LINES per part); combiners build
-the aggregates of recovery.report.aggregates by key (the counts, each run, each cause with a bounded
-sample, the largest rebuilds) and then their Overview; one last step (recovery.report.files.finish)
-merges the parts into records.jsonl, failures.csv and promote.sh line by line, renders report.html
-and writes summary.json. The combiners only wrap the aggregates' own `add` and `merge`, so a report
-made here is the one write_reports makes in one process. The parts are written with
+Workers write the record lines to sorted part files (at most PART_LINES per part) and build the
+aggregates of recovery.report.aggregates by key per bundle (the counts, each run, each cause with a
+bounded sample, the largest rebuilds); combiners merge them and then make their Overview; one last
+step (recovery.report.files.finish) merges the parts into records.jsonl, failures.csv and promote.sh
+line by line, renders report.html and writes summary.json. Only the aggregates' own `add` and `merge`
+are used, so a report made here is the one write_reports makes in one process. The parts are written with
 fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
 their credentials and endpoints elsewhere and do not know memory://.
 """
@@ -50,12 +50,19 @@ class Tally(beam.DoFn):
     def setup(self):
         self._seen = 0
         self._last_log = time.monotonic()
+        self._counters = {}      # made once per name: a hundred thousand records pass
+
+    def _counter(self, name: str):
+        found = self._counters.get(name)
+        if found is None:
+            found = self._counters[name] = counter(name)
+        return found
 
     def process(self, record):
-        counter(f"status_{record.status}").inc()
-        counter(f"kind_{record.kind}").inc()
-        counter("records").inc()
-        counter("bytes_scanned").inc(record.bytes_scanned)
+        self._counter(f"status_{record.status}").inc()
+        self._counter(f"kind_{record.kind}").inc()
+        self._counter("records").inc()
+        self._counter("bytes_scanned").inc(record.bytes_scanned)
         self._seen += 1
         now = time.monotonic()
         if now - self._last_log >= PROGRESS_EVERY_SECONDS:
@@ -121,27 +128,43 @@ class ReadClaimedStates(beam.DoFn):
             yield from readback.claimed_states(self._fs, part.path, set(claimed))
 
 
-def _aggregate_inputs(record) -> list:
-    """(key, (kind, record)) for every aggregate the record counts in (recovery.report.aggregates)."""
-    return [(key, (key[0], record)) for key in aggregates.keys_of(record)]
+class AggregateBundle(beam.DoFn):
+    """Record -> (key, aggregate) for every aggregate the records of a bundle count in (recovery.report.
+    aggregates), made here rather than one keyed element per record and aggregate for a combiner (two to
+    four per record; at 100k records most of what counting cost). At most MAX_KEYS are held: the oldest
+    go out early, to be merged with the rest like every stage's."""
+
+    MAX_KEYS = 10_000
+
+    def start_bundle(self):
+        self._held = {}
+
+    def process(self, record):
+        for key in aggregates.keys_of(record):
+            held = self._held.get(key)
+            if held is None:
+                if len(self._held) >= self.MAX_KEYS:
+                    oldest = next(iter(self._held))
+                    yield oldest, self._held.pop(oldest)
+                held = self._held[key] = aggregates.KINDS[key[0]]()
+            held.add(record)
+
+    def finish_bundle(self):
+        for key, held in self._held.items():
+            yield WindowedValue((key, held), MIN_TIMESTAMP, [GlobalWindow()])
+        self._held = {}
 
 
-class _Aggregate(beam.CombineFn):
-    """The report's keyed aggregates in one combiner, so one combine per stage of records counts them
-    all: values are (kind, record), or with `merging` aggregates already made (the stages', and
-    latest_checkpoint()'s per run); the accumulator is the key's aggregate (None until a value came)."""
-
-    def __init__(self, merging: bool = False):
-        self.merging = merging
+class _Merge(beam.CombineFn):
+    """The report's keyed aggregates merged, one combine for every kind: values are aggregates already
+    made (each stage's bundles', and latest_checkpoint()'s per run); the accumulator is the key's
+    aggregate (None until a value came)."""
 
     def create_accumulator(self):
         return None
 
     def add_input(self, accumulator, value):
-        if self.merging:
-            return (type(value)() if accumulator is None else accumulator).merge([value])
-        kind, record = value
-        return (aggregates.KINDS[kind]() if accumulator is None else accumulator).add(record)
+        return (type(value)() if accumulator is None else accumulator).merge([value])
 
     def merge_accumulators(self, accumulators):
         found = [acc for acc in accumulators if acc is not None]
@@ -174,7 +197,7 @@ class WriteReports(beam.PTransform):
     """Records -> the report files in report_dir. Returns a PCollection with the summary.
 
     Takes one PCollection of records or a dict of them (the audit's: one per stage that makes records).
-    Each is written and aggregated where it is made, so only part paths and combiner accumulators
+    Each is written and aggregated where it is made, so only part paths and aggregates
     cross into the steps that join them: a Flatten of whole records would make the local runner hold
     every record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
     """
@@ -196,9 +219,7 @@ class WriteReports(beam.PTransform):
             written.append(records
                            | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
             claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(latest.state_claims))
-            counted.append(records
-                           | f"Aggregate inputs ({name})" >> beam.FlatMap(_aggregate_inputs)
-                           | f"Aggregate ({name})" >> beam.CombinePerKey(_Aggregate()))
+            counted.append(records | f"Aggregate ({name})" >> beam.ParDo(AggregateBundle()))
         if self.directories is not None:
             written.append(self.directories
                            | "Write parts (directories)" >> beam.ParDo(WriteDirectoryParts(parts_dir))
@@ -219,7 +240,7 @@ class WriteReports(beam.PTransform):
                        | "Key latest by run" >> beam.MapTuple(lambda key, run: ((aggregates.RUN, *key), run)))
         merged = ((*counted, resolutions)
                   | "All aggregates" >> beam.Flatten()
-                  | "Merge aggregates" >> beam.CombinePerKey(_Aggregate(merging=True)))
+                  | "Merge aggregates" >> beam.CombinePerKey(_Merge()))
         overview = merged | "Overview" >> beam.CombineGlobally(_Fold(aggregates.Overview))
 
         return (next(iter(record_sets.values())).pipeline

@@ -10,6 +10,7 @@ from .. import storage
 from ..records import DELETED, ERROR, IN_PROGRESS, Record, promote_command, replace_command
 from ..vault import ORIGIN_REBUILT, SAME_FILES, relation
 from ..writeout import stage_index
+from .changes import change_fields
 from .nightly import Nightly
 from .snapshots import Snapshot
 
@@ -42,16 +43,18 @@ def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly
     return ""
 
 
-def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage) -> list[Record]:
+def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: dict) -> list[Record]:
     """The snapshot's records as tonight's: `carried_from` its date, nothing scanned, a line in `checks`
-    that says so. `restage(record) -> Record` stages a staged record's index again (CannotCarry if not)."""
+    that says so, and what changed against `before` (the previous run's records by key_of), each made
+    once (a directory carries a hundred). `restage(record) -> Record` stages a staged record's index
+    again (CannotCarry if not)."""
     judged = snapshot.head.judged
+    note = f"{UNCHANGED}{judged}: carried forward, nothing of it read this run (--full reads it)"
     out = []
-    for record in snapshot.current().values():
+    for key, record in snapshot.current().items():
         checks = tuple(line for line in record.checks if not line.startswith(UNCHANGED))
         record = dataclasses.replace(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0,
-                                     checks=(*checks, f"{UNCHANGED}{judged}: carried forward, nothing of it "
-                                                      "read this run (--full reads it)"))
+                                     checks=(*checks, note), **change_fields(record.status, before.get(key), nightly))
         if record.staged and record.index_path and record.status != DELETED:
             record = restage(record)
         out.append(record)
@@ -92,7 +95,8 @@ def restager(vault, report_dir: str, present):
     def restage(record: Record) -> Record:
         if vault is None:
             raise CannotCarry(f"{record.prefix}: its staged index is not kept anywhere (no --vault)")
-        sha, now = _kept_sha(record), present(record.prefix)
+        sha = _kept_sha(record)
+        now = present(record.prefix) if sha is None else None      # only what an unnamed copy is matched by
         for entry in vault.entries(record.prefix):
             if entry.index_sha256 == sha or (
                     sha is None and entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES):

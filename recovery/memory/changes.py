@@ -15,15 +15,21 @@ NOT_FINDINGS = (HEALTHY, IN_PROGRESS)      # a previous status whose end is not 
 
 def changed(record: Record, previous: Record | None, nightly: Nightly) -> Record:
     """`record` with `change` and `since` against the previous run's record of the same prefix and kind."""
+    return dataclasses.replace(record, **change_fields(record.status, previous, nightly))
+
+
+def change_fields(status: str, previous: Record | None, nightly: Nightly) -> dict:
+    """{change, since} of a record of `status` against the previous run's record (see `changed`); apart,
+    so a carried record is made once with them (memory/carry.py)."""
     if not nightly.known:
-        return dataclasses.replace(record, change="", since=nightly.now_iso)
+        return {"change": "", "since": nightly.now_iso}
     if previous is None:
-        return dataclasses.replace(record, change=NEW, since=nightly.now_iso)
-    if previous.status == record.status:
+        return {"change": NEW, "since": nightly.now_iso}
+    if previous.status == status:
         since = previous.since or (nightly.previous.started if nightly.previous else nightly.now_iso)
-        return dataclasses.replace(record, change=PERSISTS, since=since)
-    found_gone = record.status == HEALTHY and previous.status not in NOT_FINDINGS
-    return dataclasses.replace(record, change=RESOLVED if found_gone else NEW, since=nightly.now_iso)
+        return {"change": PERSISTS, "since": since}
+    found_gone = status == HEALTHY and previous.status not in NOT_FINDINGS
+    return {"change": RESOLVED if found_gone else NEW, "since": nightly.now_iso}
 
 
 def deletable(previous: Record) -> bool:

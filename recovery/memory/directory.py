@@ -60,20 +60,20 @@ def night_of(fs, root: str, directory: str, files: list, nightly: Nightly, judgi
     last = keep_in.latest(shown, nightly.run_id, nightly.now) if keep_in else None
     earlier = (last if compare is keep_in else compare.latest(shown, nightly.run_id, nightly.now)) if compare else None
     before = earlier.current() if earlier is not None else {}
-    contents = group_directory(directory, files)
     digest = listing_digest(directory, files)
     why = cannot_carry(last, digest, nightly) if keep_in else "no --vault"
     if not why:
         try:
-            kept = carried(last, root, nightly, restager(vault, nightly.report_dir, _present(fs, contents)))
+            kept = carried(last, root, nightly, restager(vault, nightly.report_dir, _present(fs, directory, files)),
+                           before)
         except CannotCarry as exc:
             why = str(exc)
     if why:
-        _judge(fs, root, contents, nightly, judging, vault, before, night)
+        _judge(fs, root, group_directory(directory, files), nightly, judging, vault, before, night)
     else:
         night.counts.carried = 1
         for record in kept:
-            _route(changed(record, before.get(key_of(record)), nightly), None, nightly, judging, night)
+            _route(record, None, nightly, judging, night)
     if why and keep_in is not None:
         _remember(keep_in, last, shown, root, digest, files, directory, nightly, night)
     night.line = {"root": root, "directory": shown, "files": len(files), "digest": digest or "",
@@ -130,13 +130,17 @@ def _kept_until(previous: Record, nightly: Nightly) -> str:
     return iso(nightly.now + nightly.keep_days * DAY)
 
 
-def _present(fs, contents):
-    """prefix as displayed -> its data files as listed now (ShardRecords with the store's identity)."""
+def _present(fs, directory: str, files: list):
+    """prefix as displayed -> its data files as listed now (ShardRecords with the store's identity). The
+    directory is grouped when first asked: a carried directory whose staged indexes the vault names never is."""
     store = stores.store_for_fs(fs)
+    grouped = []
 
     def present(prefix: str) -> list:
+        if not grouped:
+            grouped.append(group_directory(directory, files))
         path = storage.split_prefix(prefix)[1]
-        return shard_records(path, contents.listing_for(path), store)
+        return shard_records(path, grouped[0].listing_for(path), store)
 
     return present
 

@@ -178,7 +178,8 @@ class MemoryStore:
         data = storage.read_bytes(self.fs, path)
         if path.endswith(".gz"):
             data = gzip.decompress(data)
-        return [record_from_dict(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
+        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+        return [record_from_dict(fields) for fields in json.loads(f"[{','.join(lines)}]")]   # one parse, not one a line
 
     def read_head(self, folder: str) -> Head | None:
         try:

@@ -112,7 +112,9 @@ def field_of(record, name, default=None):
 
 def record_dict(record) -> dict:
     """The record as records.jsonl has it: every schema field, whatever version of Record wrote it."""
-    if dataclasses.is_dataclass(record):   # shallow: asdict's deep copy was most of the report's time
+    if isinstance(record, Record):        # every field, shallow (a record's line is made per record)
+        fields = dict(vars(record))
+    elif dataclasses.is_dataclass(record):   # shallow: asdict's deep copy was most of the report's time
         fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     else:
         fields = dict(record)
@@ -127,10 +129,14 @@ def record_line(record) -> str:
     return json.dumps(record_dict(record), sort_keys=True) + "\n"
 
 
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
+
+
 def record_from_dict(fields: dict) -> Record:
     """A record read back; fields this version of Record does not know (a newer writer) are dropped."""
-    known = {f.name for f in dataclasses.fields(Record)}
-    return Record(**{k: v for k, v in fields.items() if k in known})
+    if fields.keys() <= _RECORD_FIELDS:
+        return Record(**fields)
+    return Record(**{k: v for k, v in fields.items() if k in _RECORD_FIELDS})
 
 
 def sort_key(record) -> tuple:

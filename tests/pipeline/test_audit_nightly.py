@@ -4,6 +4,9 @@ byte-identical with every tensor confirmed; each record says new, persists (sinc
 deleted; an unchanged directory is carried forward, a changed one judged again; retention; the
 --verify-share rotation; and a run that could not check is loud. Every run has its own clock (--now)."""
 
+import glob
+import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +16,7 @@ from command_helpers import run_printed
 from nightly_helpers import NIGHT, T0, audit_night, iso_night, set_times
 from source_helpers import orphan, tf_restores_all
 
+from recovery.memory.carry import KEPT_AS
 from recovery.memory.rotation import VERIFIED, due, verified_on
 from recovery.records import CORRUPT, DELETED, HEALTHY, IN_PROGRESS, NEW, PERSISTS, REBUILT, RESOLVED
 from recovery.vault import Vault
@@ -114,6 +118,49 @@ def test_a_carried_staged_rebuild_is_staged_again_and_promote_sh_still_works(fam
     assert done.returncode == 0 and "1 promoted" in done.stdout, done.stdout + done.stderr
     with open(index_filename(_in(adam, "ckpt-3")), "rb") as f:
         assert f.read() == lost
+
+
+def _unname_vaulted_copies(vault: str) -> int:
+    """Snapshots as an older version wrote them: a staged record's checks do not name its vaulted index.
+    Returns how many records named one."""
+    named = 0
+    for path in glob.glob(os.path.join(vault, "memory", "*", "*", "records-*.jsonl.gz")):
+        with gzip.open(path, "rt") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        for record in records:
+            kept = [c for c in record["checks"] if not c.startswith(KEPT_AS)]
+            named += len(kept) < len(record["checks"])
+            record["checks"] = kept
+        with gzip.open(path, "wt") as f:
+            f.write("".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+    return named
+
+
+def test_a_carried_staged_rebuild_that_names_no_vaulted_copy_is_found_by_its_files_or_judged_again(
+        family_copy, tmp_path):
+    root, runs = _tree(family_copy, tmp_path, "keras3_adam")
+    adam, vault, reports = runs["keras3_adam"], str(tmp_path / "vault"), str(tmp_path / "reports")
+    orphan(_in(adam, "ckpt-3"))                                  # lost before the vault ever saw it
+    first = audit_night(root, reports, 1, vault=vault)
+    staged = first.records[_in(adam, "ckpt-3")]
+    assert staged.status == REBUILT and staged.staged
+    with open(staged.index_path, "rb") as f:
+        rebuilt = f.read()
+    assert _unname_vaulted_copies(vault) == 1
+    second = audit_night(root, reports, 2, vault=vault)          # the vault's rebuilt entry for these very files
+    record = second.records[_in(adam, "ckpt-3")]
+    assert second.summary["directories"]["carried"] == 1 and record.carried_from == iso_night(1)
+    assert record.index_path.startswith(second.report)
+    with open(record.index_path, "rb") as f:
+        assert f.read() == rebuilt
+    for entry in Vault.open(vault).entries(_in(adam, "ckpt-3")):
+        Vault.open(vault).remove(entry)
+    third = audit_night(root, reports, 3, vault=vault)           # no copy to stage again: read and rebuilt
+    record = third.records[_in(adam, "ckpt-3")]
+    assert third.summary["directories"] == {"listed": 1, "carried": 0, "judged": 1, "gone": 0}
+    assert (record.status, record.carried_from) == (REBUILT, "")
+    with open(record.index_path, "rb") as f:
+        assert f.read() == rebuilt
 
 
 def test_a_vaulted_index_over_bytes_damaged_in_place_names_the_damaged_tensors(family_copy, tmp_path):

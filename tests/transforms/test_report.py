@@ -22,7 +22,7 @@ from recovery.report.files import write_reports
 from recovery.report.readback import read_records
 from recovery.report.schema import FAILURES, HTML, PROMOTE, RECORDS, SUMMARY
 from transforms.metrics import NAMESPACE
-from transforms.report import Part, Tally, WriteParts, WriteReports
+from transforms.report import AggregateBundle, Part, Tally, WriteParts, WriteReports
 
 
 @pytest.fixture
@@ -85,11 +85,14 @@ def test_write_reports_writes_every_report_file_from_the_records(records, tmp_pa
         assert records[1].prefix in f.read()
 
 
-def test_write_reports_on_beam_writes_the_files_one_process_writes(tmp_path, monkeypatch):
-    """Records in three stages, parts of 7 lines, the aggregates merged across stages and workers: every
-    file is byte for byte what write_reports makes of the same records in one pass (more runs, causes and
-    rebuilds than the page shows, so the bounds are crossed on both sides)."""
+@pytest.mark.parametrize("held_keys", [AggregateBundle.MAX_KEYS, 3])
+def test_write_reports_on_beam_writes_the_files_one_process_writes(tmp_path, monkeypatch, held_keys):
+    """Records in three stages, parts of 7 lines, the aggregates merged across stages and workers (and
+    with 3 held per bundle, sent out early and merged again): every file is byte for byte what
+    write_reports makes of the same records in one pass (more runs, causes and rebuilds than the page
+    shows, so the bounds are crossed on both sides)."""
     monkeypatch.setattr(parts, "PART_LINES", 7)
+    monkeypatch.setattr(AggregateBundle, "MAX_KEYS", held_keys)
     records = sample_records() + many_records(1200)
     meta, finished = {**META, "roots": ["/r/a", "gs://b/run", "gs://m/runs"]}, 1_700_000_321.5
     one_process = str(tmp_path / "one")
