@@ -11,7 +11,6 @@ waits for the run and exits with its exit code (the codes are listed below).
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -39,6 +38,7 @@ from recovery.stores import store_for
 from . import flink_preflight, nightly_setup, preflight
 from . import options as beam_flags
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
+from .option_values import byte_size, minutes, share
 from .registry_args import absolute_location, registry_layouts_from_args
 
 SHOWN_PROBLEMS = 20
@@ -46,8 +46,6 @@ DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nigh
 # Vault entries of a checkpoint gone from storage are kept this long: a month in which a deletion (by a
 # lifecycle rule or by mistake) is reported every night and its index can still be restored.
 DEFAULT_VAULT_KEEP_DAYS = 30.0
-_SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Local trees up to this size run in this process unless the user chose the engine. Worker processes take
 # ~3 s to start; on 2 cores (BENCHMARKS.md, 2026-12-05) one process audited 10,000 prefixes (20,100 files) in
 # 0.72x the wall time of two workers, and even 100,000 in 0.98x, but a machine with more cores gains from
@@ -57,34 +55,6 @@ SMALL_TREE_BYTES = 4 << 30
 # The one way to set the audit's clock: ages (--min-age) are measured at this time, in seconds since the
 # epoch, instead of each worker's clock. For tests, and for judging a tree as of another moment (docs/running.md).
 CLOCK_VARIABLE = "CKPT_RESCUE_NOW"
-
-
-def byte_size(text: str) -> int:
-    """`256MiB`, `1G`, `4096` -> bytes."""
-    match = _SIZE_RE.match(text.strip())
-    if not match:
-        raise ValueError(text)
-    return int(match[1]) * _UNITS[(match[2] or "")[:1].upper()]
-
-
-byte_size.__name__ = "size"   # argparse names the type in its error message
-
-
-def minutes(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError(text)
-    return value
-
-
-def share(text: str) -> int:
-    """`1/7` (or `7`) -> 7: the number of runs over which every healthy checkpoint is verified once."""
-    numerator, _, denominator = text.strip().partition("/")
-    if not denominator:
-        numerator, denominator = "1", numerator
-    if numerator.strip() != "1" or not denominator.strip().isdigit() or int(denominator) < 1:
-        raise ValueError(text)
-    return int(denominator)
 
 
 def add_arguments(parser):
