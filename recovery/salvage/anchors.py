@@ -11,7 +11,7 @@ finite float32 values at the offsets a layout gives. So a tensor a layout places
   never written reads as zeros);
 - a step counter in it (save_counter, global_step) whose value is the step in the checkpoint's name;
 - a float tensor in it whose values correlate element by element with a healthy sibling's of the same
-  run, as a few (or thousands of) steps of training leave them (plausibility.correlated_sibling).
+  run, as a few (or thousands of) steps of training leave them (plausibility.correlated_sibling);
 - failing those, a layout the person chose (--template, --arch): their word that the bytes are that
   model's, as a rebuild takes a chosen template without judging its values; said so in the checks.
 
@@ -72,15 +72,16 @@ def without_anchor(verdicts: list, anchors: dict, source: str) -> list:
     return out
 
 
-ZERO_CHUNK = bytes(1 << 20)
+ZERO_CHUNK = 1 << 20
 
 
 def _says_something(verdict) -> bool:
     """Its bytes are not empty and not all zero: a CRC match then depends on where the layout put it."""
     if not verdict.size:
         return False
+    chunk = bytes(min(verdict.size, ZERO_CHUNK))
     zeros, left = 0, verdict.size
     while left:
-        zeros = crc.extend(zeros, ZERO_CHUNK[:min(left, len(ZERO_CHUNK))])
-        left -= min(left, len(ZERO_CHUNK))
+        zeros = crc.extend(zeros, chunk[:min(left, len(chunk))])
+        left -= min(left, len(chunk))
     return verdict.crc != crc.mask(zeros)
