@@ -81,14 +81,20 @@ def _counter_name(key: str) -> str:
 
 def _orphan_counters(ctx: OrphanContext, plan) -> list:
     """(key, value) of every scalar step counter in the orphan's data, in COUNTER_KEYS order."""
+    return [(placed.spec.key, value) for placed, value in placed_counters(ctx.fs, plan.placed, plan.shard_paths)]
+
+
+def placed_counters(fs, placed: list, shard_paths: list) -> list:
+    """(PlacedTensor, value) of every scalar step counter among `placed` whose bytes read, in COUNTER_KEYS
+    order; `shard_paths[shard]` is where each shard's data is."""
     found = []
     for key in COUNTER_KEYS:
-        for placed in plan.placed:
-            spec = placed.spec
+        for tensor in placed:
+            spec = tensor.spec
             if spec.key == key and not spec.slice and spec.shape == ():
-                value = read_counter(ctx.fs, plan.shard_paths[spec.shard], placed.offset, spec.dtype)
+                value = read_counter(fs, shard_paths[spec.shard], tensor.offset, spec.dtype)
                 if value is not None:
-                    found.append((key, value))
+                    found.append((tensor, value))
     return found
 
 

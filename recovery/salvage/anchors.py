@@ -22,9 +22,8 @@ from dataclasses import replace
 
 from tfbundle import crc, step_of
 
-from ..counters import read_counter
+from ..counters import placed_counters
 from ..plausibility import COMPARED, correlated_sibling
-from ..tensor_roles import COUNTER_KEYS
 from .references import sibling_layouts
 from .verdicts import PLACED, PROVEN, UNCONFIRMED
 
@@ -36,12 +35,11 @@ def anchored_shards(ctx, placement, verdicts: list) -> dict:
         if verdict.spec.shard not in anchors and _says_something(verdict):   # the largest says it best
             anchors[verdict.spec.shard] = f"{verdict.spec.describe()} in it verifies against {verdict.reference}"
     step = step_of(ctx.prefix)
-    for placed in placement.placed if step is not None else ():
-        spec = placed.spec
-        if spec.shard in anchors or spec.key not in COUNTER_KEYS or spec.slice or spec.shape != ():
-            continue
-        if read_counter(ctx.fs, ctx.shard_path(spec.shard), placed.offset, spec.dtype) == step:
-            anchors[spec.shard] = f"its {spec.key} holds {step}, the step in the name"
+    unanchored = [p for p in placement.placed if p.spec.shard not in anchors] if step is not None else []
+    paths = [ctx.shard_path(shard) for shard in range(ctx.expected_shards)]
+    for counter, value in placed_counters(ctx.fs, unanchored, paths):
+        if value == step:
+            anchors.setdefault(counter.spec.shard, f"its {counter.spec.key} holds {step}, the step in the name")
     loose = [p for p in placement.placed if p.spec.shard not in anchors and p.spec.shard in placement.stopped]
     siblings = sibling_layouts(ctx) if loose else []
     for shard in sorted({p.spec.shard for p in loose}) if siblings else ():
