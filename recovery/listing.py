@@ -111,7 +111,7 @@ def everything_under(fs, directory: str, exclude: str | None = None) -> list:
 
 def listed_under(fs, directory: str, exclude: str | None = None) -> Found:
     """Every regular file below `directory`, and every entry that is not one, from one recursive listing."""
-    return _found(fs, fs.find(directory, detail=True, withdirs=False), exclude)
+    return _found(fs, stores.store_for_fs(fs).find(fs, directory), exclude)
 
 
 def _found(fs, found: dict, exclude: str | None, keep=lambda name: True) -> Found:
@@ -144,7 +144,7 @@ def everything_under_group(fs, parent: str, prefix: str, members: tuple, exclude
         below = name[len(parent) + 1:]
         return name.startswith(parent + "/") and "/" in below and below.split("/", 1)[0] in wanted
 
-    return _found(fs, fs.find(parent, prefix=prefix, detail=True, withdirs=False), exclude, in_group)
+    return _found(fs, stores.store_for_fs(fs).find(fs, parent, prefix=prefix), exclude, in_group)
 
 
 def sibling_groups(names, limit: int) -> list[tuple[str, tuple]]:
@@ -178,6 +178,8 @@ def _staging_of_reports(files: list) -> list:
     """`D/rebuilt/` of every directory D that holds a report's marker, and `V/` of every index vault."""
     hidden = []
     for item in files:
+        if not item[0].endswith((REPORT_MARKER, VAULT_MARKER)):     # most files: no split of the path
+            continue
         directory, leaf = posixpath.dirname(item[0]), posixpath.basename(item[0])
         if leaf == REPORT_MARKER:
             hidden.append(posixpath.join(directory, STAGED_DIR) + "/")

@@ -76,6 +76,13 @@ class Store:
         """Where `url` is on this machine's filesystem; None for a store that is not local."""
         return None
 
+    # --- listing ---------------------------------------------------------------------------------------
+
+    def find(self, fs, path: str, **options) -> dict:
+        """name -> listing entry of everything below `path` but directories (fsspec's `find` with
+        detail), in name order; `options`: the store's own (a name `prefix` where prefix_listing)."""
+        return fs.find(path, detail=True, withdirs=False, **options)
+
     # --- what a listing entry says --------------------------------------------------------------------
 
     def mtime(self, entry: dict) -> float | None:

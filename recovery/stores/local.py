@@ -27,6 +27,33 @@ class LocalStore(Store):
                 return url[len(prefix):]
         return url
 
+    def find(self, fs, path: str, **options) -> dict:
+        """fsspec's local `find` entries (the fields the audit reads), from one os.scandir per directory:
+        fsspec's own walk stats every entry through several layers of calls, which was most of listing
+        a 200,000-file tree (BENCHMARKS.md, 2026-12-07). Like it, an entry is lstat'ed: a symbolic link
+        is "other" with `islink` (listed() resolves it) and is never descended into."""
+        if options:
+            return super().find(fs, path, **options)
+        top = fs._strip_protocol(path).rstrip("/") or "/"      # the names fsspec gives (absolute, posix)
+        if not os.path.isdir(top):
+            return super().find(fs, path)        # a file, or nothing: as fsspec says
+        found = {}
+        pending = [top]
+        while pending:
+            try:
+                with os.scandir(pending.pop()) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                pending.append(entry.path)
+                            else:
+                                found[entry.path] = _entry(entry)
+                        except FileNotFoundError:
+                            pass        # gone since its directory was read: fsspec's listing skips it too
+            except OSError:
+                pass                    # a directory that cannot be read is left out, as fsspec's walk does
+        return {name: found[name] for name in sorted(found)}
+
     def listed(self, entry: dict) -> dict:
         """fsspec types every entry that is not a plain file or directory "other" (by lstat): a symbolic
         link to a regular file is that file (its size, time and inode); anything else says what it is."""
@@ -126,6 +153,23 @@ def _not_regular(path: str, mode: int) -> OSError:
     if stat.S_ISDIR(mode):
         return IsADirectoryError(errno.EISDIR, "is a directory, not a file", path)
     return NotARegularFile(errno.EINVAL, f"is {what_mode(mode)}, not a regular file; never opened", path)
+
+
+def _entry(entry: os.DirEntry) -> dict:
+    """One entry as fsspec's LocalFileSystem.info gives it (the size of a link's target, the rest lstat's)."""
+    found = entry.stat(follow_symlinks=False)
+    link = stat.S_ISLNK(found.st_mode)
+    size = found.st_size
+    if link:
+        try:
+            size = os.stat(entry.path).st_size
+        except OSError:
+            size = 0
+    out = {"name": entry.path, "size": size, "type": "file" if stat.S_ISREG(found.st_mode) else "other",
+           "islink": link, "mode": found.st_mode, "mtime": found.st_mtime, "ino": found.st_ino}
+    if link:
+        out["destination"] = os.readlink(entry.path)
+    return out
 
 
 def what_mode(mode: int | None) -> str:

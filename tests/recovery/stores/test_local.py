@@ -129,3 +129,34 @@ def test_temp_files_beside_a_long_name_stay_within_the_limit(tmp_path):
     STORE.create_new(fs, long, b"created")
     STORE.write_replaceable(fs, long, b"replaced")
     assert open(long, "rb").read() == b"replaced" and os.listdir(tmp_path) == [os.path.basename(long)]
+
+
+def test_the_local_find_gives_what_fsspecs_find_gives_for_every_kind_of_entry(tmp_path):
+    """LocalStore.find (one os.scandir per directory) against fsspec's own find on the same tree: the
+    same names in the same order, and the same fields the audit reads, for files, nested files, links to
+    a file, to a directory (not descended into) and to nothing, a FIFO and a socket; a file or a missing
+    path as fsspec answers them."""
+    import socket
+
+    import fsspec
+
+    (tmp_path / "run" / "deep" / "deeper").mkdir(parents=True)
+    _write(str(tmp_path / "run" / "ckpt-3.index"), b"0123456789", NOON)
+    _write(str(tmp_path / "run" / "deep" / "deeper" / "ckpt-1.data-00000-of-00001"), b"x" * 7, NOON + 5)
+    os.symlink("ckpt-3.index", tmp_path / "run" / "latest.index")
+    os.symlink(str(tmp_path / "run" / "deep"), tmp_path / "run" / "linked")
+    os.symlink(str(tmp_path / "gone"), tmp_path / "run" / "ckpt-2.index")
+    os.mkfifo(tmp_path / "run" / "deep" / "ckpt-4.index")
+    fs = fsspec.filesystem("file")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "run" / "tb.sock"))
+        expected = fs.find(str(tmp_path), detail=True, withdirs=False)
+        found = STORE.find(fs, str(tmp_path))
+    assert list(found) == list(expected) and len(found) == 7
+    for name, entry in found.items():
+        assert entry == {key: expected[name][key] for key in entry}, name
+        assert {"name", "size", "type", "islink", "mode", "mtime", "ino"} <= set(entry)
+    assert [storage.listed(fs, [e])[0]["type"] for e in found.values()].count("file") == 3
+    file = str(tmp_path / "run" / "ckpt-3.index")
+    assert STORE.find(fs, file) == fs.find(file, detail=True, withdirs=False)
+    assert STORE.find(fs, str(tmp_path / "missing")) == {}
