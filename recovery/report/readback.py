@@ -9,6 +9,7 @@ import json
 from .. import storage
 from ..records import CHECKPOINT, Record
 from .latest import CheckpointState
+from .parts import split_keyed
 from .schema import FAILURES, RECORDS, SUMMARY, record_from_dict
 
 
@@ -50,8 +51,9 @@ def claimed_states(fs, part: str, claimed) -> list:
     the join, not one item per checkpoint."""
     out = []
     with fs.open(part, "rb") as f:
-        for line in f:
-            fields = json.loads(line)
-            if fields.get("kind") == CHECKPOINT and fields.get("prefix") in claimed:
-                out.append((fields["prefix"], CheckpointState(fields["status"], bool(fields.get("staged")))))
+        for part_line in f:
+            (_, prefix, kind), line = split_keyed(part_line.decode("utf-8"))     # the record parsed if claimed
+            if kind == CHECKPOINT and prefix in claimed:
+                fields = json.loads(line)
+                out.append((prefix, CheckpointState(fields["status"], bool(fields.get("staged")))))
     return out

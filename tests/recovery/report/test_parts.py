@@ -9,7 +9,7 @@ import random
 import fsspec
 from report_helpers import HOSTILE, many_records, sample_records
 
-from recovery.records import CORRUPT, ERROR, REBUILT, Record
+from recovery.records import CORRUPT, ERROR, HEALTHY, REBUILT, Record
 from recovery.report.parts import lines_for, merged_lines, parts_dir, write_part
 from recovery.report.schema import FAILURES, PROMOTE, RECORDS, sort_key
 
@@ -68,5 +68,20 @@ def test_a_part_is_sorted_by_its_keys_not_by_its_text():
     fs = fsspec.filesystem("memory")
     path = write_part(fs, "/part-test", RECORDS, [(("b", "/b/1", ""), "second\n"), (("a", "/z", ""), "first\n")])
     assert path.startswith("/part-test/records-") and path.endswith(".jsonl")
-    assert fs.cat_file(path) == b"first\nsecond\n"
+    assert fs.cat_file(path) == b'["a", "/z", ""]\tfirst\n["b", "/b/1", ""]\tsecond\n'
+    assert list(merged_lines(fs, [path], RECORDS)) == ["first\n", "second\n"]
     fs.rm("/part-test", recursive=True)
+
+
+def test_a_key_with_tabs_quotes_and_odd_names_comes_back_whole_and_in_order():
+    """The key ends at the first tab of a part line: JSON escapes the tabs, quotes and lone surrogates of
+    a name, so the key and the record's line after it come back exactly, and merge in tuple order."""
+    fs = fsspec.filesystem("memory")
+    odd = ["/r/a\tb/ckpt-1", '/r/"quoted"/ckpt-1', "/r/\udcf3/ckpt-1", "/r/a/ckpt-1", "/r/a b/ckpt-1"]
+    records = [Record(prefix, HEALTHY, "fine\tstill", "/r") for prefix in odd]
+    first = write_part(fs, "/odd", RECORDS, [keyed for r in records[:3] for out, keyed in lines_for(r) if out == RECORDS])
+    second = write_part(fs, "/odd", RECORDS, [keyed for r in records[3:] for out, keyed in lines_for(r) if out == RECORDS])
+    merged = [json.loads(line) for line in merged_lines(fs, [first, second], RECORDS)]
+    assert [m["prefix"] for m in merged] == sorted(odd)
+    assert all(m["reason"] == "fine\tstill" for m in merged)
+    fs.rm("/odd", recursive=True)
