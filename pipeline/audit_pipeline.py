@@ -13,6 +13,7 @@ import apache_beam as beam
 from recovery.prefix_steps import AuditSettings
 from recovery.records import with_options
 from transforms.classify import ORPHANS, TO_CHECK, TO_SALVAGE, ClassifyDirectory
+from transforms.collection import collect_less
 from transforms.listing import ListFiles
 from transforms.memory import CHECK, DIRECTORIES, NIGHT, REBUILD, SALVAGE, GoneDirectories, Remember, directory_key
 from transforms.rebuild import RebuildOrphans
@@ -105,6 +106,7 @@ def fewer_malloc_arenas() -> None:
 def run(roots: list[str], settings: AuditSettings, meta: dict, options):
     """Build and run; returns the PipelineResult after the run finishes."""
     fewer_malloc_arenas()
+    collect_less()        # the launcher runs the whole audit itself on a small tree
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WorkerStartupNoise())
     pipeline = beam.Pipeline(options=options)
     build(pipeline, roots, settings, meta)

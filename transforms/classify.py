@@ -15,6 +15,7 @@ from recovery.memory.nightly import Nightly
 from recovery.records import CHECKPOINT, HEALTHY, INCOMPLETE
 from recovery.tasks import OrphanTask
 
+from .collection import collect_less
 from .errors import failures_become_records
 from .listing import DirectoryFiles
 from .memory import DIRECTORIES, NIGHT
@@ -36,6 +37,9 @@ class ClassifyDirectory(beam.DoFn):
         self.verify_data = verify_data
         self.now = now      # ages are measured at this time (AuditSettings.now); None: the worker's clock
         self.nightly = nightly
+
+    def setup(self):
+        collect_less()
 
     @failures_become_records("classification", where=lambda self, element: (element.root, element.directory))
     def process(self, element: DirectoryFiles):

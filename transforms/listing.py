@@ -29,6 +29,7 @@ from recovery.listing import (
 )
 from recovery.unread import unread_record
 
+from .collection import collect_less
 from .errors import failures_become_records
 from .metrics import counter
 
@@ -117,6 +118,9 @@ class ListGroup(beam.DoFn):
 
     def __init__(self, report_dir: str):
         self.report_dir = report_dir
+
+    def setup(self):
+        collect_less()
 
     def process(self, group: SiblingGroup):
         try:

@@ -7,7 +7,7 @@ command and promote.sh still work.
 import dataclasses
 
 from .. import storage
-from ..records import DELETED, ERROR, IN_PROGRESS, Record, promote_command, replace_command
+from ..records import DELETED, ERROR, IN_PROGRESS, Record, amended, promote_command, replace_command
 from ..vault import ORIGIN_REBUILT, SAME_FILES, relation
 from ..writeout import stage_index
 from .changes import change_fields
@@ -53,8 +53,8 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: di
     out = []
     for key, record in snapshot.current().items():
         checks = tuple(line for line in record.checks if not line.startswith(UNCHANGED))
-        record = dataclasses.replace(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0,
-                                     checks=(*checks, note), **change_fields(record.status, before.get(key), nightly))
+        record = amended(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0,
+                         checks=(*checks, note), **change_fields(record.status, before.get(key), nightly))
         if record.staged and record.index_path and record.status != DELETED:
             record = restage(record)
         out.append(record)

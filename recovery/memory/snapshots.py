@@ -21,7 +21,7 @@ import posixpath
 import uuid
 from dataclasses import dataclass, field
 
-from .. import storage
+from .. import storage, stores
 from ..caches import SharedCache
 from ..records import Record
 from ..report.schema import record_from_dict, record_line
@@ -131,7 +131,7 @@ class MemoryStore:
         under = self._directory_path(directory)
         with storage.unavailable_if_transient(self.fs, under, "listing"):
             try:
-                paths = self.fs.find(under)
+                paths = list(stores.store_for_fs(self.fs).find(self.fs, under))
             except FileNotFoundError:
                 return {}
         found: dict = {}

@@ -133,7 +133,13 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 
 
 def record_from_dict(fields: dict) -> Record:
-    """A record read back; fields this version of Record does not know (a newer writer) are dropped."""
+    """A record read back; fields this version of Record does not know (a newer writer) are dropped.
+    A line this version wrote (every field, the usual case: a nightly run reads a hundred thousand
+    back from the vault) is taken as it is, its lists made tuples, without __init__'s generated call."""
+    if fields.keys() == _RECORD_FIELDS:
+        record = object.__new__(Record)
+        record.__dict__.update(fields, checks=tuple(fields["checks"]), refusals=tuple(fields["refusals"]))
+        return record
     if fields.keys() <= _RECORD_FIELDS:
         return Record(**fields)
     return Record(**{k: v for k, v in fields.items() if k in _RECORD_FIELDS})

@@ -79,8 +79,8 @@ def test_a_key_with_tabs_quotes_and_odd_names_comes_back_whole_and_in_order():
     fs = fsspec.filesystem("memory")
     odd = ["/r/a\tb/ckpt-1", '/r/"quoted"/ckpt-1', "/r/\udcf3/ckpt-1", "/r/a/ckpt-1", "/r/a b/ckpt-1"]
     records = [Record(prefix, HEALTHY, "fine\tstill", "/r") for prefix in odd]
-    first = write_part(fs, "/odd", RECORDS, [keyed for r in records[:3] for out, keyed in lines_for(r) if out == RECORDS])
-    second = write_part(fs, "/odd", RECORDS, [keyed for r in records[3:] for out, keyed in lines_for(r) if out == RECORDS])
+    keyed = [next(k for out, k in lines_for(r) if out == RECORDS) for r in records]
+    first, second = write_part(fs, "/odd", RECORDS, keyed[:3]), write_part(fs, "/odd", RECORDS, keyed[3:])
     merged = [json.loads(line) for line in merged_lines(fs, [first, second], RECORDS)]
     assert [m["prefix"] for m in merged] == sorted(odd)
     assert all(m["reason"] == "fine\tstill" for m in merged)

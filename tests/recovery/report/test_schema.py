@@ -71,3 +71,23 @@ def test_records_sort_by_root_then_prefix_then_kind_and_one_line_takes_out_every
         ("/b", "/b/x", "checkpoint")]
     assert sort_key(record_dict(records[0])) == sort_key(records[0])      # a line read back sorts the same
     assert one_line("a\r\nb\nc\rd") == "a b c d"
+
+
+def test_a_line_this_version_wrote_reads_back_as_the_record_init_makes_and_amending_is_replace():
+    """record_from_dict's fast path (every field present: no __init__ call) and records.amended
+    (replace without __init__) give exactly what Record(...) and dataclasses.replace give: equal
+    records, tuples where __init__ makes them, nothing shared with the dict read."""
+    import dataclasses
+
+    from recovery.records import amended
+
+    for record in sample_records():
+        fields = json.loads(record_line(record))
+        back = record_from_dict(fields)
+        assert back == Record(**fields) == record
+        assert type(back.checks) is tuple and type(back.refusals) is tuple
+        fields["checks"].append("changed after reading")
+        assert "changed after reading" not in back.checks
+        changes = {"root": "/elsewhere", "checks": (*back.checks, "one more"), "bytes_scanned": 0, "since": "x"}
+        assert amended(back, **changes) == dataclasses.replace(back, **changes)
+        assert back.root == record.root and amended(back, **changes).root == "/elsewhere"
