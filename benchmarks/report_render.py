@@ -42,12 +42,11 @@ else:
     from apache_beam.options.pipeline_options import PipelineOptions
     from transforms.report import WriteReports
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        records = (p | beam.Create([(i, min(CHUNK, n - i)) for i in range(0, n, CHUNK)])
-                     | beam.Reshuffle() | beam.FlatMapTuple(make_records))
+        chunks = (p | beam.Create([(i, min(CHUNK, n - i)) for i in range(0, n, CHUNK)]) | beam.Reshuffle())
         if mode == "pipeline_count":
-            _ = records | beam.combiners.Count.Globally()
-        else:
-            _ = records | WriteReports(out, META)
+            _ = chunks | beam.FlatMapTuple(make_records) | beam.combiners.Count.Globally()
+        else:     # the report takes records in batches (a directory's, as classification makes them)
+            _ = chunks | beam.MapTuple(make_records) | WriteReports(out, META)
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 '''

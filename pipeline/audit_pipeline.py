@@ -17,13 +17,14 @@ from transforms.collection import collect_less
 from transforms.listing import ListFiles
 from transforms.memory import CHECK, DIRECTORIES, NIGHT, REBUILD, SALVAGE, GoneDirectories, Remember, directory_key
 from transforms.rebuild import RebuildOrphans
-from transforms.report import Tally, WriteReports
+from transforms.report import Batched, Tally, WriteReports
 from transforms.salvage import AssessSalvage
 from transforms.verify import CheckHealthy
 
 
 def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
-    """Add the audit to `pipeline`; returns the records by the stage that made them (before the report).
+    """Add the audit to `pipeline`; returns the records by the stage that made them (before the report),
+    as batches (lists of records: transforms/report.py).
 
     The records are counted and reported where they are made, not flattened into one PCollection
     first: the local runner would hold all of them between stages (see WriteReports). With a nightly
@@ -41,7 +42,7 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     for listed, each in directories.items():     # classified in the stage that listed them
         classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
             ORPHANS, TO_CHECK, TO_SALVAGE, NIGHT, DIRECTORIES, main="records")
-        found[f"classify {listed}"] = classified.records
+        found[f"classify {listed}"] = classified.records          # a batch per directory already
         orphans.append(classified[ORPHANS])
         to_check.append(classified[TO_CHECK])
         incomplete.append(classified[TO_SALVAGE])
@@ -61,14 +62,20 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
         found["gone"] = gone.records
         nights.append(gone[NIGHT])
         lines.append(gone[DIRECTORIES])
-    records = {source: (made | f"Commands ({source})" >> beam.Map(with_options, settings.command_options)
-                        | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in found.items()}
+    batches = {source: made if source.startswith("classify ") else made | f"Batch ({source})" >> Batched()
+               for source, made in found.items()}
+    records = {source: (made | f"Commands ({source})" >> beam.Map(_with_options, settings.command_options)
+                        | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in batches.items()}
     extra = {}
     if nightly is not None:
         extra = {"directories": tuple(lines) | "All directory lines" >> beam.Flatten(),
                  "night": tuple(nights) | "All night counts" >> beam.Flatten()}
     _ = records | "Report" >> WriteReports(settings.report_dir, meta, **extra)
     return records
+
+
+def _with_options(batch: list, options: tuple) -> list:
+    return [with_options(record, options) for record in batch]
 
 
 def _remembered(records, nightly, stage: str, nights: list):

@@ -25,7 +25,8 @@ ORPHANS, TO_CHECK, TO_SALVAGE = "orphans", "to_check", "to_salvage"
 
 
 class ClassifyDirectory(beam.DoFn):
-    """DirectoryFiles -> Record; ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking); TO_SALVAGE:
+    """DirectoryFiles -> its Records as one batch (a list: the report takes batches, transforms/report.py);
+    ORPHANS: OrphanTask; TO_CHECK: healthy Records (when checking); TO_SALVAGE:
     incomplete checkpoints whose index survives (what a salvage keeps of them is assessed elsewhere). With
     `nightly`: also NIGHT (NightCounts) and DIRECTORIES (its line of directories.jsonl)."""
 
@@ -41,7 +42,8 @@ class ClassifyDirectory(beam.DoFn):
     def setup(self):
         collect_less()
 
-    @failures_become_records("classification", where=lambda self, element: (element.root, element.directory))
+    @failures_become_records("classification", where=lambda self, element: (element.root, element.directory),
+                             batch=True)
     def process(self, element: DirectoryFiles):
         fs, root_path = storage.url_to_fs(element.root)
         root = storage.display(fs, root_path)
@@ -51,6 +53,7 @@ class ClassifyDirectory(beam.DoFn):
         now = time.time() if self.now is None else self.now
         results = classify_directory(fs, group_directory(element.directory, list(element.files)), root,
                                      self.min_age, now, self.in_place, self.verify_data)
+        batch = []
         for result in results:
             if isinstance(result, OrphanTask):
                 counter("orphans_found").inc()
@@ -60,15 +63,23 @@ class ClassifyDirectory(beam.DoFn):
             elif to_salvage(result):
                 yield pvalue.TaggedOutput(TO_SALVAGE, result)
             else:
-                yield result
+                batch.append(result)
+        if batch:
+            yield batch
 
     def _night(self, fs, root: str, element: DirectoryFiles):
         judging = Judging(self.min_age, self.in_place, self.verify_data, self.check_healthy)
         night = night_of(fs, root, element.directory, list(element.files), self.nightly, judging)
         counter("directories_carried" if night.counts.carried else "directories_judged").inc()
         counter("orphans_found").inc(len(night.orphans))
+        batch = []
         for record in night.records:     # a carried record keeps the salvage assessed when it was judged
-            yield pvalue.TaggedOutput(TO_SALVAGE, record) if to_salvage(record) else record
+            if to_salvage(record):
+                yield pvalue.TaggedOutput(TO_SALVAGE, record)
+            else:
+                batch.append(record)
+        if batch:
+            yield batch
         for task in night.orphans:
             yield pvalue.TaggedOutput(ORPHANS, task)
         for record in night.to_check:

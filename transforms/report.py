@@ -1,6 +1,10 @@
 """Count records as they pass (Beam metrics, progress in the log) and write the report files with
 no worker holding more than a bounded number of records.
 
+Records travel as batches (lists): a directory's records as classification made them (one element
+where there were a hundred), the other stages' records batched where they are made (`Batched`), so
+Beam's calls per element through the steps here are paid per batch (BENCHMARKS.md, 2026-12-07).
+
 Workers write the record lines to sorted part files (at most PART_LINES per part) and build the
 aggregates of recovery.report.aggregates by key per bundle (the counts, each run, each cause with a
 bounded sample, the largest rebuilds); combiners merge them and then make their Overview; one last
@@ -45,11 +49,11 @@ for _element_type in (Part, latest.StateFileClaim, latest.CheckpointState):
 
 
 class Tally(beam.DoFn):
-    """Per-status counters, and a progress line in the log every PROGRESS_EVERY_SECONDS per worker.
-    `bytes_scanned` is counted here, once per record, as summary.json sums it: the console's metric and
-    the report agree by construction (a salvage assessment's reads included, a carried record's none).
-    Counts are kept per bundle and go to the counters when it ends (metrics are committed per bundle
-    anyway): a counter's `inc` per record and name was a tenth of a carried record's cost."""
+    """A batch of records -> the same batch; per-status counters, and a progress line in the log every
+    PROGRESS_EVERY_SECONDS per worker. `bytes_scanned` is counted here, once per record, as summary.json
+    sums it: the console's metric and the report agree by construction (a salvage assessment's reads
+    included, a carried record's none). Counts are kept per bundle and go to the counters when it ends
+    (metrics are committed per bundle anyway)."""
 
     def setup(self):
         self._seen = 0
@@ -58,19 +62,20 @@ class Tally(beam.DoFn):
     def start_bundle(self):
         self._counts = Counter()
 
-    def process(self, record):
+    def process(self, batch):
         counts = self._counts
-        counts[f"status_{record.status}"] += 1
-        counts[f"kind_{record.kind}"] += 1
-        counts["records"] += 1
-        counts["bytes_scanned"] += record.bytes_scanned
-        self._seen += 1
+        for record in batch:
+            counts[f"status_{record.status}"] += 1
+            counts[f"kind_{record.kind}"] += 1
+            counts["bytes_scanned"] += record.bytes_scanned
+        counts["records"] += len(batch)
+        self._seen += len(batch)
         now = time.monotonic()
-        if now - self._last_log >= PROGRESS_EVERY_SECONDS:
+        if batch and now - self._last_log >= PROGRESS_EVERY_SECONDS:
             self._last_log = now
             _LOG.info("progress: this worker has audited %d prefixes so far (latest: %s, %s)",
-                      self._seen, record.prefix, record.status)
-        yield record
+                      self._seen, batch[-1].prefix, batch[-1].status)
+        yield batch
 
     def finish_bundle(self):
         counts, self._counts = self._counts, Counter()
@@ -78,9 +83,17 @@ class Tally(beam.DoFn):
             counter(name).inc(value)
 
 
+class Batched(beam.PTransform):
+    """Records one by one -> batches of them, as the report's steps take records (a stage that makes
+    few records, each on its own: rebuilds, salvage assessments, verifications, failures)."""
+
+    def expand(self, records):
+        return records | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=parts.PART_LINES)
+
+
 class WriteParts(beam.DoFn):
-    """Record -> lines of records.jsonl, failures.csv and promote.sh, written as sorted part files of
-    at most PART_LINES lines; yields a Part for each part written."""
+    """A batch of records -> lines of records.jsonl, failures.csv and promote.sh, written as sorted part
+    files of at most PART_LINES lines; yields a Part for each part written."""
 
     def __init__(self, parts_dir: str):
         self.parts_dir = parts_dir
@@ -94,15 +107,18 @@ class WriteParts(beam.DoFn):
     def start_bundle(self):
         self._lines = {}
 
-    def lines_of(self, record) -> list:
-        return parts.lines_for(record)
+    def process(self, batch):
+        for record in batch:
+            yield from self._take(parts.lines_for(record))
 
-    def process(self, record):
-        for output, line in self.lines_of(record):
+    def _take(self, keyed_lines) -> list:
+        written = []
+        for output, line in keyed_lines:
             lines = self._lines.setdefault(output, [])
             lines.append(line)
             if len(lines) >= parts.PART_LINES:
-                yield self._flush(output)
+                written.append(self._flush(output))
+        return written
 
     def finish_bundle(self):
         for output in list(self._lines):
@@ -115,10 +131,10 @@ class WriteParts(beam.DoFn):
 
 
 class WriteDirectoryParts(WriteParts):
-    """A nightly run's directory lines (dicts) -> part files of directories.jsonl."""
+    """A nightly run's directory lines (dicts, one each) -> part files of directories.jsonl."""
 
-    def lines_of(self, line) -> list:
-        return [(schema.DIRECTORIES, parts.directory_line(line))]
+    def process(self, line):
+        yield from self._take([(schema.DIRECTORIES, parts.directory_line(line))])
 
 
 class ReadClaimedStates(beam.DoFn):
@@ -136,7 +152,7 @@ class ReadClaimedStates(beam.DoFn):
 
 
 class AggregateBundle(beam.DoFn):
-    """Record -> (key, aggregate) for every aggregate the records of a bundle count in (recovery.report.
+    """Batches of records -> (key, aggregate) for every aggregate the records of a bundle count in (recovery.report.
     aggregates), made here rather than one keyed element per record and aggregate for a combiner (two to
     four per record; at 100k records most of what counting cost). At most MAX_KEYS are held: the oldest
     go out early, to be merged with the rest like every stage's."""
@@ -146,15 +162,16 @@ class AggregateBundle(beam.DoFn):
     def start_bundle(self):
         self._held = {}
 
-    def process(self, record):
-        for key in aggregates.keys_of(record):
-            held = self._held.get(key)
-            if held is None:
-                if len(self._held) >= self.MAX_KEYS:
-                    oldest = next(iter(self._held))
-                    yield oldest, self._held.pop(oldest)
-                held = self._held[key] = aggregates.KINDS[key[0]]()
-            held.add(record)
+    def process(self, batch):
+        for record in batch:
+            for key in aggregates.keys_of(record):
+                held = self._held.get(key)
+                if held is None:
+                    if len(self._held) >= self.MAX_KEYS:
+                        oldest = next(iter(self._held))
+                        yield oldest, self._held.pop(oldest)
+                    held = self._held[key] = aggregates.KINDS[key[0]]()
+                held.add(record)
 
     def finish_bundle(self):
         for key, held in self._held.items():
@@ -203,7 +220,8 @@ class _Fold(beam.CombineFn):
 class WriteReports(beam.PTransform):
     """Records -> the report files in report_dir. Returns a PCollection with the summary.
 
-    Takes one PCollection of records or a dict of them (the audit's: one per stage that makes records).
+    Takes one PCollection of batches of records (lists) or a dict of them (the audit's: one per stage that
+    makes records; `Batched` makes batches of records that come one by one).
     Each is written and aggregated where it is made, so only part paths and aggregates
     cross into the steps that join them: a Flatten of whole records would make the local runner hold
     every record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
@@ -225,7 +243,7 @@ class WriteReports(beam.PTransform):
         for name, records in record_sets.items():
             written.append(records
                            | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
-            claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(latest.state_claims))
+            claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(_claims_of))
             counted.append(records | f"Aggregate ({name})" >> beam.ParDo(AggregateBundle()))
         if self.directories is not None:
             written.append(self.directories
@@ -255,6 +273,10 @@ class WriteReports(beam.PTransform):
                 | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished, *night,
                                                    overview=beam.pvalue.AsSingleton(overview),
                                                    parts=beam.pvalue.AsList(written)))
+
+
+def _claims_of(batch) -> list:
+    return [claim for record in batch for claim in latest.state_claims(record)]
 
 
 def _finish(_, report_dir, meta, finished, night=None, *, overview, parts):

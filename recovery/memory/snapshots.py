@@ -21,6 +21,8 @@ import posixpath
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
+
 from .. import storage, stores
 from ..caches import SharedCache
 from ..records import Record
@@ -178,8 +180,12 @@ class MemoryStore:
         data = storage.read_bytes(self.fs, path)
         if path.endswith(".gz"):
             data = gzip.decompress(data)
-        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
-        return [record_from_dict(fields) for fields in json.loads(f"[{','.join(lines)}]")]   # one parse, not one a line
+        text = b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]"   # one parse, not one a line
+        try:
+            found = orjson.loads(text)
+        except orjson.JSONDecodeError:      # a name that is not UTF-8, escaped as a lone surrogate: json reads it
+            found = json.loads(text)
+        return [record_from_dict(fields) for fields in found]
 
     def read_head(self, folder: str) -> Head | None:
         try:

@@ -9,6 +9,8 @@ Stability: every field here is stable: it keeps its name, type and meaning; new 
 import dataclasses
 import json
 
+import orjson
+
 from ..records import Record
 
 RECORDS, SUMMARY, FAILURES, HTML, PROMOTE = "records.jsonl", "summary.json", "failures.csv", "report.html", "promote.sh"
@@ -126,7 +128,15 @@ def record_dict(record) -> dict:
 
 
 def record_line(record) -> str:
-    return json.dumps(record_dict(record), sort_keys=True) + "\n"
+    """The record's line of records.jsonl (and of a vault snapshot): its fields in name order, UTF-8.
+    orjson writes it (json.dumps was a tenth of a carried night, a hundred thousand lines); what orjson
+    refuses (a lone surrogate from a name that is not UTF-8, an integer over 64 bits) is written by
+    json.dumps, escaped: the same fields, read back the same."""
+    fields = record_dict(record)
+    try:
+        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode("utf-8")
+    except TypeError:
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))

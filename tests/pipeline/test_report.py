@@ -26,7 +26,7 @@ from recovery.report.aggregates import HTML_SAMPLES_PER_CAUSE, cause_of
 from recovery.report.page import human_bytes, relative
 from recovery.report.readback import read_records, read_summary
 from recovery.report.schema import SUMMARY_FIELDS, SUMMARY_SCHEMA
-from transforms.report import WriteReports
+from transforms.report import Batched, WriteReports
 
 SCRIPT_DIR = "<script>document.title='owned'<"       # with the next path part: <script>...</script>ckpt-3
 
@@ -122,7 +122,7 @@ def test_the_page_bounds_what_it_holds_and_points_to_the_rest(tmp_path, monkeypa
     meta = {**META, "roots": ["/r"], "run_id": "bounded"}
     reports = str(tmp_path / "rep")
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        _ = p | beam.Create(records) | WriteReports(reports, meta)
+        _ = p | beam.Create(records) | Batched() | WriteReports(reports, meta)
     page = open(os.path.join(reports, "report.html")).read()
     (row,) = table_rows(page, "problems")                          # one cause, one row
     assert row.count("next: ckpt-rescue inspect") == HTML_SAMPLES_PER_CAUSE and " 90 " in row
@@ -139,7 +139,7 @@ def test_the_page_bounds_what_it_holds_and_points_to_the_rest(tmp_path, monkeypa
 def test_an_empty_audit_still_writes_every_file(tmp_path):
     reports = str(tmp_path / "rep")
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        _ = p | beam.Create([], reshuffle=False).with_output_types(Record) | WriteReports(reports, META)
+        _ = p | beam.Create([], reshuffle=False).with_output_types(Record) | Batched() | WriteReports(reports, META)
     assert open(os.path.join(reports, "records.jsonl")).read() == ""
     assert open(os.path.join(reports, "failures.csv")).read() == "prefix,status,reason\n"
     summary = read_summary(reports)

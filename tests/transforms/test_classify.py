@@ -33,7 +33,8 @@ def classify(element: DirectoryFiles, check_healthy: bool, records: list, orphan
         out = (pipeline
                | beam.Create([element])
                | beam.ParDo(ClassifyDirectory(check_healthy)).with_outputs(ORPHANS, TO_CHECK, main="records"))
-        checkpoints = out.records | beam.Filter(lambda r: r.kind == CHECKPOINT)
+        assert_that(out.records | beam.Filter(lambda batch: not isinstance(batch, list)), equal_to([]), label="batches")
+        checkpoints = out.records | beam.FlatMap(lambda batch: batch) | beam.Filter(lambda r: r.kind == CHECKPOINT)
         assert_that(checkpoints | beam.Map(lambda r: (r.prefix, r.status)), equal_to(records), label="records")
         assert_that(out[ORPHANS] | beam.Map(lambda t: (t.display_prefix, t.stage_only, t.finding.split(":")[0])),
                     equal_to(orphans), label="orphans")
@@ -64,7 +65,8 @@ def test_a_directory_that_cannot_be_classified_is_a_record_not_a_crash():
         out = (pipeline
                | beam.Create([element])
                | beam.ParDo(ClassifyDirectory(False)).with_outputs(ORPHANS, TO_CHECK, main="records"))
-        failed = out.records | beam.Map(lambda r: (r.prefix, r.status, r.reason.startswith("classification failed")))
+        failed = out.records | beam.FlatMap(lambda batch: [
+            (r.prefix, r.status, r.reason.startswith("classification failed")) for r in batch])
         assert_that(failed, equal_to([("bucket/run", UNRECOVERABLE, True)]))
 
 

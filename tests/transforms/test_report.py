@@ -22,7 +22,7 @@ from recovery.report.files import write_reports
 from recovery.report.readback import read_records
 from recovery.report.schema import FAILURES, HTML, PROMOTE, RECORDS, SUMMARY
 from transforms.metrics import NAMESPACE
-from transforms.report import AggregateBundle, Part, Tally, WriteParts, WriteReports
+from transforms.report import AggregateBundle, Batched, Part, Tally, WriteParts, WriteReports
 
 
 @pytest.fixture
@@ -46,10 +46,11 @@ def _run(pipeline) -> dict:
     return counters
 
 
-def test_tally_counts_each_status_and_passes_every_record_on_unchanged(records):
+def test_tally_counts_each_status_and_passes_every_batch_on_unchanged(records):
     pipeline = test_pipeline.TestPipeline(runner=FnApiRunner())
-    tallied = pipeline | beam.Create(records) | beam.ParDo(Tally())
-    assert_that(tallied, equal_to(records))
+    batches = [records[:1], records[1:]]
+    tallied = pipeline | beam.Create(batches) | beam.ParDo(Tally())
+    assert_that(tallied, equal_to(batches))
     counters = _run(pipeline)
     assert (counters["records"], counters["status_healthy"], counters["status_corrupt"],
             counters["status_rebuilt"]) == (3, 1, 1, 1)
@@ -60,7 +61,7 @@ def test_tally_counts_each_status_and_passes_every_record_on_unchanged(records):
 def test_write_parts_lists_only_what_needs_a_person_as_failures_each_on_one_line(records, tmp_path):
     parts_dir = str(tmp_path / "parts")
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
-        parts = pipeline | beam.Create(records) | beam.ParDo(WriteParts(parts_dir))
+        parts = pipeline | beam.Create([records]) | beam.ParDo(WriteParts(parts_dir))
         assert_that(parts | beam.Map(lambda p: isinstance(p, Part) and p.output),
                     equal_to([RECORDS, FAILURES, PROMOTE]))
     written = {name.split("-")[0]: open(os.path.join(parts_dir, name)).read() for name in os.listdir(parts_dir)}
@@ -75,7 +76,7 @@ def test_write_reports_writes_every_report_file_from_the_records(records, tmp_pa
     report_dir = str(tmp_path / "report")
     meta = {"run_id": uuid.uuid4().hex, "started": 0.0, "roots": [records[0].root], "report_dir": report_dir}
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
-        summary = pipeline | beam.Create(records) | WriteReports(report_dir, meta)
+        summary = pipeline | beam.Create([records[:2], records[2:]]) | WriteReports(report_dir, meta)
         assert_that(summary | beam.Map(lambda s: (s["records"], s["exit_code"])), equal_to([(3, 1)]))
     assert sorted(r.prefix for r in read_records(report_dir)) == [r.prefix for r in records]
     with open(os.path.join(report_dir, FAILURES)) as f:
@@ -99,7 +100,8 @@ def test_write_reports_on_beam_writes_the_files_one_process_writes(tmp_path, mon
     write_reports(one_process, records, meta, finished)
     on_beam = str(tmp_path / "beam")
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
-        stages = {name: pipeline | name >> beam.Create(records[i::3], reshuffle=False).with_output_types(Record)
+        stages = {name: (pipeline | name >> beam.Create(records[i::3], reshuffle=False).with_output_types(Record)
+                         | f"Batch {name}" >> Batched())
                   for i, name in enumerate(("classified", "rebuilt", "verified"))}
         _ = stages | WriteReports(on_beam, meta, finished=finished)
     for name in (RECORDS, FAILURES, PROMOTE, SUMMARY, HTML):

@@ -52,3 +52,18 @@ def test_superseded_snapshots_go_after_keep_days_never_the_one_kept(tmp_path):
     assert sorted(store.folders(DIRECTORY)) == sorted(f.rsplit("/", 1)[1] for f in folders[1:])
     store.drop_directory(DIRECTORY)
     assert store.folders(DIRECTORY) == {}
+
+
+def test_records_with_names_that_are_not_utf8_or_ascii_read_back_as_written(tmp_path):
+    """A snapshot's lines are orjson's, but a name read as a lone surrogate (bytes that are not UTF-8)
+    is written escaped by json and read back by json; a name in another script stays itself."""
+    store = MemoryStore(str(tmp_path / "vault"))
+    written = [Record(f"{DIRECTORY}/\udcf3ckpt-1", HEALTHY, "ok \udcf3", "/data", directory=DIRECTORY,
+                      checks=("spot check: 名前/kernel",)),
+               Record(f"{DIRECTORY}/模型-2", HEALTHY, "ok", "/data", directory=DIRECTORY, evidence={"confirmed": 3})]
+    folder = store.folder(DIRECTORY, NOW, "r0")
+    store.write_head(folder, head(NOW, "r0", 2))
+    store.write_records(folder, written)
+    found = store.latest(DIRECTORY)
+    assert found.complete and sorted(found.current().values(), key=lambda r: r.prefix) == sorted(
+        written, key=lambda r: r.prefix)
