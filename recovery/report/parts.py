@@ -4,7 +4,7 @@ line per part in memory (files.py writes the merged files).
 
 A line of records.jsonl or directories.jsonl goes into its part after its sort key (a JSON array and a
 tab, KEYED), so that the merge, and the claimed states read back, parse a key of three strings rather
-than each record (at 100k records the merge's parse was a second of the report's last step). JSON
+than each record again (the merge is the report's last step, in one process). JSON
 escapes a tab inside a string, so the first tab of a part line ends its key. failures.csv and
 promote.sh lines are their own keys.
 """

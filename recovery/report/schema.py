@@ -127,16 +127,25 @@ def record_dict(record) -> dict:
     return fields
 
 
+# What a reader splitting text into lines may take for a line break (str.splitlines does), which JSON
+# allows raw inside a string and orjson leaves so: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR in UTF-8.
+_UNICODE_BREAKS = (b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9")
+
+
 def record_line(record) -> str:
     """The record's line of records.jsonl (and of a vault snapshot): its fields in name order, UTF-8.
-    orjson writes it (json.dumps was a tenth of a carried night, a hundred thousand lines); what orjson
-    refuses (a lone surrogate from a name that is not UTF-8, an integer over 64 bits) is written by
-    json.dumps, escaped: the same fields, read back the same."""
+    orjson writes it (json.dumps was a tenth of a carried night, a hundred thousand lines). What orjson
+    refuses (a lone surrogate from a name that is not UTF-8, an integer over 64 bits), and a name holding
+    a Unicode line break, are written by json.dumps, escaped: the same fields, read back the same, and
+    one line to any reader."""
     fields = record_dict(record)
     try:
-        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode("utf-8")
+        line = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
     except TypeError:
+        line = None
+    if line is None or any(brk in line for brk in _UNICODE_BREAKS):
         return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
+    return line.decode("utf-8")
 
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))

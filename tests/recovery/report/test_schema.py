@@ -91,3 +91,16 @@ def test_a_line_this_version_wrote_reads_back_as_the_record_init_makes_and_amend
         changes = {"root": "/elsewhere", "checks": (*back.checks, "one more"), "bytes_scanned": 0, "since": "x"}
         assert amended(back, **changes) == dataclasses.replace(back, **changes)
         assert back.root == record.root and amended(back, **changes).root == "/elsewhere"
+
+
+def test_a_line_is_one_line_to_any_reader_whatever_the_names_hold():
+    """Names with a lone surrogate (not UTF-8), another script, and Unicode's own line breaks (NEL, LINE
+    and PARAGRAPH SEPARATOR, which str.splitlines breaks at and JSON allows raw): each line reads back
+    as its record and stays one line when split as text."""
+    for name in ("/r/\udcf3/ckpt-1", "/r/模型/ckpt-1", "/r/a\u2028b/ckpt-1", "/r/a\u2029b/ckpt-1", "/r/a\x85b/ckpt-1",
+                 "/r/plain/ckpt-1"):
+        record = Record(name, HEALTHY, f"fine: {name}", "/r", checks=(name,))
+        line = record_line(record)
+        assert line.endswith("\n") and len(line.splitlines()) == 1, repr(line)
+        assert record_from_dict(json.loads(line)) == record
+        line.encode("utf-8")          # written as UTF-8 without error
