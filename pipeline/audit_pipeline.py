@@ -38,11 +38,11 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     classify = ClassifyDirectory(check, settings.min_age, settings.in_place, settings.verify_data, settings.now,
                                  nightly)
     found, orphans, to_check, incomplete = {"listing": listing_failures}, [], [], []
-    nights, lines, keys = [], [], []
+    batches, nights, lines, keys = {}, [], [], []     # batches: records that come a directory's batch at a time
     for listed, each in directories.items():     # classified in the stage that listed them
         classified = each | f"Classify ({listed})" >> beam.ParDo(classify).with_outputs(
             ORPHANS, TO_CHECK, TO_SALVAGE, NIGHT, DIRECTORIES, main="records")
-        found[f"classify {listed}"] = classified.records          # a batch per directory already
+        batches[f"classify {listed}"] = classified.records
         orphans.append(classified[ORPHANS])
         to_check.append(classified[TO_CHECK])
         incomplete.append(classified[TO_SALVAGE])
@@ -62,8 +62,7 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
         found["gone"] = gone.records
         nights.append(gone[NIGHT])
         lines.append(gone[DIRECTORIES])
-    batches = {source: made if source.startswith("classify ") else made | f"Batch ({source})" >> Batched()
-               for source, made in found.items()}
+    batches.update({source: made | f"Batch ({source})" >> Batched() for source, made in found.items()})
     records = {source: (made | f"Commands ({source})" >> beam.Map(_with_options, settings.command_options)
                         | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in batches.items()}
     extra = {}

@@ -53,39 +53,41 @@ class ClassifyDirectory(beam.DoFn):
         now = time.time() if self.now is None else self.now
         results = classify_directory(fs, group_directory(element.directory, list(element.files)), root,
                                      self.min_age, now, self.in_place, self.verify_data)
-        batch = []
+        records = []
         for result in results:
             if isinstance(result, OrphanTask):
                 counter("orphans_found").inc()
                 yield pvalue.TaggedOutput(ORPHANS, result)
             elif self.check_healthy and result.status == HEALTHY and result.kind == CHECKPOINT:
                 yield pvalue.TaggedOutput(TO_CHECK, result)
-            elif to_salvage(result):
-                yield pvalue.TaggedOutput(TO_SALVAGE, result)
             else:
-                batch.append(result)
-        if batch:
-            yield batch
+                records.append(result)
+        yield from _reported(records)
 
     def _night(self, fs, root: str, element: DirectoryFiles):
         judging = Judging(self.min_age, self.in_place, self.verify_data, self.check_healthy)
         night = night_of(fs, root, element.directory, list(element.files), self.nightly, judging)
         counter("directories_carried" if night.counts.carried else "directories_judged").inc()
         counter("orphans_found").inc(len(night.orphans))
-        batch = []
-        for record in night.records:     # a carried record keeps the salvage assessed when it was judged
-            if to_salvage(record):
-                yield pvalue.TaggedOutput(TO_SALVAGE, record)
-            else:
-                batch.append(record)
-        if batch:
-            yield batch
+        yield from _reported(night.records)     # a carried record keeps the salvage assessed when it was judged
         for task in night.orphans:
             yield pvalue.TaggedOutput(ORPHANS, task)
         for record in night.to_check:
             yield pvalue.TaggedOutput(TO_CHECK, record)
         yield pvalue.TaggedOutput(NIGHT, night.counts)
         yield pvalue.TaggedOutput(DIRECTORIES, night.line)
+
+
+def _reported(records: list):
+    """TO_SALVAGE: each record whose salvage is to be assessed; the others as one batch for the report."""
+    batch = []
+    for record in records:
+        if to_salvage(record):
+            yield pvalue.TaggedOutput(TO_SALVAGE, record)
+        else:
+            batch.append(record)
+    if batch:
+        yield batch
 
 
 def to_salvage(record) -> bool:

@@ -218,7 +218,7 @@ class _Fold(beam.CombineFn):
 
 
 class WriteReports(beam.PTransform):
-    """Records -> the report files in report_dir. Returns a PCollection with the summary.
+    """Batches of records -> the report files in report_dir. Returns a PCollection with the summary.
 
     Takes one PCollection of batches of records (lists) or a dict of them (the audit's: one per stage that
     makes records; `Batched` makes batches of records that come one by one).

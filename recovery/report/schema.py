@@ -11,7 +11,7 @@ import json
 
 import orjson
 
-from ..records import Record
+from ..records import Record, assembled
 
 RECORDS, SUMMARY, FAILURES, HTML, PROMOTE = "records.jsonl", "summary.json", "failures.csv", "report.html", "promote.sh"
 DIRECTORIES = "directories.jsonl"    # the checkpoint directories a run listed: what the next run compares with
@@ -156,9 +156,7 @@ def record_from_dict(fields: dict) -> Record:
     A line this version wrote (every field, the usual case: a nightly run reads a hundred thousand
     back from the vault) is taken as it is, its lists made tuples, without __init__'s generated call."""
     if fields.keys() == _RECORD_FIELDS:
-        record = object.__new__(Record)
-        record.__dict__.update(fields, checks=tuple(fields["checks"]), refusals=tuple(fields["refusals"]))
-        return record
+        return assembled({**fields, "checks": tuple(fields["checks"]), "refusals": tuple(fields["refusals"])})
     if fields.keys() <= _RECORD_FIELDS:
         return Record(**fields)
     return Record(**{k: v for k, v in fields.items() if k in _RECORD_FIELDS})
