@@ -40,6 +40,7 @@ from . import options as beam_flags
 from .cli import EXIT_ATTENTION, EXIT_COULD_NOT_CHECK, UsageError
 from .option_values import byte_size, minutes, share
 from .registry_args import absolute_location, registry_layouts_from_args
+from .warm_workers import WarmWorkers
 
 SHOWN_PROBLEMS = 20
 DEFAULT_MIN_AGE_MINUTES = 10.0   # a save of a large model takes minutes; a nightly audit must not alarm on it
@@ -111,6 +112,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    with WarmWorkers() as workers:     # started once the engine is known; those not used are ended
+        return _run(args, workers)
+
+
+def _run(args, workers: WarmWorkers) -> int:
     # argparse takes an unknown `--flag=value` whose value holds a space for a positional: Airflow's Beam
     # provider passes `--labels={"airflow-version": "v3-3-2"}`. It is a Beam flag, not a root.
     flags_taken_for_roots = [r for r in args.roots if r.startswith("--") and "=" in r]
@@ -137,7 +143,7 @@ def run(args) -> int:
     preflight.check_output_dir("--report-dir", args.report_dir)
     args.arch = None
     layouts = registry_layouts_from_args(args) if args.registry else None
-    flags, why = _engine(args, [r for r in roots if _display(r) not in missing])
+    flags, why = _engine(args, [r for r in roots if _display(r) not in missing], workers)
     flags = flink_preflight.check(flags)     # a Flink cluster that cannot run the job: exit 2 before any work
     run_id = uuid.uuid4().hex
     now = args.now if args.now is not None else now if now is not None else time.time()
@@ -173,7 +179,7 @@ def run(args) -> int:
         print(f"ckpt-rescue audit: root {root} does not exist{near}: it is reported, and the run exits 4",
               file=sys.stderr)
     print(f"auditing {len(roots)} root(s) with {beam_flags.describe(flags)}: {why}", file=sys.stderr)
-    pipeline_options = beam_flags.pipeline_options(flags)
+    pipeline_options = beam_flags.pipeline_options(workers.flags(flags))
     if args.detach:
         import apache_beam as beam
 
@@ -185,7 +191,7 @@ def run(args) -> int:
               + shlex.join(["ckpt-rescue", "status", meta["report_dir"], "--run-id", meta["run_id"]]))
         return 0
     try:
-        result = audit_pipeline.run(roots, settings, meta, pipeline_options)
+        result = audit_pipeline.run(roots, settings, meta, pipeline_options, workers.runner())
     except Exception as exc:  # noqa: BLE001 - the runner itself failed: say so, and alert
         print(f"ckpt-rescue audit: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_COULD_NOT_CHECK
@@ -217,10 +223,10 @@ def _nearest(root: str) -> list:
     return nearest_paths(fs, path, limit=3, or_ancestor=True)
 
 
-def _engine(args, roots: list[str]) -> tuple[list[str], str]:
+def _engine(args, roots: list[str], workers: WarmWorkers) -> tuple[list[str], str]:
     """(Beam flags, why this engine): the user's choice, else one process for a store that lives in this
     process (memory://) and for small local trees (found by a walk that stops at the limit), else a
-    worker process per core."""
+    worker process per core, started now (`workers`) so that they import Beam while this process does."""
     in_process = [url for url in roots + [args.report_dir] if store_for(url).in_process]
     if in_process:
         return beam_flags.audit_flags(args.beam_args, args.profile, in_memory_storage=True), \
@@ -229,6 +235,8 @@ def _engine(args, roots: list[str]) -> tuple[list[str], str]:
         return beam_flags.audit_flags(args.beam_args, args.profile), "as chosen"
     size = preflight.local_tree_size(roots, args.small_tree_files, SMALL_TREE_BYTES)
     small = size is not None and not size.over
+    if not small and not args.detach:
+        workers.start(os.cpu_count() or 1)
     flags = beam_flags.audit_flags(args.beam_args, args.profile, small_tree=small)
     limits = f"{args.small_tree_files} files or {SMALL_TREE_BYTES >> 30} GiB"
     if size is None:

@@ -109,12 +109,13 @@ def fewer_malloc_arenas() -> None:
         mallopt(M_ARENA_MAX, int(arenas))
 
 
-def run(roots: list[str], settings: AuditSettings, meta: dict, options):
-    """Build and run; returns the PipelineResult after the run finishes."""
+def run(roots: list[str], settings: AuditSettings, meta: dict, options, runner=None):
+    """Build and run (with `runner`, else the one the options name); returns the PipelineResult after
+    the run finishes."""
     fewer_malloc_arenas()
     collect_less()        # the launcher runs the whole audit itself on a small tree
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WorkerStartupNoise())
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=runner, options=options)
     build(pipeline, roots, settings, meta)
     result = pipeline.run()
     result.wait_until_finish()

@@ -1,0 +1,222 @@
+"""Local worker processes started before the launcher needs them.
+
+A local audit with worker processes starts each one when its first stage runs, and each then spends
+about a second importing Beam and this project before it does any work: on a night whose directories
+are mostly carried forward, an eighth of the run (BENCHMARKS.md, 2026-12-07). Instead, the launcher starts
+them as soon as it knows it will use them, and they import while it imports Beam and builds the
+pipeline, then wait.
+
+Beam still starts its workers with a command (a SubprocessSDKEnvironment). The command is this module's
+`connect`. It hands its environment (the control and logging endpoints and the pipeline options that Beam
+gives a worker) to a waiting process over a Unix socket, waits for that worker to finish, and exits with
+its exit code. When no waiting process answers, `connect` execs Beam's own worker, so a run never depends
+on the pool. A waiting process dies with the launcher (PR_SET_PDEATHSIG on Linux), and the launcher ends
+any it did not use.
+
+Only the standard library is imported at module level: `connect` runs once per worker, and it should
+cost a Python start, not a Beam import.
+"""
+
+import ctypes
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+READY = b"k"                 # a waiting process has imported everything and takes this connection
+SOCKET_GLOB = "worker-*.sock"
+TAKEN = ".taken"             # a taken worker's socket is renamed so (no one else can connect; the launcher sees it)
+BEAM_WORKER = "apache_beam.runners.worker.sdk_worker_main"
+PR_SET_PDEATHSIG = 1          # prctl(2)
+MODULE = __spec__.name        # pipeline.warm_workers, also when run with -m (where __name__ is __main__)
+ENDED_WITHIN = 10.0           # seconds the launcher gives a worker to exit before it is killed
+log = logging.getLogger(__name__)
+
+
+class WarmWorkers:
+    """The launcher's side: `start(count)` before importing Beam, `runner()` and `flags()` for the
+    pipeline, and ending (a context manager) whatever was started."""
+
+    def __init__(self):
+        self.directory = None
+        self.processes = []      # (process, its socket)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def started(self) -> bool:
+        return bool(self.processes)
+
+    def start(self, count: int) -> None:
+        """Start `count` worker processes that import Beam and this project and wait to be used."""
+        self.directory = tempfile.mkdtemp(prefix="ckpt-rescue-workers-")
+        for number in range(count):
+            path = os.path.join(self.directory, SOCKET_GLOB.replace("*", str(number)))
+            self.processes.append((subprocess.Popen([sys.executable, "-m", MODULE, "serve", path, str(os.getpid())],
+                                                    stdin=subprocess.DEVNULL), path))
+
+    def command(self) -> str:
+        """What Beam runs to start a worker (with a shell)."""
+        return subprocess.list2cmdline([sys.executable, "-m", MODULE, "connect", self.directory])
+
+    def flags(self, flags: list[str]) -> list[str]:
+        """Beam flags for the runner() below: the worker count kept, and the mode left to its default, since
+        `multi_processing` makes FnApiRunner start workers with its own command instead of ours."""
+        if not self.started:
+            return flags
+        return [flag for flag in flags if not flag.startswith("--direct_running_mode")]
+
+    def runner(self):
+        """An FnApiRunner whose workers are started with command(), or None (Beam's runner from the flags)."""
+        if not self.started:
+            return None
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+        logging.getLogger(fn_runner.__name__).addFilter(_NotInMemory())
+        return fn_runner.FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(self.command()))
+
+    def close(self) -> None:
+        """Workers that ran exit when Beam closes them; those never used are ended here. Each is waited
+        for, so its CPU is the launcher's children's."""
+        for process, path in self.processes:
+            if process.poll() is None and not os.path.exists(path + TAKEN):     # starting, or waiting
+                process.terminate()
+        for process, _ in self.processes:
+            try:
+                process.wait(ENDED_WITHIN)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+class _NotInMemory(logging.Filter):
+    """FnApiRunner warns that several workers want `multi_processing`; ours are worker processes already."""
+
+    def filter(self, record):
+        return "direct_num_workers is not equal to 1" not in record.getMessage()
+
+
+# --- a waiting worker process ---------------------------------------------------------------------------
+
+def serve(path: str, launcher_pid: int) -> int:
+    """Listen at `path`, import everything a worker needs, take one connection and run Beam's worker
+    with the environment it sends."""
+    _die_with_launcher(launcher_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C ends the launcher, and the launcher ends this
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    from apache_beam.runners.worker import sdk_worker_main
+
+    from . import audit_pipeline     # and with it every transform the workers unpickle
+
+    audit_pipeline.fewer_malloc_arenas()     # as the launcher's environment would have set at this process's start
+    connection, _ = listener.accept()
+    os.rename(path, path + TAKEN)
+    listener.close()
+    connection.sendall(READY)
+    try:
+        environment = json.loads(_receive(connection))
+    except ConnectionError:     # the command that took it was ended before it sent anything
+        return 1
+    os.environ.clear()
+    os.environ.update(environment)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    code = 0
+    try:
+        sdk_worker_main.main(sys.argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - as Beam's worker would, end with a traceback and code 1
+        log.exception("the worker failed")
+        code = 1
+    connection.sendall(bytes([code & 0xFF]))
+    return code
+
+
+def _die_with_launcher(launcher_pid: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):     # not Linux: the launcher still ends it when the run ends
+        pass
+    if os.getppid() != launcher_pid:      # the launcher died before the line above
+        raise SystemExit(0)
+
+
+def _receive(connection) -> bytes:
+    (size,) = struct.unpack(">Q", _exactly(connection, 8))
+    return _exactly(connection, size)
+
+
+def _exactly(connection, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = connection.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the connection closed early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+# --- the command Beam runs -------------------------------------------------------------------------------
+
+def connect(directory: str) -> int:
+    """Hand this process's environment to a waiting worker and wait for its exit code; without one, become
+    Beam's own worker. Workers are tried from this worker's number (Beam's WORKER_ID) on, so that several
+    starting at once do not all queue at the first."""
+    paths = sorted(glob.glob(os.path.join(glob.escape(directory), SOCKET_GLOB)))
+    digits = "".join(c for c in os.environ.get("WORKER_ID", "") if c.isdigit())
+    first = int(digits) % len(paths) if digits and paths else 0
+    for path in paths[first:] + paths[:first]:
+        connection = _taken(path)
+        if connection is None:
+            continue
+        payload = json.dumps(dict(os.environ)).encode()
+        connection.sendall(struct.pack(">Q", len(payload)) + payload)
+        code = connection.recv(1)
+        return code[0] if code else 1
+    os.execv(sys.executable, [sys.executable, "-m", BEAM_WORKER])
+    return 1    # not reached
+
+
+def _taken(path: str):
+    """A connection to the waiting worker at `path`, or None if it is gone or another took it."""
+    connection = socket.socket(socket.AF_UNIX)
+    try:
+        connection.connect(path)
+        if connection.recv(1) == READY:
+            return connection
+    except OSError:
+        pass
+    connection.close()
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"] and len(argv) == 3:
+        return serve(argv[1], int(argv[2]))
+    if argv[:1] == ["connect"] and len(argv) == 2:
+        return connect(argv[1])
+    print(f"usage: python -m {MODULE} serve SOCKET LAUNCHER_PID | connect DIRECTORY", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""Worker processes started ahead of the pipeline (pipeline/warm_workers.py), run through Beam's real
+FnApiRunner: the stages run in the started processes, a worker without a waiting process is Beam's own,
+and processes never used are ended, by the launcher or with it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.warm_workers import WarmWorkers
+
+pytestmark = pytest.mark.slow
+GONE_WITHIN = 60.0      # seconds: how long a process may take to be reaped on a loaded machine
+
+
+def _run_through(workers: WarmWorkers, out, num_workers: int) -> None:
+    """A two-stage pipeline whose second stage records, per element, the command line of its process."""
+    flags = workers.flags([f"--direct_num_workers={num_workers}", "--direct_running_mode=multi_processing"])
+    with beam.Pipeline(runner=workers.runner(), options=PipelineOptions(flags)) as p:
+        _ = (p | beam.Create(range(40)) | beam.Reshuffle()
+             | beam.Map(lambda n, out: open(os.path.join(out, f"{os.getpid()}-{n}"), "wb").write(
+                 open(f"/proc/{os.getpid()}/cmdline", "rb").read()), str(out)))
+
+
+def _writers(out) -> dict:
+    """pid -> command line of every process that ran the second stage."""
+    return {name.split("-")[0]: (out / name).read_bytes() for name in os.listdir(out)}
+
+
+def test_the_stages_run_in_the_processes_started_ahead(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with WarmWorkers() as workers:
+        workers.start(2)
+        started = {str(process.pid) for process, _ in workers.processes}
+        _run_through(workers, out, 2)
+        writers = _writers(out)
+        assert writers and set(writers) <= started
+        assert all(b"pipeline.warm_workers\0serve" in cmdline for cmdline in writers.values())
+        # each was used and ended when Beam closed it, with code 0: none is left for close() to end
+        assert [process.wait(GONE_WITHIN) for process, _ in workers.processes] == [0, 0]
+        directory = workers.directory
+        assert sorted(os.listdir(directory)) == ["worker-0.sock.taken", "worker-1.sock.taken"]
+    assert not os.path.exists(directory)
+
+
+def test_a_worker_with_no_process_waiting_is_beams_own(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with WarmWorkers() as workers:
+        workers.start(1)
+        _run_through(workers, out, 2)
+        writers = _writers(out)
+        assert writers     # and the run finished: Beam waits for both workers to connect
+        assert all(b"pipeline.warm_workers\0serve" in c or b"apache_beam.runners.worker.sdk_worker_main" in c
+                   for c in writers.values())
+        assert workers.processes[0][0].wait(GONE_WITHIN) == 0
+
+
+def test_without_a_start_the_runner_is_the_flags_own():
+    workers = WarmWorkers()
+    flags = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert workers.runner() is None and workers.flags(flags) == flags
+    workers.close()
+
+
+def test_processes_never_used_are_ended_by_the_launcher():
+    workers = WarmWorkers()
+    workers.start(2)
+    processes = [process for process, _ in workers.processes]
+    directory = workers.directory
+    workers.close()
+    assert all(process.returncode == -signal.SIGTERM for process in processes)
+    assert not os.path.exists(directory) and workers.processes == []
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)   # a zombie
+    except FileNotFoundError:
+        return True
+
+
+def test_processes_die_with_a_launcher_that_dies():
+    """A launcher killed before it could end them: they must not wait for ever."""
+    launcher = subprocess.run(
+        [sys.executable, "-c", "import os; from pipeline.warm_workers import WarmWorkers\n"
+                               "w = WarmWorkers(); w.start(2)\n"
+                               "print(' '.join(str(p.pid) for p, _ in w.processes), flush=True)\n"
+                               "os.kill(os.getpid(), 9)"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert launcher.returncode == -signal.SIGKILL
+    pids = [int(pid) for pid in launcher.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + GONE_WITHIN
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_gone(pid) for pid in pids)
+
+
+def test_the_command_says_how_it_is_used():
+    done = subprocess.run([sys.executable, "-m", "pipeline.warm_workers"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 2 and "usage: python -m pipeline.warm_workers serve" in done.stderr
