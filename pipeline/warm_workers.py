@@ -124,7 +124,7 @@ def serve(path: str, launcher_pid: int) -> int:
     listener.listen(1)
     from apache_beam.runners.worker import sdk_worker_main
 
-    from . import audit_pipeline     # and with it every transform the workers unpickle
+    from . import audit_pipeline  # and with it every transform the workers unpickle
 
     audit_pipeline.fewer_malloc_arenas()     # as the launcher's environment would have set at this process's start
     connection, _ = listener.accept()
