@@ -17,6 +17,7 @@ Only the standard library is imported at module level: `connect` runs once per w
 cost a Python start, not a Beam import.
 """
 
+import atexit
 import ctypes
 import glob
 import json
@@ -150,6 +151,17 @@ def serve(path: str, launcher_pid: int) -> int:
     return code
 
 
+def _exit_now(code: int) -> None:
+    """A worker's run is over: exit-time functions run (logging's flush, and any registered), and the rest
+    of the interpreter's shutdown is skipped (joining Beam's thread pools, freeing every module). It took
+    0.4 s, which the launcher, waiting for its children so that their CPU is counted, spent idle
+    (BENCHMARKS.md, 2026-12-07). CPython runs the same functions at a normal exit."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _die_with_launcher(launcher_pid: int) -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -211,7 +223,7 @@ def _taken(path: str):
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["serve"] and len(argv) == 3:
-        return serve(argv[1], int(argv[2]))
+        _exit_now(serve(argv[1], int(argv[2])))
     if argv[:1] == ["connect"] and len(argv) == 2:
         return connect(argv[1])
     print(f"usage: python -m {MODULE} serve SOCKET LAUNCHER_PID | connect DIRECTORY", file=sys.stderr)

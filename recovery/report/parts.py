@@ -16,6 +16,8 @@ import json
 import os
 import uuid
 
+import orjson
+
 from .. import storage
 from ..records import ERROR, NEEDS_A_PERSON
 from .promote import promote_line
@@ -63,17 +65,30 @@ def write_part(fs, directory: str, output: str, keyed_lines: list) -> str:
     path = f"{directory.rstrip('/')}/{stem}-{uuid.uuid4().hex[:16]}{ext}"
     keyed_lines.sort(key=lambda pair: pair[0])
     if output in KEYED:
-        text = "".join(f"{json.dumps(key)}\t{line}" for key, line in keyed_lines)
+        text = "".join(f"{_key_text(key)}\t{line}" for key, line in keyed_lines)
     else:
         text = "".join(line for _, line in keyed_lines)
     storage.write_replaceable(fs, path, text.encode("utf-8"))
     return path
 
 
+def _key_text(key: tuple) -> str:
+    """A sort key as JSON: orjson's, or json's escapes where orjson refuses a lone surrogate."""
+    try:
+        return orjson.dumps(key).decode("utf-8")
+    except TypeError:
+        return json.dumps(key)
+
+
 def split_keyed(part_line: str) -> tuple:
-    """A KEYED part line -> (its sort key as a tuple, the output's line)."""
+    """A KEYED part line -> (its sort key as a tuple, the output's line). orjson parses the key (the
+    report's last step parses one per record), json the escaped lone surrogate orjson refuses."""
     at = part_line.index("\t")
-    return tuple(json.loads(part_line[:at])), part_line[at + 1:]
+    try:
+        key = orjson.loads(part_line[:at])
+    except orjson.JSONDecodeError:
+        key = json.loads(part_line[:at])
+    return tuple(key), part_line[at + 1:]
 
 
 def directory_line(line: dict) -> tuple:

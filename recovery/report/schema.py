@@ -143,7 +143,7 @@ def record_line(record) -> str:
         line = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         line = None
-    if line is None or any(brk in line for brk in _UNICODE_BREAKS):
+    if line is None or (not line.isascii() and any(brk in line for brk in _UNICODE_BREAKS)):
         return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
     return line.decode("utf-8")
 

@@ -236,7 +236,7 @@ class Vault:
     def _find(self, under: str) -> dict:
         with storage.unavailable_if_transient(self.fs, under, "listing"):
             try:
-                return self.fs.find(under, detail=True)
+                return stores.store_for_fs(self.fs).find(self.fs, under)
             except FileNotFoundError:
                 return {}
 

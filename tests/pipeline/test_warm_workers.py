@@ -2,6 +2,7 @@
 FnApiRunner: the stages run in the started processes, a worker without a waiting process is Beam's own,
 and processes never used are ended, by the launcher or with it."""
 
+import atexit
 import os
 import signal
 import subprocess
@@ -18,13 +19,21 @@ pytestmark = pytest.mark.slow
 GONE_WITHIN = 60.0      # seconds: how long a process may take to be reaped on a loaded machine
 
 
+def _record(n: int, out: str, exits: str) -> None:
+    """Where element `n` ran (the process's command line), and a file its process writes at exit."""
+    with open(os.path.join(out, f"{os.getpid()}-{n}"), "wb") as f, open(f"/proc/{os.getpid()}/cmdline", "rb") as c:
+        f.write(c.read())
+    atexit.register(lambda path: open(path, "w").close(), os.path.join(exits, str(os.getpid())))
+
+
 def _run_through(workers: WarmWorkers, out, num_workers: int) -> None:
     """A two-stage pipeline whose second stage records, per element, the command line of its process."""
     flags = workers.flags([f"--direct_num_workers={num_workers}", "--direct_running_mode=multi_processing"])
+    (out.parent / "exits").mkdir(exist_ok=True)
     with beam.Pipeline(runner=workers.runner(), options=PipelineOptions(flags)) as p:
         _ = (p | beam.Create(range(40)) | beam.Reshuffle()
-             | beam.Map(lambda n, out: open(os.path.join(out, f"{os.getpid()}-{n}"), "wb").write(
-                 open(f"/proc/{os.getpid()}/cmdline", "rb").read()), str(out)))
+             | beam.Map(lambda n, out, exits, record: record(n, out, exits), str(out), str(out.parent / "exits"),
+                        _record))
 
 
 def _writers(out) -> dict:
@@ -42,8 +51,10 @@ def test_the_stages_run_in_the_processes_started_ahead(tmp_path):
         writers = _writers(out)
         assert writers and set(writers) <= started
         assert all(b"pipeline.warm_workers\0serve" in cmdline for cmdline in writers.values())
-        # each was used and ended when Beam closed it, with code 0: none is left for close() to end
+        # each was used and ended when Beam closed it, with code 0: none is left for close() to end; its
+        # exit-time functions ran, although it skips the rest of the interpreter's shutdown
         assert [process.wait(GONE_WITHIN) for process, _ in workers.processes] == [0, 0]
+        assert set(os.listdir(tmp_path / "exits")) == set(writers)
         directory = workers.directory
         assert sorted(os.listdir(directory)) == ["worker-0.sock.taken", "worker-1.sock.taken"]
     assert not os.path.exists(directory)

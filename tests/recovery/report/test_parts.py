@@ -68,7 +68,7 @@ def test_a_part_is_sorted_by_its_keys_not_by_its_text():
     fs = fsspec.filesystem("memory")
     path = write_part(fs, "/part-test", RECORDS, [(("b", "/b/1", ""), "second\n"), (("a", "/z", ""), "first\n")])
     assert path.startswith("/part-test/records-") and path.endswith(".jsonl")
-    assert fs.cat_file(path) == b'["a", "/z", ""]\tfirst\n["b", "/b/1", ""]\tsecond\n'
+    assert fs.cat_file(path) == b'["a","/z",""]\tfirst\n["b","/b/1",""]\tsecond\n'
     assert list(merged_lines(fs, [path], RECORDS)) == ["first\n", "second\n"]
     fs.rm("/part-test", recursive=True)
 
