@@ -36,6 +36,7 @@ SOCKET_GLOB = "worker-*.sock"
 TAKEN = ".taken"             # a taken worker's socket is renamed so (no one else can connect; the launcher sees it)
 BEAM_WORKER = "apache_beam.runners.worker.sdk_worker_main"
 PR_SET_PDEATHSIG = 1          # prctl(2)
+SOCKET_PATH_LIMIT = 108       # bytes of a Unix socket's path, its terminating NUL included (Linux)
 MODULE = __spec__.name        # pipeline.warm_workers, also when run with -m (where __name__ is __main__)
 ENDED_WITHIN = 10.0           # seconds the launcher gives a worker to exit before it is killed
 log = logging.getLogger(__name__)
@@ -61,9 +62,13 @@ class WarmWorkers:
 
     def start(self, count: int) -> None:
         """Start `count` worker processes that import Beam and this project and wait to be used."""
-        self.directory = tempfile.mkdtemp(prefix="ckpt-rescue-workers-")
-        for number in range(count):
-            path = os.path.join(self.directory, SOCKET_GLOB.replace("*", str(number)))
+        directory = tempfile.mkdtemp(prefix="ckpt-rescue-workers-")
+        paths = [os.path.join(directory, SOCKET_GLOB.replace("*", str(number))) for number in range(count)]
+        if max(len(os.fsencode(path)) for path in paths) >= SOCKET_PATH_LIMIT:    # a long TMPDIR: Beam's own workers
+            os.rmdir(directory)
+            return
+        self.directory = directory
+        for path in paths:
             self.processes.append((subprocess.Popen([sys.executable, "-m", MODULE, "serve", path, str(os.getpid())],
                                                     stdin=subprocess.DEVNULL), path))
 
@@ -121,8 +126,13 @@ def serve(path: str, launcher_pid: int) -> int:
     _die_with_launcher(launcher_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C ends the launcher, and the launcher ends this
     listener = socket.socket(socket.AF_UNIX)
-    listener.bind(path)
-    listener.listen(1)
+    try:
+        listener.bind(path)
+        listener.listen(1)
+    except OSError as exc:      # no one can connect, so Beam starts its own worker: say why, and end
+        print(f"ckpt-rescue: a worker started ahead cannot listen at {path} ({exc}); Beam starts its own",
+              file=sys.stderr)
+        return 1
     from apache_beam.runners.worker import sdk_worker_main
 
     from . import audit_pipeline  # and with it every transform the workers unpickle

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
@@ -77,6 +78,17 @@ def test_without_a_start_the_runner_is_the_flags_own():
     workers = WarmWorkers()
     flags = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     assert workers.runner() is None and workers.flags(flags) == flags
+    workers.close()
+
+
+def test_no_processes_are_started_where_a_socket_path_would_be_too_long(tmp_path, monkeypatch):
+    """A Unix socket's path holds at most 107 bytes: under a deep TMPDIR, Beam starts its own workers."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    workers = WarmWorkers()
+    workers.start(2)
+    assert not workers.started and workers.runner() is None and os.listdir(deep) == []
     workers.close()
 
 
