@@ -8,7 +8,8 @@ pipeline, then wait.
 
 Beam still starts its workers with a command (a SubprocessSDKEnvironment). The command is this module's
 `connect`. It hands its environment (the control and logging endpoints and the pipeline options that Beam
-gives a worker) to a waiting process over a Unix socket, waits for that worker to finish, and exits with
+gives a worker) to a waiting process over a Unix socket (in a directory only this user may enter, as
+mkdtemp makes it: the environment holds credentials), waits for that worker to finish, and exits with
 its exit code. When no waiting process answers, `connect` execs Beam's own worker, so a run never depends
 on the pool. A waiting process dies with the launcher (PR_SET_PDEATHSIG on Linux), and the launcher ends
 any it did not use.
@@ -23,6 +24,7 @@ import glob
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -74,7 +76,7 @@ class WarmWorkers:
 
     def command(self) -> str:
         """What Beam runs to start a worker (with a shell)."""
-        return subprocess.list2cmdline([sys.executable, "-m", MODULE, "connect", self.directory])
+        return shlex.join([sys.executable, "-m", MODULE, "connect", self.directory])
 
     def flags(self, flags: list[str]) -> list[str]:
         """Beam flags for the runner() below: the worker count kept, and the mode left to its default, since

@@ -4,6 +4,7 @@ and processes never used are ended, by the launcher or with it."""
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +43,21 @@ def _writers(out) -> dict:
     return {name.split("-")[0]: (out / name).read_bytes() for name in os.listdir(out)}
 
 
-def test_the_stages_run_in_the_processes_started_ahead(tmp_path):
+@pytest.fixture(params=["", "a 'b' $HOME "])
+def temp_root(request, monkeypatch):
+    """The default temporary directory, or one whose name a shell would read (kept short, beside the default:
+    a socket's path holds at most 107 bytes)."""
+    if not request.param:
+        yield
+        return
+    odd = tempfile.mkdtemp(prefix=request.param)
+    monkeypatch.setattr(tempfile, "tempdir", odd)
+    yield
+    shutil.rmtree(odd, ignore_errors=True)
+
+
+def test_the_stages_run_in_the_processes_started_ahead(tmp_path, temp_root):
+    """Beam runs the worker command with a shell: the sockets' directory may hold what a shell would read."""
     out = tmp_path / "out"
     out.mkdir()
     with WarmWorkers() as workers:
