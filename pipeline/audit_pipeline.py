@@ -94,6 +94,9 @@ class _WorkerStartupNoise(logging.Filter):
         return "semi_persistent_directory" not in record.getMessage()
 
 
+_WORKER_STARTUP_NOISE = _WorkerStartupNoise()     # one instance: addFilter adds it once however many runs
+
+
 M_ARENA_MAX = -8          # glibc's mallopt() parameter
 MALLOC_ARENAS = "2"
 
@@ -114,7 +117,7 @@ def run(roots: list[str], settings: AuditSettings, meta: dict, options, runner=N
     the run finishes."""
     fewer_malloc_arenas()
     collect_less()        # the launcher runs the whole audit itself on a small tree
-    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WorkerStartupNoise())
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WORKER_STARTUP_NOISE)
     pipeline = beam.Pipeline(runner=runner, options=options)
     build(pipeline, roots, settings, meta)
     result = pipeline.run()

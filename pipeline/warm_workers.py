@@ -92,7 +92,7 @@ class WarmWorkers:
         from apache_beam.runners.portability.fn_api_runner import fn_runner
         from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
-        logging.getLogger(fn_runner.__name__).addFilter(_NotInMemory())
+        logging.getLogger(fn_runner.__name__).addFilter(_NOT_IN_MEMORY)     # once: the same filter
         return fn_runner.FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(self.command()))
 
     def close(self) -> None:
@@ -118,6 +118,9 @@ class _NotInMemory(logging.Filter):
 
     def filter(self, record):
         return "direct_num_workers is not equal to 1" not in record.getMessage()
+
+
+_NOT_IN_MEMORY = _NotInMemory()
 
 
 # --- a waiting worker process ---------------------------------------------------------------------------

@@ -21,12 +21,10 @@ import posixpath
 import uuid
 from dataclasses import dataclass, field
 
-import orjson
-
 from .. import storage, stores
 from ..caches import SharedCache
 from ..records import Record
-from ..report.schema import record_from_dict, record_line
+from ..report.schema import parse_json, record_from_dict, record_line
 from ..vault.tree import canonical_directory, name_digest
 from .nightly import compact, epoch
 
@@ -181,11 +179,7 @@ class MemoryStore:
         if path.endswith(".gz"):
             data = gzip.decompress(data)
         text = b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]"   # one parse, not one a line
-        try:
-            found = orjson.loads(text)
-        except orjson.JSONDecodeError:      # a name that is not UTF-8, escaped as a lone surrogate: json reads it
-            found = json.loads(text)
-        return [record_from_dict(fields) for fields in found]
+        return [record_from_dict(fields) for fields in parse_json(text)]
 
     def read_head(self, folder: str) -> Head | None:
         try:

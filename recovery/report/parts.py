@@ -21,7 +21,7 @@ import orjson
 from .. import storage
 from ..records import ERROR, NEEDS_A_PERSON
 from .promote import promote_line
-from .schema import DIRECTORIES, FAILURES, PROMOTE, RECORDS, one_line, record_line, sort_key
+from .schema import DIRECTORIES, FAILURES, PROMOTE, RECORDS, one_line, parse_json, record_line, sort_key
 
 PARTS = "parts"                 # REPORT_DIR/parts/<run_id>/: part files while the run writes; removed at the end
 PART_LINES = 5000               # a worker holds at most this many lines per output before writing a part
@@ -81,14 +81,10 @@ def _key_text(key: tuple) -> str:
 
 
 def split_keyed(part_line: str) -> tuple:
-    """A KEYED part line -> (its sort key as a tuple, the output's line). orjson parses the key (the
-    report's last step parses one per record), json the escaped lone surrogate orjson refuses."""
+    """A KEYED part line -> (its sort key as a tuple, the output's line); the report's last step parses
+    one key per record."""
     at = part_line.index("\t")
-    try:
-        key = orjson.loads(part_line[:at])
-    except orjson.JSONDecodeError:
-        key = json.loads(part_line[:at])
-    return tuple(key), part_line[at + 1:]
+    return tuple(parse_json(part_line[:at])), part_line[at + 1:]
 
 
 def directory_line(line: dict) -> tuple:

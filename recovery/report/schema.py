@@ -148,6 +148,15 @@ def record_line(record) -> str:
     return line.decode("utf-8")
 
 
+def parse_json(text):
+    """JSON text (str or UTF-8 bytes) parsed by orjson, or by json where orjson refuses it: json.dumps
+    escapes a name that is not UTF-8 as a lone surrogate, which orjson does not read."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 
 
