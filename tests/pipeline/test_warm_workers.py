@@ -125,17 +125,29 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_processes_die_with_a_launcher_that_dies():
-    """A launcher killed before it could end them: they must not wait for ever."""
-    launcher = subprocess.run(
-        [sys.executable, "-c", "import os; from pipeline.warm_workers import WarmWorkers\n"
-                               "w = WarmWorkers(); w.start(2)\n"
-                               "print(' '.join(str(p.pid) for p, _ in w.processes), flush=True)\n"
-                               "os.kill(os.getpid(), 9)"],
-        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+@pytest.mark.parametrize("when", ["starting", "waiting"])
+def test_processes_die_with_a_launcher_that_dies(tmp_path, when):
+    """A launcher killed before it could end them: they must not wait for ever, whether it died while they
+    were starting (they find their parent gone) or once they wait (the kernel ends them: PR_SET_PDEATHSIG).
+    The launcher's output goes to a file: a pipe would be held open by any process that outlived it."""
+    script = ("import os, time\nfrom pipeline.warm_workers import WarmWorkers\n"
+              "w = WarmWorkers(); w.start(2)\n"
+              "print(' '.join(str(p.pid) for p, _ in w.processes), flush=True)\n")
+    if when == "waiting":    # both listen once their sockets exist, past the line that ties them to this process
+        script += (f"deadline = time.monotonic() + {GONE_WITHIN}\n"
+                   "while not all(os.path.exists(path) for _, path in w.processes) and time.monotonic() < deadline:\n"
+                   "    time.sleep(0.05)\n"
+                   "print('waiting' if all(os.path.exists(path) for _, path in w.processes) else 'late', flush=True)\n")
+    script += "os.kill(os.getpid(), 9)"
+    with open(tmp_path / "out", "w") as out:
+        launcher = subprocess.run([sys.executable, "-c", script], stdout=out, stderr=subprocess.DEVNULL,
+                                  cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert launcher.returncode == -signal.SIGKILL
-    pids = [int(pid) for pid in launcher.stdout.split()]
+    said = (tmp_path / "out").read_text().split("\n")
+    pids = [int(pid) for pid in said[0].split()]
     assert len(pids) == 2
+    if when == "waiting":
+        assert said[1] == "waiting"
     deadline = time.monotonic() + GONE_WITHIN
     while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
