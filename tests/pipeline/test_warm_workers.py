@@ -132,7 +132,7 @@ def test_processes_die_with_a_launcher_that_dies(tmp_path, when):
     The launcher's output goes to a file: a pipe would be held open by any process that outlived it."""
     script = ("import os, time\nfrom pipeline.warm_workers import WarmWorkers\n"
               "w = WarmWorkers(); w.start(2)\n"
-              "print(' '.join(str(p.pid) for p, _ in w.processes), flush=True)\n")
+              "print(' '.join(str(p.pid) for p, _ in w.processes), w.directory, flush=True)\n")
     if when == "waiting":    # both listen once their sockets exist, past the line that ties them to this process
         script += (f"deadline = time.monotonic() + {GONE_WITHIN}\n"
                    "while not all(os.path.exists(path) for _, path in w.processes) and time.monotonic() < deadline:\n"
@@ -144,13 +144,15 @@ def test_processes_die_with_a_launcher_that_dies(tmp_path, when):
                                   cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert launcher.returncode == -signal.SIGKILL
     said = (tmp_path / "out").read_text().split("\n")
-    pids = [int(pid) for pid in said[0].split()]
+    *pids, directory = said[0].split()
+    pids = [int(pid) for pid in pids]
     assert len(pids) == 2
     if when == "waiting":
         assert said[1] == "waiting"
     deadline = time.monotonic() + GONE_WITHIN
     while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
+    shutil.rmtree(directory, ignore_errors=True)     # a launcher killed outright leaves its sockets' directory
     assert all(_gone(pid) for pid in pids)
 
 
