@@ -118,9 +118,9 @@ def audit_flags(beam_args: list[str], profile: str | None, in_memory_storage: bo
 
 
 def pipeline_options(flags: list[str]):
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from .viewed_options import OptionsViewedOnce
 
-    return PipelineOptions(flags)
+    return OptionsViewedOnce(flags)
 
 
 def describe(flags: list[str]) -> str:
