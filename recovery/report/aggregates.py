@@ -55,24 +55,34 @@ class Totals:
              "salvageable", "carried", "not_followed")
 
     def add(self, record) -> "Totals":
-        status, root = record.status, record.root
+        """Fold one record in. The nested entries are made only for a status, kind or root not seen
+        before (a record at a time, a hundred thousand a night: setdefault's argument was made for each)."""
+        status, root, kind = record.status, record.root, record.kind
+        data_bytes, scanned = record.data_bytes, record.bytes_scanned
         self.records += 1
         self.counts[status] += 1
-        self.kinds[record.kind] += 1
-        self.per_kind.setdefault(record.kind, Counter())[status] += 1
-        entry = self.per_root.setdefault(root, {"records": 0, "counts": Counter()})
+        self.kinds[kind] += 1
+        by_kind = self.per_kind.get(kind)
+        if by_kind is None:
+            by_kind = self.per_kind[kind] = Counter()
+        by_kind[status] += 1
+        entry = self.per_root.get(root)
+        if entry is None:
+            entry = self.per_root[root] = {"records": 0, "counts": Counter()}
         entry["records"] += 1
         entry["counts"][status] += 1
-        per = self.per_status.setdefault(status, empty_status_entry())
+        per = self.per_status.get(status)
+        if per is None:
+            per = self.per_status[status] = empty_status_entry()
         per["records"] += 1
-        per["data_bytes"] += record.data_bytes
-        per["bytes_scanned"] += record.bytes_scanned
+        per["data_bytes"] += data_bytes
+        per["bytes_scanned"] += scanned
         per["seconds"] += record.seconds or 0.0
-        self.data_bytes += record.data_bytes
-        self.bytes_scanned += record.bytes_scanned
+        self.data_bytes += data_bytes
+        self.bytes_scanned += scanned
         self.salvageable += bool(field_of(record, "salvage"))
         if status == REBUILT:
-            self.rebuilt_data_bytes += record.data_bytes
+            self.rebuilt_data_bytes += data_bytes
             if record.staged:
                 self.staged_indexes += 1
             else:
@@ -84,7 +94,7 @@ class Totals:
             self.changes["deleted" if status == DELETED and change == NEW else change] += 1
         if field_of(record, "carried_from", ""):
             self.carried += 1
-        if record.kind == LISTING and record.source:
+        if kind == LISTING and record.source:
             self.not_followed += 1
             self.not_followed_where = sorted([*self.not_followed_where, f"{record.prefix} -> {record.source}"]
                                              )[:NOT_FOLLOWED_SHOWN]
