@@ -96,13 +96,17 @@ def restager(vault, report_dir: str, present):
         if vault is None:
             raise CannotCarry(f"{record.prefix}: its staged index is not kept anywhere (no --vault)")
         sha = _kept_sha(record)
-        now = present(record.prefix) if sha is None else None      # only what an unnamed copy is matched by
-        for entry in vault.entries(record.prefix):
-            if entry.index_sha256 == sha or (
-                    sha is None and entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES):
-                staged = storage.display(report_fs, stage_index(report_fs, report_path, record.prefix,
-                                                                vault.read_index(entry)))
-                return dataclasses.replace(record, index_path=staged, command=_tonight(record, shown_report, staged))
-        raise CannotCarry(f"{record.prefix}: the vault holds no copy of the index it staged")
+        if sha is not None:
+            named = vault.entry(record.prefix, sha)
+            found = [named] if named is not None else []
+        else:                       # an older record: the copy is matched by the data files listed now
+            now = present(record.prefix)
+            found = [entry for entry in vault.entries(record.prefix)
+                     if entry.origin == ORIGIN_REBUILT and relation(entry, now).kind == SAME_FILES][:1]
+        if not found:
+            raise CannotCarry(f"{record.prefix}: the vault holds no copy of the index it staged")
+        staged = storage.display(report_fs, stage_index(report_fs, report_path, record.prefix,
+                                                        vault.read_index(found[0])))
+        return dataclasses.replace(record, index_path=staged, command=_tonight(record, shown_report, staged))
 
     return restage

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import posixpath
+import re
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .entry import ORIGINS, VaultEntry, iso_utc, shard_records
 MARKER = "ckpt-rescue-vault.json"
 MARKER_FORMAT = "ckpt-rescue-vault/1"
 TREE = "v1"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _LAYOUT = "v1/<sha256 of directory URL>/<sha256 of prefix URL>/<sha256 of index>.index and .json"
 
 _entries_read = SharedCache(4096)    # (vault, .json path, size, identity) -> VaultEntry; entries never change
@@ -202,6 +204,20 @@ class Vault:
         if prefix in self.hidden:
             return []
         return _newest_first(self._committed(self._prefix_path(prefix, directory)).get(prefix, []))
+
+    def entry(self, prefix_url: str, sha: str) -> VaultEntry | None:
+        """The committed entry of one prefix whose index has sha256 `sha`, or None. Read by its name (an
+        entry is stored under its index's checksum), without listing the prefix: a carried night asks
+        this of every staged rebuild it stages again."""
+        prefix, directory = canonical_prefix(prefix_url)
+        if prefix in self.hidden or not _SHA256_HEX.fullmatch(sha):
+            return None
+        base = posixpath.join(self._prefix_path(prefix, directory), sha)
+        found = self._read_entry(base + ".json")
+        if found is None or found.prefix != prefix or found.index_sha256 != sha or \
+                not storage.fresh_exists(self.fs, base + ".index"):
+            return None
+        return found
 
     def directory_entries(self, directory_url: str) -> dict[str, list[VaultEntry]]:
         """prefix -> its committed entries, newest first, for every prefix the vault holds in one directory

@@ -190,6 +190,25 @@ def test_an_index_without_its_entry_is_not_in_the_vault_until_a_keep_commits_it(
     assert [e.run_id for e in vault.entries("/data/run/ckpt-3")] == ["run-2"]
 
 
+@pytest.mark.parametrize("scheme", ["local", "gs"])
+def test_an_entry_named_by_its_checksum_is_read_without_listing_and_only_when_committed(
+        scheme, tmp_path, request, index_bytes):
+    """What a carried night asks for every staged rebuild: the entry of one index by its sha256. The one
+    entries() lists, and nothing for another checksum, a hidden prefix, a name that is no checksum, or
+    an entry whose index is gone (not committed)."""
+    vault = Vault.open(_vault_url(scheme, tmp_path, request), create=True)
+    data, other = index_bytes
+    kept = vault.keep("/data/run/ckpt-3", data, _shards(), ORIGIN_REBUILT, WHEN, "run-1").entry
+    assert vault.entry("/data/run/ckpt-3", _sha(data)) == kept == vault.entries("/data/run/ckpt-3")[0]
+    assert vault.read_index(vault.entry("/data/run/ckpt-3", _sha(data))) == data
+    assert vault.entry("/data/run/ckpt-3", _sha(other)) is None
+    assert vault.entry("/data/run/ckpt-4", _sha(data)) is None
+    assert vault.without("/data/run/ckpt-3").entry("/data/run/ckpt-3", _sha(data)) is None
+    assert vault.entry("/data/run/ckpt-3", "../" + _sha(data)[3:]) is None
+    vault.fs.rm_file(kept.index_location)
+    assert vault.entry("/data/run/ckpt-3", _sha(data)) is None and vault.entries("/data/run/ckpt-3") == []
+
+
 def test_a_stored_copy_that_is_not_its_bytes_is_refused_and_never_overwritten(tmp_path, index_bytes):
     vault = Vault.open(str(tmp_path / "vault"), create=True)
     data, _ = index_bytes
