@@ -67,8 +67,7 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
                         | f"Tally ({source})" >> beam.ParDo(Tally())) for source, made in batches.items()}
     extra = {}
     if nightly is not None:
-        extra = {"directories": tuple(lines) | "All directory lines" >> beam.Flatten(),
-                 "night": tuple(nights) | "All night counts" >> beam.Flatten()}
+        extra = {"directories": tuple(lines), "night": tuple(nights)}     # each reported where it is made
     _ = records | "Report" >> WriteReports(settings.report_dir, meta, **extra)
     return records
 

@@ -232,8 +232,8 @@ class WriteReports(beam.PTransform):
         self.report_dir = report_dir
         self.meta = meta
         self.finished = finished      # the report's finish time (epoch seconds); None: when its last step runs
-        self.directories = directories   # a nightly run's directory lines (PCollection of dicts), or None
-        self.night = night               # ... and its NightCounts (PCollection), or None
+        self.directories = directories   # a nightly run's directory lines (PCollections of dicts), or None
+        self.night = night               # ... and its NightCounts (PCollections), or None
 
     def expand(self, record_sets):
         if isinstance(record_sets, beam.PCollection):
@@ -245,13 +245,12 @@ class WriteReports(beam.PTransform):
                            | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
             claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(_claims_of))
             counted.append(records | f"Aggregate ({name})" >> beam.ParDo(AggregateBundle()))
-        if self.directories is not None:
-            written.append(self.directories
-                           | "Write parts (directories)" >> beam.ParDo(WriteDirectoryParts(parts_dir))
+        for n, lines in enumerate(_several(self.directories)):     # each written in the stage that made it
+            written.append(lines | f"Write parts (directories {n})" >> beam.ParDo(WriteDirectoryParts(parts_dir))
                            .with_output_types(Part))
+        for n, counts in enumerate(_several(self.night)):        # merged with the aggregates, a stage of its own less
+            counted.append(counts | f"Key night counts {n}" >> beam.Map(lambda night: (NIGHT_COUNTS, night)))
         written = tuple(written) | "All parts" >> beam.Flatten()
-        night = [] if self.night is None else [beam.pvalue.AsSingleton(
-            self.night | "Night counts" >> beam.CombineGlobally(_Fold(NightCounts)))]
 
         claims = tuple(claim_sets) | "All claims" >> beam.Flatten()
         claimed = claims | "Claimed prefixes" >> beam.Keys()
@@ -266,22 +265,35 @@ class WriteReports(beam.PTransform):
         merged = ((*counted, resolutions)
                   | "All aggregates" >> beam.Flatten()
                   | "Merge aggregates" >> beam.CombinePerKey(_Merge()))
-        overview = merged | "Overview" >> beam.CombineGlobally(_Fold(aggregates.Overview))
+        overview = merged | "Overview" >> beam.CombineGlobally(_Fold(aggregates.Overview)).without_defaults()
 
         return (next(iter(record_sets.values())).pipeline
                 | "Once" >> beam.Create([None])
-                | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished, *night,
-                                                   overview=beam.pvalue.AsSingleton(overview),
+                | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished,
+                                                   self.night is not None,
+                                                   overview=beam.pvalue.AsSingleton(
+                                                       overview, default_value=aggregates.Overview()),
                                                    parts=beam.pvalue.AsList(written)))
+
+
+NIGHT_COUNTS = ("night",)      # the key a nightly run's NightCounts are merged under with the report's aggregates
+
+
+def _several(collections) -> tuple:
+    """None, one PCollection or several -> a tuple of them."""
+    if collections is None:
+        return ()
+    return (collections,) if isinstance(collections, beam.PCollection) else tuple(collections)
 
 
 def _claims_of(batch) -> list:
     return [claim for record in batch for claim in latest.state_claims(record)]
 
 
-def _finish(_, report_dir, meta, finished, night=None, *, overview, parts):
+def _finish(_, report_dir, meta, finished, nightly=False, *, overview, parts):
     if finished is None:     # now, on the run's clock (the launcher's --now moves it)
         finished = time.time() + meta.get("clock_offset", 0.0)
+    night = overview.others.get(NIGHT_COUNTS[0], NightCounts()) if nightly else None   # zeros: nothing listed
     summary = files.finish(report_dir, meta, finished, overview, list(parts), night)
     if meta.get("vault"):
         try:

@@ -344,6 +344,8 @@ class Overview:
     cause_count: int = 0
     largest: Largest = dataclasses.field(default_factory=Largest)
     changed: dict = dataclasses.field(default_factory=dict)      # change group -> Changed
+    others: dict = dataclasses.field(default_factory=dict)       # kind -> an aggregate made elsewhere, merged as
+    #                                                              it is (a nightly run's counts of directories)
 
     def add(self, keyed) -> "Overview":
         key, aggregate = keyed
@@ -359,7 +361,13 @@ class Overview:
             self.largest.merge([aggregate])
         elif key[0] == CHANGE:
             self.changed.setdefault(key[1], Changed()).merge([aggregate])
+        else:
+            self._merge_other(key[0], aggregate)
         return self
+
+    def _merge_other(self, kind: str, aggregate) -> None:
+        held = self.others.get(kind)
+        self.others[kind] = type(aggregate)().merge([aggregate]) if held is None else held.merge([aggregate])
 
     def merge(self, others) -> "Overview":
         for other in others:
@@ -371,6 +379,8 @@ class Overview:
             self.largest.merge([other.largest])
             for group, aggregate in other.changed.items():
                 self.changed.setdefault(group, Changed()).merge([aggregate])
+            for kind, aggregate in other.others.items():
+                self._merge_other(kind, aggregate)
         return self
 
     def runs(self) -> list:

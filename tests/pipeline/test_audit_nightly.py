@@ -230,6 +230,7 @@ def test_a_fresh_copy_and_an_empty_root_are_loud(family_copy, tmp_path):
     assert night.code == 4
     assert night.out.splitlines()[0].startswith("WARNING: nothing was judged")
     assert any(f"no checkpoint found under {empty}" in w for w in night.summary["warnings"])
+    assert night.summary["directories"] == {"listed": 0, "carried": 0, "judged": 0, "gone": 0}   # counted: none
     assert 'id="warnings"' in open(os.path.join(night.report, "report.html")).read()
 
     root, runs = _tree(family_copy, tmp_path, "keras3_adam")

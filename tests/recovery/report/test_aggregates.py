@@ -189,3 +189,22 @@ def test_the_overview_shows_the_runs_and_causes_a_person_needs_first_and_counts_
     merged = Overview().merge(halves)
     assert (merged.totals, merged.run_count, merged.cause_count) == (whole.totals, whole.run_count, whole.cause_count)
     assert (merged.runs(), merged.causes(), merged.rebuilt()) == (whole.runs(), whole.causes(), whole.rebuilt())
+
+
+def test_an_aggregate_of_a_kind_made_elsewhere_is_merged_into_the_overview_by_its_own_merge():
+    """A nightly run's counts of directories come to the overview keyed ("night",) beside the records'
+    aggregates: summed however they were split, in any order, and what was added is left as it was."""
+    from recovery.memory.nightly import NightCounts
+
+    counts = [NightCounts(listed=1, carried=1), NightCounts(listed=1, judged=1, kept=2, kept_bytes=300),
+              NightCounts(gone=1)]
+    whole = Overview()
+    for each in counts:
+        whole.add((("night",), each))
+    halves = [Overview().add((("night",), counts[0])), Overview().add((("night",), counts[2]))
+              .add((("night",), counts[1]))]
+    merged = Overview().merge(halves)
+    expected = NightCounts(listed=2, carried=1, judged=1, gone=1, kept=2, kept_bytes=300)
+    assert whole.others == {"night": expected} and merged.others == {"night": expected}
+    assert counts[0] == NightCounts(listed=1, carried=1) and pickle.loads(pickle.dumps(whole)).others == whole.others
+    assert Overview().others == {} and whole.totals == Overview().totals      # nothing else counted
