@@ -39,17 +39,33 @@ READ_BACK = 100              # copies per tree that TensorFlow restores before a
 
 # `python -m pipeline`, plus a clock around FnApiRunner._execute_bundle (one call per fused stage).
 PIPELINE = r'''
-import atexit, json, runpy, sys, time
-from apache_beam.runners.portability.fn_api_runner import fn_runner
+import atexit, importlib.abc, importlib.util, json, runpy, sys, time
+FN_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner"
 stages = []
-execute_bundle = fn_runner.FnApiRunner._execute_bundle
-def timed(self, context, manager, bundle_input):
-    started = time.perf_counter()
-    try:
-        return execute_bundle(self, context, manager, bundle_input)
-    finally:
-        stages.append(([t.unique_name for t in manager.stage.transforms], time.perf_counter() - started))
-fn_runner.FnApiRunner._execute_bundle = timed
+def instrument(fn_runner):
+    execute_bundle = fn_runner.FnApiRunner._execute_bundle
+    def timed(self, context, manager, bundle_input):
+        started = time.perf_counter()
+        try:
+            return execute_bundle(self, context, manager, bundle_input)
+        finally:
+            stages.append(([t.unique_name for t in manager.stage.transforms], time.perf_counter() - started))
+    fn_runner.FnApiRunner._execute_bundle = timed
+class WhenImported(importlib.abc.MetaPathFinder):
+    """Instrument Beam's runner when the audit imports it: importing it here would import Beam before
+    the launcher does, and so before it starts its worker processes (pipeline/warm_workers.py)."""
+    def find_spec(self, name, path, target=None):
+        if name != FN_RUNNER:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module = spec.loader.exec_module
+        def exec_and_instrument(module):
+            exec_module(module)
+            instrument(module)
+        spec.loader.exec_module = exec_and_instrument
+        return spec
+sys.meta_path.insert(0, WhenImported())
 atexit.register(lambda: print("STAGES " + json.dumps(stages), file=sys.stderr, flush=True))
 runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 '''
