@@ -3,16 +3,18 @@
 A local audit with worker processes starts each one when its first stage runs, and each then spends
 about a second importing Beam and this project before it does any work: on a night whose directories
 are mostly carried forward, an eighth of the run (BENCHMARKS.md, 2026-12-07). Instead, the launcher starts
-them as soon as it knows it will use them, and they import while it imports Beam and builds the
-pipeline, then wait.
+one process as soon as it knows it will use workers. It listens at one socket per worker, imports Beam
+and this project while the launcher imports them, and then forks one worker per socket, which waits.
+The workers share that one import (a second import beside the launcher's was most of the CPU the two
+cores had to share before the first stage; fork copies the imported modules' pages only when written).
 
 Beam still starts its workers with a command (a SubprocessSDKEnvironment). The command is this module's
 `connect`. It hands its environment (the control and logging endpoints and the pipeline options that Beam
-gives a worker) to a waiting process over a Unix socket (in a directory only this user may enter, as
+gives a worker) to a waiting worker over a Unix socket (in a directory only this user may enter, as
 mkdtemp makes it: the environment holds credentials), waits for that worker to finish, and exits with
-its exit code. When no waiting process answers, `connect` execs Beam's own worker, so a run never depends
-on the pool. A waiting process dies with the launcher (PR_SET_PDEATHSIG on Linux), and the launcher ends
-any it did not use.
+its exit code. When no waiting worker answers, `connect` execs Beam's own worker, so a run never depends
+on the pool. The forking process dies with the launcher and each worker with it (PR_SET_PDEATHSIG on
+Linux); the launcher ends those it did not use through it.
 
 Only the standard library is imported at module level: `connect` runs once per worker, and it should
 cost a Python start, not a Beam import.
@@ -50,7 +52,8 @@ class WarmWorkers:
 
     def __init__(self):
         self.directory = None
-        self.processes = []      # (process, its socket)
+        self.paths = []          # one socket per worker
+        self.process = None      # the process that imports once and forks the workers
 
     def __enter__(self):
         return self
@@ -60,19 +63,18 @@ class WarmWorkers:
 
     @property
     def started(self) -> bool:
-        return bool(self.processes)
+        return self.process is not None
 
     def start(self, count: int) -> None:
-        """Start `count` worker processes that import Beam and this project and wait to be used."""
+        """Start the process that imports Beam and this project and forks `count` workers that wait to be used."""
         directory = tempfile.mkdtemp(prefix="ckpt-rescue-workers-")
         paths = [os.path.join(directory, SOCKET_GLOB.replace("*", str(number))) for number in range(count)]
         if max(len(os.fsencode(path)) for path in paths) >= SOCKET_PATH_LIMIT:    # a long TMPDIR: Beam's own workers
             os.rmdir(directory)
             return
-        self.directory = directory
-        for path in paths:
-            self.processes.append((subprocess.Popen([sys.executable, "-m", MODULE, "serve", path, str(os.getpid())],
-                                                    stdin=subprocess.DEVNULL), path))
+        self.directory, self.paths = directory, paths
+        self.process = subprocess.Popen([sys.executable, "-m", MODULE, "serve", str(os.getpid()), *paths],
+                                        stdin=subprocess.DEVNULL)
 
     def command(self) -> str:
         """What Beam runs to start a worker (with a shell)."""
@@ -96,18 +98,18 @@ class WarmWorkers:
         return fn_runner.FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(self.command()))
 
     def close(self) -> None:
-        """Workers that ran exit when Beam closes them; those never used are ended here. Each is waited
-        for, so its CPU is the launcher's children's."""
-        for process, path in self.processes:
-            if process.poll() is None and not os.path.exists(path + TAKEN):     # starting, or waiting
+        """Workers that ran exit when Beam closes them; those never used are ended here (SIGTERM to the
+        forking process ends the workers still waiting, then itself). It is waited for, and it waits for its
+        workers, so their CPU is the launcher's children's."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None and not all(os.path.exists(path + TAKEN) for path in self.paths):
                 process.terminate()
-        for process, _ in self.processes:
             try:
                 process.wait(ENDED_WITHIN)
             except subprocess.TimeoutExpired:
-                process.kill()
+                process.kill()          # and with it its workers (PR_SET_PDEATHSIG)
                 process.wait()
-        self.processes = []
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
@@ -125,24 +127,69 @@ _NOT_IN_MEMORY = _NotInMemory()
 
 # --- a waiting worker process ---------------------------------------------------------------------------
 
-def serve(path: str, launcher_pid: int) -> int:
-    """Listen at `path`, import everything a worker needs, take one connection and run Beam's worker
-    with the environment it sends."""
-    _die_with_launcher(launcher_pid)
+def serve(launcher_pid: int, paths: list[str]) -> int:
+    """Listen at each of `paths`, import everything a worker needs once, then fork one worker per socket and
+    wait for them; returns 0 when every worker ended with 0. Told to end (SIGTERM), it ends the workers still
+    waiting, waits for the others, and ends by that signal."""
+    _die_with(launcher_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C ends the launcher, and the launcher ends this
-    listener = socket.socket(socket.AF_UNIX)
-    try:
-        listener.bind(path)
-        listener.listen(1)
-    except OSError as exc:      # no one can connect, so Beam starts its own worker: say why, and end
-        print(f"ckpt-rescue: a worker started ahead cannot listen at {path} ({exc}); Beam starts its own",
-              file=sys.stderr)
-        return 1
-    from apache_beam.runners.worker import sdk_worker_main
+    listeners = {}
+    for path in paths:     # before the imports: a `connect` that comes early waits for READY instead of
+        try:               # starting Beam's own worker
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(path)
+            listener.listen(1)
+            listeners[path] = listener
+        except OSError as exc:      # no one can connect there, so Beam starts its own worker: say why
+            print(f"ckpt-rescue: a worker started ahead cannot listen at {path} ({exc}); Beam starts its own",
+                  file=sys.stderr)
+    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 - imported once, for every worker forked
 
     from . import audit_pipeline  # and with it every transform the workers unpickle
 
     audit_pipeline.fewer_malloc_arenas()     # as the launcher's environment would have set at this process's start
+    forking, workers = os.getpid(), {}
+    for path, listener in listeners.items():
+        pid = os.fork()
+        if pid == 0:
+            for other in listeners.values():
+                if other is not listener:
+                    other.close()
+            _exit_now(_work(listener, path, forking))
+        workers[pid] = path
+    for listener in listeners.values():
+        listener.close()
+    told_to_end = []
+
+    def end_waiting(signum, frame):
+        told_to_end.append(signum)
+        for pid, path in list(workers.items()):
+            if not os.path.exists(path + TAKEN):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    signal.signal(signal.SIGTERM, end_waiting)
+    code = 0
+    while workers:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        workers.pop(pid, None)
+        code = code or (os.waitstatus_to_exitcode(status) != 0)
+    if told_to_end:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return int(code)
+
+
+def _work(listener, path: str, forking: int) -> int:
+    """One forked worker: take one connection and run Beam's worker with the environment it sends."""
+    _die_with(forking)      # a fork does not keep PR_SET_PDEATHSIG: tie it to the process that forked it
+    from apache_beam.runners.worker import sdk_worker_main
+
     connection, _ = listener.accept()
     os.rename(path, path + TAKEN)
     listener.close()
@@ -177,13 +224,13 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _die_with_launcher(launcher_pid: int) -> None:
+def _die_with(parent_pid: int) -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (AttributeError, OSError):     # not Linux: the launcher still ends it when the run ends
         pass
-    if os.getppid() != launcher_pid:      # the launcher died before the line above
-        raise SystemExit(0)
+    if os.getppid() != parent_pid:        # the parent died before the line above
+        _exit_now(0)
 
 
 def _receive(connection) -> bytes:
@@ -237,11 +284,11 @@ def _taken(path: str):
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["serve"] and len(argv) == 3:
-        _exit_now(serve(argv[1], int(argv[2])))
+    if argv[:1] == ["serve"] and len(argv) >= 3 and argv[1].isdigit():
+        _exit_now(serve(int(argv[1]), argv[2:]))
     if argv[:1] == ["connect"] and len(argv) == 2:
         return connect(argv[1])
-    print(f"usage: python -m {MODULE} serve SOCKET LAUNCHER_PID | connect DIRECTORY", file=sys.stderr)
+    print(f"usage: python -m {MODULE} serve LAUNCHER_PID SOCKET... | connect DIRECTORY", file=sys.stderr)
     return 2
 
 

@@ -1,6 +1,6 @@
 """Worker processes started ahead of the pipeline (pipeline/warm_workers.py), run through Beam's real
-FnApiRunner: the stages run in the started processes, a worker without a waiting process is Beam's own,
-and processes never used are ended, by the launcher or with it."""
+FnApiRunner: the stages run in the workers forked by the process started ahead, a worker without a waiting
+one is Beam's own, and workers never used are ended, by the launcher or with it."""
 
 import atexit
 import os
@@ -22,10 +22,12 @@ GONE_WITHIN = 60.0      # seconds: how long a process may take to be reaped on a
 
 
 def _record(n: int, out: str, exits: str) -> None:
-    """Where element `n` ran (the process's command line), and a file its process writes at exit."""
-    with open(os.path.join(out, f"{os.getpid()}-{n}"), "wb") as f, open(f"/proc/{os.getpid()}/cmdline", "rb") as c:
+    """Where element `n` ran (the process, its parent and its command line), and a file its process writes
+    at exit."""
+    pid = os.getpid()
+    with open(os.path.join(out, f"{pid}-{os.getppid()}-{n}"), "wb") as f, open(f"/proc/{pid}/cmdline", "rb") as c:
         f.write(c.read())
-    atexit.register(lambda path: open(path, "w").close(), os.path.join(exits, str(os.getpid())))
+    atexit.register(lambda path: open(path, "w").close(), os.path.join(exits, str(pid)))
 
 
 def _run_through(workers: WarmWorkers, out, num_workers: int) -> None:
@@ -39,8 +41,29 @@ def _run_through(workers: WarmWorkers, out, num_workers: int) -> None:
 
 
 def _writers(out) -> dict:
-    """pid -> command line of every process that ran the second stage."""
-    return {name.split("-")[0]: (out / name).read_bytes() for name in os.listdir(out)}
+    """pid -> (parent pid, command line) of every process that ran the second stage."""
+    return {name.split("-")[0]: (int(name.split("-")[1]), (out / name).read_bytes()) for name in os.listdir(out)}
+
+
+def _children(pid: int) -> set:
+    """The processes whose parent is `pid` now."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry))
+        except (FileNotFoundError, ProcessLookupError):      # ended meanwhile
+            pass
+    return found
+
+
+def _forked(workers: WarmWorkers, count: int) -> set:
+    """The workers once `count` of them are forked (it imports first)."""
+    deadline = time.monotonic() + GONE_WITHIN
+    while len(_children(workers.process.pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _children(workers.process.pid)
 
 
 @pytest.fixture(params=["", "a 'b' $HOME "])
@@ -62,14 +85,13 @@ def test_the_stages_run_in_the_processes_started_ahead(tmp_path, temp_root):
     out.mkdir()
     with WarmWorkers() as workers:
         workers.start(2)
-        started = {str(process.pid) for process, _ in workers.processes}
         _run_through(workers, out, 2)
         writers = _writers(out)
-        assert writers and set(writers) <= started
-        assert all(b"pipeline.warm_workers\0serve" in cmdline for cmdline in writers.values())
+        assert writers and {parent for parent, _ in writers.values()} == {workers.process.pid}
+        assert all(b"pipeline.warm_workers\0serve" in cmdline for _, cmdline in writers.values())
         # each was used and ended when Beam closed it, with code 0: none is left for close() to end; its
         # exit-time functions ran, although it skips the rest of the interpreter's shutdown
-        assert [process.wait(GONE_WITHIN) for process, _ in workers.processes] == [0, 0]
+        assert workers.process.wait(GONE_WITHIN) == 0
         assert set(os.listdir(tmp_path / "exits")) == set(writers)
         directory = workers.directory
         assert sorted(os.listdir(directory)) == ["worker-0.sock.taken", "worker-1.sock.taken"]
@@ -85,8 +107,8 @@ def test_a_worker_with_no_process_waiting_is_beams_own(tmp_path):
         writers = _writers(out)
         assert writers     # and the run finished: Beam waits for both workers to connect
         assert all(b"pipeline.warm_workers\0serve" in c or b"apache_beam.runners.worker.sdk_worker_main" in c
-                   for c in writers.values())
-        assert workers.processes[0][0].wait(GONE_WITHIN) == 0
+                   for _, c in writers.values())
+        assert workers.process.wait(GONE_WITHIN) == 0
 
 
 def test_without_a_start_the_runner_is_the_flags_own():
@@ -110,11 +132,12 @@ def test_no_processes_are_started_where_a_socket_path_would_be_too_long(tmp_path
 def test_processes_never_used_are_ended_by_the_launcher():
     workers = WarmWorkers()
     workers.start(2)
-    processes = [process for process, _ in workers.processes]
-    directory = workers.directory
+    process, directory = workers.process, workers.directory
+    forked = _forked(workers, 2)
+    assert len(forked) == 2
     workers.close()
-    assert all(process.returncode == -signal.SIGTERM for process in processes)
-    assert not os.path.exists(directory) and workers.processes == []
+    assert process.returncode == -signal.SIGTERM and all(_gone(pid) for pid in forked)
+    assert not os.path.exists(directory) and not workers.started
 
 
 def _gone(pid: int) -> bool:
@@ -127,28 +150,28 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.parametrize("when", ["starting", "waiting"])
 def test_processes_die_with_a_launcher_that_dies(tmp_path, when):
-    """A launcher killed before it could end them: they must not wait for ever, whether it died while they
-    were starting (they find their parent gone) or once they wait (the kernel ends them: PR_SET_PDEATHSIG).
-    The launcher's output goes to a file: a pipe would be held open by any process that outlived it."""
+    """A launcher killed before it could end them: they must not wait for ever, whether it died while the
+    process started ahead was starting (it finds its parent gone) or once its workers wait (the kernel ends
+    it, and them with it: PR_SET_PDEATHSIG). The launcher's output goes to a file: a pipe would be held
+    open by any process that outlived it."""
     script = ("import os, time\nfrom pipeline.warm_workers import WarmWorkers\n"
               "w = WarmWorkers(); w.start(2)\n"
-              "print(' '.join(str(p.pid) for p, _ in w.processes), w.directory, flush=True)\n")
-    if when == "waiting":    # both listen once their sockets exist, past the line that ties them to this process
-        script += (f"deadline = time.monotonic() + {GONE_WITHIN}\n"
-                   "while not all(os.path.exists(path) for _, path in w.processes) and time.monotonic() < deadline:\n"
-                   "    time.sleep(0.05)\n"
-                   "print('waiting' if all(os.path.exists(path) for _, path in w.processes) else 'late', flush=True)\n")
+              "print(w.process.pid, w.directory, flush=True)\n")
+    if when == "waiting":    # both forked: each past the line that ties it to the process that forked it
+        script += (f"import sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+                   "from test_warm_workers import _forked\n"
+                   "print(' '.join(str(pid) for pid in _forked(w, 2)), flush=True)\n")
     script += "os.kill(os.getpid(), 9)"
     with open(tmp_path / "out", "w") as out:
         launcher = subprocess.run([sys.executable, "-c", script], stdout=out, stderr=subprocess.DEVNULL,
                                   cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert launcher.returncode == -signal.SIGKILL
     said = (tmp_path / "out").read_text().split("\n")
-    *pids, directory = said[0].split()
-    pids = [int(pid) for pid in pids]
-    assert len(pids) == 2
+    started, directory = said[0].split()
+    pids = [int(started)]
     if when == "waiting":
-        assert said[1] == "waiting"
+        pids += [int(pid) for pid in said[1].split()]
+        assert len(pids) == 3
     deadline = time.monotonic() + GONE_WITHIN
     while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -159,4 +182,4 @@ def test_processes_die_with_a_launcher_that_dies(tmp_path, when):
 def test_the_command_says_how_it_is_used():
     done = subprocess.run([sys.executable, "-m", "pipeline.warm_workers"], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 2 and "usage: python -m pipeline.warm_workers serve" in done.stderr
+    assert done.returncode == 2 and "usage: python -m pipeline.warm_workers serve LAUNCHER_PID" in done.stderr
