@@ -64,6 +64,7 @@ def measure(argv: list[str], env: dict | None = None, cwd: str | None = None, in
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         children, tree_peak, launcher = {}, 0, 0
+        forked = set()        # seen once as its parent's copy: forked, and maybe about to exec
         argv_line = " ".join(argv)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -74,8 +75,9 @@ def measure(argv: list[str], env: dict | None = None, cwd: str | None = None, in
             for child, parent in [(process.pid, None), *_descendants(process.pid)]:
                 if parent is not None:
                     lines[child] = _command_line(child)
-                    if lines[child] == lines.get(parent):
-                        continue    # forked, not yet exec'd: its pages are its parent's, counted there
+                    if lines[child] == lines.get(parent) and child not in forked:
+                        forked.add(child)   # forked, not yet exec'd: its pages are its parent's, counted
+                        continue            # there; a fork that stays one (a worker) is counted from its second look
                 try:
                     now = _status(child)
                 except (OSError, ValueError):
