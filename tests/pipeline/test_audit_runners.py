@@ -131,8 +131,8 @@ def test_profiles_expand_the_environment_and_local_runs_skip_prism(monkeypatch):
     assert audit_flags([], None)[0] == "--runner=FnApiRunner"      # never the Prism download
     assert "--direct_running_mode=multi_processing" in audit_flags([], None)
     assert "--direct_running_mode=in_memory" in audit_flags([], None, in_memory_storage=True)
-    assert audit_flags(["--runner=DirectRunner", "--direct_num_workers=3"], None)[-2:] == [
-        "--runner=FnApiRunner", "--direct_running_mode=multi_processing"]
+    assert audit_flags(["--runner=DirectRunner", "--direct_num_workers=3"], None)[-3:] == [
+        "--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--no_pipeline_type_check"]
     assert "--direct_running_mode=in_memory" in audit_flags([], None, small_tree=True)
     assert "--direct_num_workers=1" in audit_flags([], None, small_tree=True)
     for chosen in (["--direct_num_workers=2"], ["--runner=DirectRunner"], ["--direct_running_mode=multi_processing"]):
