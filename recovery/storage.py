@@ -14,6 +14,7 @@ turns an unreadable file into a refusal must not turn "the store did not answer"
 """
 
 import contextlib
+import os
 import posixpath
 
 import fsspec
@@ -21,15 +22,25 @@ import fsspec
 from tfbundle import ByteSource
 
 from . import stores
+from .caches import SharedCache
 from .stores.base import NotARegularFile, StorageUnavailable, parent
 from .stores.local import open_regular
 
 __all__ = ["NotARegularFile", "StorageUnavailable", "parent"]     # defined with the stores, used through this module
 
 
+_local_resolved = SharedCache(4096)      # a local URL -> (fsspec's filesystem, path), in this process
+
+
 def url_to_fs(url: str, **options):
-    """(filesystem, path) for a URL or local path; storage options may be given per call."""
-    return fsspec.core.url_to_fs(url, **{**stores.store_for(url).fs_options, **options})
+    """(filesystem, path) for a URL or local path; storage options may be given per call. A local URL is
+    resolved once per process: fsspec gives every local path the same filesystem, and an audit asks for
+    each directory's several times (fsspec's parsing was a fifth of reading a carried directory's snapshot)."""
+    store = stores.store_for(url)
+    if options or not store.local:
+        return fsspec.core.url_to_fs(url, **{**store.fs_options, **options})
+    key = url if url.startswith(("/", "file:///", "local:///")) else (url, os.getcwd())   # relative: to the cwd
+    return _local_resolved.get_or_compute(key, lambda: fsspec.core.url_to_fs(url, **store.fs_options))
 
 
 def is_transient(exc: BaseException) -> bool:

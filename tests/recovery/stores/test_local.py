@@ -160,3 +160,21 @@ def test_the_local_find_gives_what_fsspecs_find_gives_for_every_kind_of_entry(tm
     file = str(tmp_path / "run" / "ckpt-3.index")
     assert STORE.find(fs, file) == fs.find(file, detail=True, withdirs=False)
     assert STORE.find(fs, str(tmp_path / "missing")) == {}
+
+
+def test_a_local_url_resolves_as_fsspec_resolves_it_and_a_relative_one_follows_the_working_directory(
+        tmp_path, monkeypatch):
+    """storage.url_to_fs keeps what a local URL resolved to (an audit asks for each directory's many times):
+    the same answer fsspec gives, and a relative path resolved against the directory it is asked from."""
+    import fsspec
+
+    for url in (str(tmp_path / "a"), f"file://{tmp_path}/a", "relative/b"):
+        assert storage.url_to_fs(url) == fsspec.core.url_to_fs(url)
+        assert storage.url_to_fs(url) == fsspec.core.url_to_fs(url)      # asked again: the same
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    assert storage.url_to_fs("reports")[1] == f"{tmp_path}/one/reports"
+    monkeypatch.chdir(tmp_path / "two")
+    assert storage.url_to_fs("reports")[1] == f"{tmp_path}/two/reports"
+    assert storage.url_to_fs("memory://m/x")[1] == "/m/x"      # not local: fsspec's every time
