@@ -114,8 +114,11 @@ def listed_under(fs, directory: str, exclude: str | None = None) -> Found:
     return _found(fs, stores.store_for_fs(fs).find(fs, directory), exclude)
 
 
-def _found(fs, found: dict, exclude: str | None, keep=lambda name: True) -> Found:
-    entries = [entry for name, entry in found.items() if not _excluded(name, exclude) and keep(name)]
+def _found(fs, found: dict, exclude: str | None, keep=None) -> Found:
+    if exclude or keep:       # most listings keep everything: no call per entry then
+        entries = [entry for name, entry in found.items() if not _excluded(name, exclude) and (not keep or keep(name))]
+    else:
+        entries = list(found.values())
     files, unread = _files_and_unread(fs, [e for e in storage.listed(fs, entries) if e.get("type") != "directory"])
     staged = _staging_of_reports(files)
     return Found(_outside(files, staged), _outside(unread, staged))

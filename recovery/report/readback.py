@@ -9,8 +9,7 @@ import json
 from .. import storage
 from ..records import CHECKPOINT, Record
 from .latest import CheckpointState
-from .parts import split_keyed
-from .schema import FAILURES, RECORDS, SUMMARY, record_from_dict
+from .schema import FAILURES, RECORDS, SUMMARY, parse_json, record_from_dict
 
 
 def read_summary(report_dir: str) -> dict:
@@ -52,8 +51,9 @@ def claimed_states(fs, part: str, claimed) -> list:
     out = []
     with fs.open(part, "rb") as f:
         for part_line in f:
-            (_, prefix, kind), line = split_keyed(part_line.decode("utf-8"))     # the record parsed if claimed
+            at = part_line.index(b"\t")
+            _, prefix, kind = parse_json(part_line[:at])      # the key alone; the record parsed if claimed
             if kind == CHECKPOINT and prefix in claimed:
-                fields = json.loads(line)
+                fields = parse_json(part_line[at + 1:])
                 out.append((prefix, CheckpointState(fields["status"], bool(fields.get("staged")))))
     return out
