@@ -58,7 +58,7 @@ class Head:
 
     @classmethod
     def from_json(cls, data: bytes) -> "Head":
-        doc = json.loads(data)
+        doc = parse_json(data)      # orjson: a head lists every file of its directory, read each carried night
         found = doc.get("format") if isinstance(doc, dict) else None
         if found != FORMAT:
             raise ValueError(f"not a memory snapshot head (format {found!r})")

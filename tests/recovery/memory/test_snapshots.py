@@ -67,3 +67,20 @@ def test_records_with_names_that_are_not_utf8_or_ascii_read_back_as_written(tmp_
     found = store.latest(DIRECTORY)
     assert found.complete and sorted(found.current().values(), key=lambda r: r.prefix) == sorted(
         written, key=lambda r: r.prefix)
+
+
+@pytest.mark.parametrize("damage", [b"", b"{not json", b'{"format": "other/1"}', b"\xff\xfe{}", b"[1, 2]",
+                                    b'{"format": "ckpt-rescue-memory/1", "directory": "/data/run", "files": [[1'])
+def test_a_damaged_head_is_no_snapshot_and_the_one_before_it_is_used(damage, tmp_path):
+    """A head that is not a snapshot's (cut short, not JSON, another format, bytes that are not UTF-8):
+    its snapshot is passed over, never a crash; a head in a name that is not UTF-8 reads back."""
+    store = MemoryStore(str(tmp_path / "vault"))
+    older = store.folder(DIRECTORY, NOW - DAY, "r0")
+    store.write_head(older, head(NOW - DAY, "r0", 2))
+    store.write_records(older, records())
+    newer = store.folder(DIRECTORY, NOW, "r1")
+    store.write_records(newer, records())
+    (tmp_path / "vault" / newer.split("/vault/", 1)[1] / "head.json").write_bytes(damage)
+    assert store.latest(DIRECTORY).head == head(NOW - DAY, "r0", 2)
+    odd = Head("/data/r\udcf3n", "/data", "d1", iso(NOW), "r2", "/rep", 0, "with", (("ckpt-\udcf3.index", 5, "i"),))
+    assert Head.from_json(odd.to_json()) == odd
