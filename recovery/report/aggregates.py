@@ -3,9 +3,8 @@ the largest rebuilds, and the Overview the files are rendered from.
 
 Each is a small class: `add(record)` folds one record in, `merge(others)` folds in aggregates of the
 same kind made elsewhere; both return the aggregate, so Beam's CombineFns only call them, and a report
-made in one process and one made by many workers agree. `keys_of` is the
-one place that says which aggregates a record counts in; `fold.py` runs them in one process,
-transforms/report.py on Beam.
+made in one process and one made by many workers agree. `keys_of` is the one place that says which
+aggregates a record counts in; `fold.py` runs them in one process, transforms/report.py on Beam.
 """
 
 import dataclasses
@@ -55,8 +54,7 @@ class Totals:
              "salvageable", "carried", "not_followed")
 
     def add(self, record) -> "Totals":
-        """Fold one record in. The nested entries are made only for a status, kind or root not seen
-        before (a record at a time, a hundred thousand a night: setdefault's argument was made for each)."""
+        """Fold one record in; a nested entry is made only for a status, kind or root not seen before."""
         status, root, kind = record.status, record.root, record.kind
         data_bytes, scanned = record.data_bytes, record.bytes_scanned
         self.records += 1
@@ -344,8 +342,7 @@ class Overview:
     cause_count: int = 0
     largest: Largest = dataclasses.field(default_factory=Largest)
     changed: dict = dataclasses.field(default_factory=dict)      # change group -> Changed
-    others: dict = dataclasses.field(default_factory=dict)       # kind -> an aggregate made elsewhere, merged as
-    #                                                              it is (a nightly run's counts of directories)
+    others: dict = dataclasses.field(default_factory=dict)       # kind -> an aggregate made elsewhere (NightCounts)
 
     def add(self, keyed) -> "Overview":
         key, aggregate = keyed
@@ -361,13 +358,10 @@ class Overview:
             self.largest.merge([aggregate])
         elif key[0] == CHANGE:
             self.changed.setdefault(key[1], Changed()).merge([aggregate])
-        else:
-            self._merge_other(key[0], aggregate)
+        else:         # a kind made elsewhere, merged by its own merge into a copy of the first
+            held = self.others.get(key[0])
+            self.others[key[0]] = (type(aggregate)() if held is None else held).merge([aggregate])
         return self
-
-    def _merge_other(self, kind: str, aggregate) -> None:
-        held = self.others.get(kind)
-        self.others[kind] = type(aggregate)().merge([aggregate]) if held is None else held.merge([aggregate])
 
     def merge(self, others) -> "Overview":
         for other in others:
@@ -380,7 +374,7 @@ class Overview:
             for group, aggregate in other.changed.items():
                 self.changed.setdefault(group, Changed()).merge([aggregate])
             for kind, aggregate in other.others.items():
-                self._merge_other(kind, aggregate)
+                self.add(((kind,), aggregate))
         return self
 
     def runs(self) -> list:
