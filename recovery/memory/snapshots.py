@@ -63,8 +63,11 @@ class Head:
         if found != FORMAT:
             raise ValueError(f"not a memory snapshot head (format {found!r})")
         doc.pop("format")
-        doc["files"] = tuple(tuple(f) for f in doc.get("files", ()))
-        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        try:
+            doc["files"] = tuple(tuple(f) for f in doc.get("files", ()))
+            return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        except TypeError as exc:          # a field missing or of another shape: no head of ours
+            raise ValueError(f"not a memory snapshot head ({exc})") from None
 
     def shard_identity(self) -> dict:
         """name -> (size, identity) of the files listed."""

@@ -70,7 +70,9 @@ def test_records_with_names_that_are_not_utf8_or_ascii_read_back_as_written(tmp_
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b'{"format": "other/1"}', b"\xff\xfe{}", b"[1, 2]",
-                                    b'{"format": "ckpt-rescue-memory/1", "directory": "/data/run", "files": [[1'])
+                                    b'{"format": "ckpt-rescue-memory/1", "directory": "/data/run", "files": [[1',
+                                    b'{"format": "ckpt-rescue-memory/1", "directory": "/data/run"}',
+                                    b'{"format": "ckpt-rescue-memory/1", "files": 7}'])
 def test_a_damaged_head_is_no_snapshot_and_the_one_before_it_is_used(damage, tmp_path):
     """A head that is not a snapshot's (cut short, not JSON, another format, bytes that are not UTF-8):
     its snapshot is passed over, never a crash; a head in a name that is not UTF-8 reads back."""
