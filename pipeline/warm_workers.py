@@ -66,7 +66,11 @@ class WarmWorkers:
         return self.process is not None
 
     def start(self, count: int) -> None:
-        """Start the process that imports Beam and this project and forks `count` workers that wait to be used."""
+        """Start the process that imports Beam and this project and forks `count` workers that wait to be used.
+        Linux only: elsewhere Beam starts its own workers (macOS's system libraries make a fork after such
+        imports unsafe, and PR_SET_PDEATHSIG, which ends the workers with the launcher, is Linux's)."""
+        if not sys.platform.startswith("linux"):
+            return
         directory = tempfile.mkdtemp(prefix="ckpt-rescue-workers-")
         paths = [os.path.join(directory, SOCKET_GLOB.replace("*", str(number))) for number in range(count)]
         if max(len(os.fsencode(path)) for path in paths) >= SOCKET_PATH_LIMIT:    # a long TMPDIR: Beam's own workers

@@ -129,6 +129,15 @@ def test_no_processes_are_started_where_a_socket_path_would_be_too_long(tmp_path
     workers.close()
 
 
+def test_nothing_is_started_ahead_where_a_fork_after_the_imports_is_not_safe(monkeypatch):
+    """Beam starts its own workers outside Linux (macOS: a fork after importing Beam may crash)."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    workers = WarmWorkers()
+    workers.start(2)
+    assert not workers.started and workers.runner() is None and workers.directory is None
+    workers.close()
+
+
 def test_processes_never_used_are_ended_by_the_launcher():
     workers = WarmWorkers()
     workers.start(2)
