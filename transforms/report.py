@@ -245,10 +245,10 @@ class WriteReports(beam.PTransform):
                            | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
             claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(_claims_of))
             counted.append(records | f"Aggregate ({name})" >> beam.ParDo(AggregateBundle()))
-        for n, lines in enumerate(_several(self.directories)):     # each written in the stage that made it
+        for n, lines in enumerate(self.directories or ()):      # each written in the stage that made it
             written.append(lines | f"Write parts (directories {n})" >> beam.ParDo(WriteDirectoryParts(parts_dir))
                            .with_output_types(Part))
-        for n, counts in enumerate(_several(self.night)):        # merged with the aggregates, a stage of its own less
+        for n, counts in enumerate(self.night or ()):           # merged with the aggregates, a stage of its own less
             counted.append(counts | f"Key night counts {n}" >> beam.Map(lambda night: (NIGHT_COUNTS, night)))
         written = tuple(written) | "All parts" >> beam.Flatten()
 
@@ -277,13 +277,6 @@ class WriteReports(beam.PTransform):
 
 
 NIGHT_COUNTS = ("night",)      # the key a nightly run's NightCounts are merged under with the report's aggregates
-
-
-def _several(collections) -> tuple:
-    """None, one PCollection or several -> a tuple of them."""
-    if collections is None:
-        return ()
-    return (collections,) if isinstance(collections, beam.PCollection) else tuple(collections)
 
 
 def _claims_of(batch) -> list:

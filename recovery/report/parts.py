@@ -80,10 +80,10 @@ def _key_text(key: tuple) -> str:
         return json.dumps(key)
 
 
-def split_keyed(part_line: str) -> tuple:
-    """A KEYED part line -> (its sort key as a tuple, the output's line); the report's last step parses
-    one key per record."""
-    at = part_line.index("\t")
+def split_keyed(part_line: str | bytes) -> tuple:
+    """A KEYED part line (text, or its UTF-8 bytes) -> (its sort key as a tuple, the output's line, of the
+    same type); the report's last step parses one key per record."""
+    at = part_line.index(b"\t" if isinstance(part_line, bytes) else "\t")
     return tuple(parse_json(part_line[:at])), part_line[at + 1:]
 
 

@@ -9,6 +9,7 @@ import json
 from .. import storage
 from ..records import CHECKPOINT, Record
 from .latest import CheckpointState
+from .parts import split_keyed
 from .schema import FAILURES, RECORDS, SUMMARY, parse_json, record_from_dict
 
 
@@ -51,9 +52,8 @@ def claimed_states(fs, part: str, claimed) -> list:
     out = []
     with fs.open(part, "rb") as f:
         for part_line in f:
-            at = part_line.index(b"\t")
-            _, prefix, kind = parse_json(part_line[:at])      # the key alone; the record parsed if claimed
+            (_, prefix, kind), line = split_keyed(part_line)    # bytes: the record decoded only if claimed
             if kind == CHECKPOINT and prefix in claimed:
-                fields = parse_json(part_line[at + 1:])
+                fields = parse_json(line)
                 out.append((prefix, CheckpointState(fields["status"], bool(fields.get("staged")))))
     return out
