@@ -68,7 +68,8 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
     extra = {}
     if nightly is not None:
         extra = {"directories": tuple(lines), "night": tuple(nights)}     # each reported where it is made
-    _ = records | "Report" >> WriteReports(settings.report_dir, meta, **extra)
+    _ = records | "Report" >> WriteReports(settings.report_dir, meta, **extra,
+                                           whole_directories=[f"classify {listed}" for listed in directories])
     return records
 
 

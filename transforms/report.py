@@ -21,6 +21,7 @@ from collections import Counter
 from typing import NamedTuple
 
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
@@ -227,13 +228,16 @@ class WriteReports(beam.PTransform):
     every record between stages (BENCHMARKS.md, 2026-12-05, memory at 100k prefixes).
     """
 
-    def __init__(self, report_dir: str, meta: dict, finished: float | None = None, directories=None, night=None):
+    def __init__(self, report_dir: str, meta: dict, finished: float | None = None, directories=None, night=None,
+                 whole_directories: tuple = ()):
         super().__init__()
         self.report_dir = report_dir
         self.meta = meta
         self.finished = finished      # the report's finish time (epoch seconds); None: when its last step runs
         self.directories = directories   # a nightly run's directory lines (PCollections of dicts), or None
         self.night = night               # ... and its NightCounts (PCollections), or None
+        self.whole_directories = frozenset(whole_directories)   # record sets whose batches each hold every
+        #                                   record of their directories: their state files are answered there
 
     def expand(self, record_sets):
         if isinstance(record_sets, beam.PCollection):
@@ -243,7 +247,13 @@ class WriteReports(beam.PTransform):
         for name, records in record_sets.items():
             written.append(records
                            | f"Write parts ({name})" >> beam.ParDo(WriteParts(parts_dir)).with_output_types(Part))
-            claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(_claims_of))
+            if name in self.whole_directories:
+                claimed = records | f"State file claims ({name})" >> beam.ParDo(ClaimsWithin()).with_outputs(
+                    RESOLVED, main="joined")
+                claim_sets.append(claimed.joined)
+                counted.append(claimed[RESOLVED])
+            else:
+                claim_sets.append(records | f"State file claims ({name})" >> beam.FlatMap(_claims_of))
             counted.append(records | f"Aggregate ({name})" >> beam.ParDo(AggregateBundle()))
         for n, lines in enumerate(self.directories or ()):      # each written in the stage that made it
             written.append(lines | f"Write parts (directories {n})" >> beam.ParDo(WriteDirectoryParts(parts_dir))
@@ -281,6 +291,29 @@ NIGHT_COUNTS = ("night",)      # the key a nightly run's NightCounts are merged 
 
 def _claims_of(batch) -> list:
     return [claim for record in batch for claim in latest.state_claims(record)]
+
+
+RESOLVED = "resolved"
+
+
+class ClaimsWithin(beam.DoFn):
+    """A batch of a directory's every record -> the state files' claims that name another directory's
+    checkpoint (or one rebuilt or checked elsewhere), for the join; RESOLVED: ((run kind, root, directory),
+    Run) for those answered within the batch. The join reads records back from the parts only for the
+    claims it gets: on a night of carried directories, none."""
+
+    def setup(self):
+        self._answered, self._joined = counter("state_files_answered_in_directory"), counter("state_files_joined")
+
+    def process(self, batch):
+        resolved, joined = latest.resolved_within(batch)
+        if resolved:
+            self._answered.inc(len(resolved))
+        if joined:
+            self._joined.inc(len(joined))
+        yield from joined
+        for key, run in resolved:
+            yield pvalue.TaggedOutput(RESOLVED, ((aggregates.RUN, *key), run))
 
 
 def _finish(_, report_dir, meta, finished, nightly=False, *, overview, parts):

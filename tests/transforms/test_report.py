@@ -109,3 +109,44 @@ def test_write_reports_on_beam_writes_the_files_one_process_writes(tmp_path, mon
             assert a.read() == b.read(), name
     assert sorted(os.listdir(on_beam)) == sorted(os.listdir(one_process))
     assert os.stat(os.path.join(on_beam, PROMOTE)).st_mode == os.stat(os.path.join(one_process, PROMOTE)).st_mode
+
+
+def test_state_files_answered_within_their_directory_give_the_files_one_process_writes(tmp_path, monkeypatch):
+    """Classification's batches hold a directory's every record, so a `checkpoint` state file naming a
+    checkpoint among them is answered there (no records part is read back for it): one naming a healthy
+    checkpoint, a staged rebuild, an error. A claim on another directory's checkpoint, or on a prefix
+    whose record is made by another stage (a rebuild), must still go to the join and be answered alike."""
+    monkeypatch.setattr(parts, "PART_LINES", 7)
+    records = many_records(900, runs=150)
+    other = "gs://m/runs/exp-001"
+    records += [
+        # across directories: exp-002's state file names exp-001's healthy ckpt-151 by its full name
+        Record("gs://m/runs/exp-002/checkpoint", HEALTHY, "ok", "gs://m/runs", kind="state-file",
+               directory="gs://m/runs/exp-002", source=f"{other}/ckpt-151"),
+        # a prefix rebuilt in another stage: its record is not in the directory's batch
+        Record("gs://m/runs/solo/checkpoint", HEALTHY, "ok", "gs://m/runs", kind="state-file",
+               directory="gs://m/runs/solo", source="ckpt-7"),
+    ]
+    rebuilt_elsewhere = Record("gs://m/runs/solo/ckpt-7", REBUILT, "rebuilt from sibling", "gs://m/runs",
+                               directory="gs://m/runs/solo", staged=True, index_path="gs://m/rep/rebuilt/7.index")
+    meta, finished = {**META, "roots": ["gs://m/runs"]}, 1_700_000_321.5
+    one_process = str(tmp_path / "one")
+    write_reports(one_process, records + [rebuilt_elsewhere], meta, finished)
+    by_directory = defaultdict(list)
+    for record in records:
+        by_directory[record.directory].append(record)
+    whole = [batch for _, batch in sorted(by_directory.items())]
+    claims = [r for r in records if r.kind == "state-file"]
+    within = [r for r in claims if any(o.prefix == f"{r.directory}/{r.source}" for o in by_directory[r.directory])]
+    assert 0 < len(within) < len(claims)
+    on_beam = str(tmp_path / "beam")
+    pipeline = test_pipeline.TestPipeline(runner=FnApiRunner())
+    stages = {"classify": pipeline | "Classified" >> beam.Create(whole, reshuffle=False),
+              "rebuild": pipeline | "Rebuilt" >> beam.Create([[rebuilt_elsewhere]], reshuffle=False)}
+    _ = stages | WriteReports(on_beam, meta, finished=finished, whole_directories=["classify"])
+    counters = _run(pipeline)
+    for name in (RECORDS, FAILURES, PROMOTE, SUMMARY, HTML):
+        with open(os.path.join(one_process, name), "rb") as a, open(os.path.join(on_beam, name), "rb") as b:
+            assert a.read() == b.read(), name
+    assert counters["state_files_answered_in_directory"] == len(within)
+    assert counters["state_files_joined"] == len(claims) - len(within)
