@@ -34,6 +34,7 @@ from recovery.report.readback import first_failures, read_summary
 from recovery.report.schema import HTML, PROMOTE
 from recovery.report.summary import statuses_of
 from recovery.stores import store_for
+from transforms.collection import collect_less
 
 from . import flink_preflight, nightly_setup, preflight
 from . import options as beam_flags
@@ -112,6 +113,8 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    collect_less()      # before Beam is imported: its import makes a million objects, each passed over again and
+    #                     again at the default threshold (0.1-0.2 s of the launcher's start, before any stage)
     with WarmWorkers() as workers:     # started once the engine is known; those not used are ended
         return _run(args, workers)
 

@@ -22,6 +22,7 @@ cost a Python start, not a Beam import.
 
 import atexit
 import ctypes
+import gc
 import glob
 import json
 import logging
@@ -147,11 +148,16 @@ def serve(launcher_pid: int, paths: list[str]) -> int:
         except OSError as exc:      # no one can connect there, so Beam starts its own worker: say why
             print(f"ckpt-rescue: a worker started ahead cannot listen at {path} ({exc}); Beam starts its own",
                   file=sys.stderr)
+    from transforms.collection import collect_less
+
+    collect_less()          # before the imports: Beam's makes a million objects, each passed over again and again
     from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 - imported once, for every worker forked
 
     from . import audit_pipeline  # and with it every transform the workers unpickle
 
     audit_pipeline.fewer_malloc_arenas()     # as the launcher's environment would have set at this process's start
+    gc.freeze()     # what the imports made is kept for good: the workers' collections pass it over, and leave
+    #                 its pages shared with this process instead of writing to them
     forking, workers = os.getpid(), {}
     for path, listener in listeners.items():
         pid = os.fork()

@@ -200,7 +200,7 @@ class GoneDirectories(beam.PTransform):
         gone = ({"previous": before, "tonight": seen}
                 | "Join directories" >> beam.CoGroupByKey()
                 | "Gone since" >> beam.FlatMap(_gone).with_output_types(DirectoryKey))
-        return (gone
-                | "Spread gone" >> beam.Reshuffle()
-                | "Deleted records" >> beam.ParDo(Forget(self.nightly)).with_outputs(NIGHT, DIRECTORIES,
-                                                                                      main="records"))
+        # No reshuffle before Forget: the join's output is spread over the workers by directory already,
+        # and one more would be a stage of its own every night.
+        return gone | "Deleted records" >> beam.ParDo(Forget(self.nightly)).with_outputs(NIGHT, DIRECTORIES,
+                                                                                           main="records")
