@@ -7,11 +7,11 @@ Beam's calls per element through the steps here are paid per batch (BENCHMARKS.m
 
 Workers write the record lines to sorted part files (at most PART_LINES per part) and build the
 aggregates of recovery.report.aggregates by key per bundle (the counts, each run, each cause with a
-bounded sample, the largest rebuilds); combiners merge them and then make their Overview; one last
-step (recovery.report.files.finish) merges the parts into records.jsonl, failures.csv and promote.sh
-line by line, renders report.html and writes summary.json. Only the aggregates' own `add` and `merge`
-are used, so a report made here is the one write_reports makes in one process. The parts are written with
-fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
+bounded sample, the largest rebuilds); combiners merge them and then make their Overview; then two
+workers at once (recovery.report.files.write_half) merge the parts line by line, one into records.jsonl,
+the other into failures.csv and promote.sh and render report.html, and a last step writes summary.json.
+Only the aggregates' own `add` and `merge` are used, so a report made here is the one write_reports makes
+in one process. The parts are written with fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
 their credentials and endpoints elsewhere and do not know memory://.
 """
 
@@ -277,13 +277,19 @@ class WriteReports(beam.PTransform):
                   | "Merge aggregates" >> beam.CombinePerKey(_Merge()))
         overview = merged | "Overview" >> beam.CombineGlobally(_Fold(aggregates.Overview)).without_defaults()
 
-        return (next(iter(record_sets.values())).pipeline
-                | "Once" >> beam.Create([None])
-                | "Write report files" >> beam.Map(_finish, self.report_dir, self.meta, self.finished,
+        pipeline = next(iter(record_sets.values())).pipeline
+        halves = (pipeline
+                  | "Halves" >> beam.Create([(files.RECORDS_HALF, None), (files.OTHERS_HALF, None)])
+                  | "A worker each" >> beam.GroupByKey()     # two keys: two workers, each its half at once
+                  | "Write files" >> beam.Map(_write_half, self.report_dir, self.meta, self.finished,
                                                    self.night is not None,
                                                    overview=beam.pvalue.AsSingleton(
                                                        overview, default_value=aggregates.Overview()),
                                                    parts=beam.pvalue.AsList(written)))
+        return (pipeline
+                | "Once" >> beam.Create([None])
+                | "Write summary" >> beam.Map(_write_summary, self.report_dir, self.meta,
+                                              halves=beam.pvalue.AsList(halves)))
 
 
 NIGHT_COUNTS = ("night",)      # the key a nightly run's NightCounts are merged under with the report's aggregates
@@ -316,11 +322,17 @@ class ClaimsWithin(beam.DoFn):
             yield pvalue.TaggedOutput(RESOLVED, ((aggregates.RUN, *key), run))
 
 
-def _finish(_, report_dir, meta, finished, nightly=False, *, overview, parts):
+def _write_half(grouped, report_dir, meta, finished, nightly=False, *, overview, parts):
+    """(half, the summary it was written with); the others' summary is the one summary.json takes."""
+    half = grouped[0]
     if finished is None:     # now, on the run's clock (the launcher's --now moves it)
         finished = time.time() + meta.get("clock_offset", 0.0)
     night = overview.others.get(NIGHT_COUNTS[0], NightCounts()) if nightly else None   # zeros: nothing listed
-    summary = files.finish(report_dir, meta, finished, overview, list(parts), night)
+    return half, files.write_half(half, report_dir, meta, finished, overview, list(parts), night)
+
+
+def _write_summary(_, report_dir, meta, *, halves):
+    summary = files.write_summary(report_dir, meta, dict(halves)[files.OTHERS_HALF])
     if meta.get("vault"):
         try:
             runs.record_finish(meta["vault"], meta, summary)     # the next run compares with this one

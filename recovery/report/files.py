@@ -2,8 +2,9 @@
 promote.sh merged line by line from the parts, report.html rendered, summary.json written last, so a
 reader that finds summary.json with its run_id finds the rest complete.
 
-`finish` is the last step of both ways a report is made: `write_reports` here, in one process (the
-sequential loop, benchmarks, tests), and transforms/report.py's WriteReports on Beam workers.
+These are the last steps of both ways a report is made: `finish` runs them in one process for
+`write_reports` (the sequential loop, benchmarks, tests); transforms/report.py's WriteReports runs the
+two halves (`write_half`) on two workers at once, then `write_summary`.
 """
 
 import json
@@ -20,11 +21,23 @@ from .promote import promote_script
 from .schema import DIRECTORIES, FAILURES, FAILURES_HEADER, HTML, PROMOTE, RECORDS, SUMMARY, printable, record_from_dict
 from .summary import summary_from_totals
 
+RECORDS_HALF, OTHERS_HALF = "records", "others"     # what finish writes, in halves that may be written at once
+
 
 def finish(report_dir: str, meta: dict, finished: float, overview: Overview, parts: list, night=None) -> dict:
     """Merge the parts ((output, path) pairs) into the documented files, render the page, write
     summary.json last, remove the parts; returns the summary. Holds one line per part, and the
     Overview's bounded lists. `night`: what a nightly run counted besides records (NightCounts)."""
+    summary = write_half(RECORDS_HALF, report_dir, meta, finished, overview, parts, night)
+    write_half(OTHERS_HALF, report_dir, meta, finished, overview, parts, night)
+    return write_summary(report_dir, meta, summary)
+
+
+def write_half(half: str, report_dir: str, meta: dict, finished: float, overview: Overview, parts: list,
+               night=None) -> dict:
+    """One half of the files before summary.json: records.jsonl (RECORDS_HALF, most of the bytes), or the
+    others and report.html (OTHERS_HALF); the two may be written at once, by two workers. Returns the summary
+    both are made with."""
     summary = summary_from_totals(overview.totals, meta, finished, night)
     fs, path = storage.url_to_fs(report_dir)
     base = path.rstrip("/")
@@ -33,7 +46,9 @@ def finish(report_dir: str, meta: dict, finished: float, overview: Overview, par
     by_output = {output: [] for output in OUTPUTS}
     for output, part in parts:
         by_output[output].append(part)
-    _stream_to(fs, f"{base}/{RECORDS}", merged_lines(fs, by_output[RECORDS], RECORDS))
+    if half == RECORDS_HALF:
+        _stream_to(fs, f"{base}/{RECORDS}", merged_lines(fs, by_output[RECORDS], RECORDS))
+        return summary
     _stream_to(fs, f"{base}/{FAILURES}", _chain([",".join(FAILURES_HEADER) + "\n"],
                                                 merged_lines(fs, by_output[FAILURES], FAILURES)))
     _stream_to(fs, f"{base}/{PROMOTE}", promote_script(summary, merged_lines(fs, by_output[PROMOTE], PROMOTE)))
@@ -42,7 +57,13 @@ def finish(report_dir: str, meta: dict, finished: float, overview: Overview, par
     if storage.is_local(fs):
         os.chmod(f"{base}/{PROMOTE}", 0o755)
     storage.write_replaceable(fs, f"{base}/{HTML}", printable(render_page(summary, overview, finished)).encode("utf-8"))
-    storage.write_replaceable(fs, f"{base}/{SUMMARY}",
+    return summary
+
+
+def write_summary(report_dir: str, meta: dict, summary: dict) -> dict:
+    """summary.json, once both halves are written; then the parts go."""
+    fs, path = storage.url_to_fs(report_dir)
+    storage.write_replaceable(fs, f"{path.rstrip('/')}/{SUMMARY}",
                               (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     remove_parts(fs, path, meta.get("run_id", ""))
     return summary
