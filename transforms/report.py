@@ -11,8 +11,9 @@ bounded sample, the largest rebuilds); combiners merge them and then make their 
 workers at once (recovery.report.files.write_half) merge the parts line by line, one into records.jsonl,
 the other into failures.csv and promote.sh and render report.html, and a last step writes summary.json.
 Only the aggregates' own `add` and `merge` are used, so a report made here is the one write_reports makes
-in one process. The parts are written with fsspec (recovery.storage) rather than Beam's file sinks: Beam's own gs:// and s3:// filesystems take
-their credentials and endpoints elsewhere and do not know memory://.
+in one process. The parts are written with fsspec (recovery.storage) rather than Beam's file sinks:
+Beam's own gs:// and s3:// filesystems take their credentials and endpoints elsewhere and do not know
+memory://.
 """
 
 import logging
