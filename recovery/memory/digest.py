@@ -8,12 +8,18 @@ import posixpath
 
 def listing_digest(directory: str, files) -> str | None:
     """sha256 of the directory's files (recovery.listed.Listed, merge temp directories included), by
-    name relative to it; None when a file has no identity."""
-    digest = hashlib.sha256()
+    name relative to it; None when a file has no identity. One line per file, hashed at once (a carried
+    night digests every directory's listing; the bytes hashed are the ones every vault's heads hold)."""
     base = directory.rstrip("/") + "/"
-    for item in sorted(files, key=lambda f: f.path):
+    lines = []
+    for item in sorted(files, key=_path):
         if item.identity is None:
             return None
-        name = item.path[len(base):] if item.path.startswith(base) else posixpath.basename(item.path)
-        digest.update(f"{name}\0{item.size}\0{item.identity}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+        path = item.path
+        name = path[len(base):] if path.startswith(base) else posixpath.basename(path)
+        lines.append(f"{name}\0{item.size}\0{item.identity}\n")
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _path(item) -> str:
+    return item.path

@@ -19,6 +19,7 @@ import gzip
 import json
 import posixpath
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from .. import storage, stores
@@ -88,6 +89,27 @@ class Snapshot:
     def current(self) -> dict:
         """(prefix, kind) -> the record as it stands: a later verification over the judged one."""
         return {**self.records, **{key: rec for key, rec in self.verified.items() if key in self.records}}
+
+
+def gunzipped(data: bytes) -> bytes:
+    """A gzip file's bytes, uncompressed. The parts written here are one gzip member each, which zlib
+    undoes in one call (gzip.decompress took twice as long: a carried night reads 120 MB of them at
+    100k prefixes); anything else (members concatenated) is left to gzip."""
+    unzip = zlib.decompressobj(wbits=31)
+    try:
+        out = unzip.decompress(data)
+    except zlib.error:
+        return gzip.decompress(data)     # says what is wrong with it
+    return out if unzip.eof and not unzip.unused_data else gzip.decompress(data)
+
+
+def parse_jsonl(data: bytes) -> list:
+    """Every line of JSON Lines text, in one parse: the lines as one JSON array (a line this module wrote
+    holds no raw line break, JSON escapes them), else line by line without the blank ones."""
+    try:
+        return parse_json(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]") if data.strip() else []
+    except ValueError:
+        return [parse_json(line) for line in data.splitlines() if line.strip()]
 
 
 def key_of(record) -> tuple:
@@ -180,9 +202,8 @@ class MemoryStore:
     def _records_in(self, path: str) -> list[Record]:
         data = storage.read_bytes(self.fs, path)
         if path.endswith(".gz"):
-            data = gzip.decompress(data)
-        text = b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]"   # one parse, not one a line
-        return [record_from_dict(fields) for fields in parse_json(text)]
+            data = gunzipped(data)
+        return [record_from_dict(fields) for fields in parse_jsonl(data)]
 
     def read_head(self, folder: str) -> Head | None:
         try:

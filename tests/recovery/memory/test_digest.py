@@ -36,3 +36,12 @@ def test_no_identity_no_digest():
     files = [Listed("/m/run/ckpt-1.index", 5, 1.0, None), Listed("/m/run/ckpt-1.data-00000-of-00001", 7, 1.0, "g 1")]
     assert listing_digest("/m/run", files) is None
     assert listing_digest("/m/run", []) is not None      # an empty directory is unchanged while it stays empty
+
+
+def test_the_digest_is_the_one_earlier_vaults_hold():
+    """The bytes hashed are fixed: a head written by an earlier version holds this digest, and a
+    different one would have every directory judged afresh (and its snapshot written again) once."""
+    files = [Listed("/d/run/ckpt-2.index", 973, 1.5, "1.5:973:11"),
+             Listed("/d/run/ckpt-2_temp/part-00000-of-00001.index", 10, 2.0, "2.0:10:12"),
+             Listed("/d/run/ckpt-\udcf3.data-00000-of-00001", 4801, 1.5, "g7")]
+    assert listing_digest("/d/run/", files) == "8a245c00864461a14ea3cc491351aaa9cc0190091d8740727800076dffe9658b"

@@ -86,3 +86,37 @@ def test_a_damaged_head_is_no_snapshot_and_the_one_before_it_is_used(damage, tmp
     assert store.latest(DIRECTORY).head == head(NOW - DAY, "r0", 2)
     odd = Head("/data/r\udcf3n", "/data", "d1", iso(NOW), "r2", "/rep", 0, "with", (("ckpt-\udcf3.index", 5, "i"),))
     assert Head.from_json(odd.to_json()) == odd
+
+
+def test_record_parts_read_back_whatever_gzip_and_line_layout_they_come_in(tmp_path):
+    """A part as this module writes it (one gzip member, a record a line) is read in one pass; one of
+    concatenated gzip members, or with blank lines and no final line break, reads back the same; a part
+    cut short or whose line is not JSON still fails, as before, rather than giving fewer records."""
+    import gzip
+
+    from recovery.memory.snapshots import gunzipped, parse_jsonl
+    from recovery.report.schema import record_line
+
+    written = records() + [Record(f"{DIRECTORY}/ckpt-{i}", REBUILT, "rebuilt", "/data", directory=DIRECTORY)
+                           for i in (3, 4)]
+    text = "".join(record_line(r) for r in written).encode()
+    lines = text.splitlines(keepends=True)
+    assert gunzipped(gzip.compress(text, mtime=0)) == text
+    assert gunzipped(gzip.compress(b"".join(lines[:2])) + gzip.compress(b"".join(lines[2:]))) == text
+    expected = [__import__("json").loads(line) for line in lines]
+    assert parse_jsonl(text) == expected
+    assert parse_jsonl(b"\n".join(line.rstrip(b"\n") for line in lines)) == expected      # no final break
+    assert parse_jsonl(b"\n" + b"\n\n".join(lines) + b"  \n") == expected                 # blank lines
+    assert parse_jsonl(b"") == [] and parse_jsonl(b"\n") == []
+    with pytest.raises((EOFError, OSError)):
+        gunzipped(gzip.compress(text)[:-12])         # cut short
+    with pytest.raises(ValueError):
+        parse_jsonl(text + b'{"prefix": "/data/run/ckpt-3", "status\n')
+
+    store = MemoryStore(str(tmp_path / "vault"))
+    folder = store.folder(DIRECTORY, NOW, "r0")
+    store.write_head(folder, head(NOW, "r0", len(written)))
+    store.write_records(folder, written[:2])
+    part = tmp_path / "vault" / folder.split("/vault/", 1)[1] / "records-concatenated.jsonl.gz"
+    part.write_bytes(gzip.compress(b"".join(lines[2:3])) + gzip.compress(b"".join(lines[3:]) + b"\n"))
+    assert sorted(store.latest(DIRECTORY).records.values(), key=lambda r: r.prefix) == written
