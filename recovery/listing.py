@@ -111,7 +111,22 @@ def everything_under(fs, directory: str, exclude: str | None = None) -> list:
 
 def listed_under(fs, directory: str, exclude: str | None = None) -> Found:
     """Every regular file below `directory`, and every entry that is not one, from one recursive listing."""
-    return _found(fs, stores.store_for_fs(fs).find(fs, directory), exclude)
+    store = stores.store_for_fs(fs)
+    made = store.files_under(fs, directory)
+    if made is None:
+        return _found(fs, store.find(fs, directory), exclude)
+    regular, others = made      # regular files as Listed already; the others typed as _found types them
+    if exclude:
+        regular = [item for item in regular if not _excluded(item.path, exclude)]
+        others = [entry for entry in others if not _excluded(entry["name"], exclude)]
+    files, unread = _files_and_unread(fs, [e for e in storage.listed(fs, others) if e.get("type") != "directory"])
+    files = sorted(regular + files, key=_path) if files else regular   # a link to a file, among the files
+    staged = _staging_of_reports(files)
+    return Found(_outside(files, staged), _outside(unread, staged))
+
+
+def _path(item) -> str:
+    return item.path
 
 
 def _found(fs, found: dict, exclude: str | None, keep=None) -> Found:

@@ -83,6 +83,11 @@ class Store:
         detail), in name order; `options`: the store's own (a name `prefix` where prefix_listing)."""
         return fs.find(path, detail=True, withdirs=False, **options)
 
+    def files_under(self, fs, path: str):
+        """(regular files below `path` as Listed, in name order; every other entry as `find` gives it), where
+        the store can say so without a listing entry per file; None: ask `find`."""
+        return None
+
     # --- what a listing entry says --------------------------------------------------------------------
 
     def mtime(self, entry: dict) -> float | None:

@@ -91,3 +91,51 @@ def test_what_is_not_a_regular_file_is_listed_apart_and_gets_its_own_record(tmp_
     assert (latest.status, latest.source) == ("healthy", str(outside)) and "not followed" in latest.reason
     alias = records[str(tmp_path / "root" / "alias")]
     assert alias.source == "" and "audited under their own path" in alias.reason
+
+
+def test_a_local_listing_made_from_stat_is_the_one_made_from_find_entries(tmp_path):
+    """The local store lists regular files straight from their stat (stores/local.py files_under): the
+    same files, sizes, times, identities and order as from find()'s entries, with what is not a regular
+    file (a FIFO, a socket, a dangling link, a link to a directory, a link to a file, which is that file)
+    typed alike, a report directory inside the root left out and a report's staged indexes hidden."""
+    import socket
+
+    from recovery import stores
+    from recovery.listing import _found
+
+    root = tmp_path / "root"
+    run = root / "run"
+    (run / "ckpt-2_temp").mkdir(parents=True)
+    for name in ("ckpt-2.index", "ckpt-2.data-00000-of-00001", "ckpt-2_temp/part-00000-of-00001.index",
+                 "checkpoint", "b\udcf3d-name.index"):
+        (run / name).write_bytes(b"x" * len(name))
+    os.symlink("ckpt-2.index", run / "latest.index")
+    os.symlink(str(tmp_path / "gone"), run / "ckpt-3.index")
+    os.symlink(str(tmp_path), run / "up")
+    os.mkfifo(run / "ckpt-1.data-00000-of-00001")
+    (root / "plain" / "deeper").mkdir(parents=True)           # regular files only
+    for name in ("ckpt-1.index", "ckpt-1.data-00000-of-00001", "deeper/ckpt-2.index", "a"):
+        (root / "plain" / name).write_bytes(b"y" * len(name))
+    report = root / "report"
+    (report / "rebuilt").mkdir(parents=True)
+    (report / ".ckpt-rescue-report").write_text("{}")
+    (report / "rebuilt" / "ckpt-9.index").write_bytes(b"staged")
+    other_report = run / "rep"
+    (other_report / "rebuilt").mkdir(parents=True)
+    (other_report / ".ckpt-rescue-report").write_text("{}")
+    (other_report / "rebuilt" / "ckpt-8.index").write_bytes(b"staged")
+    fs, _ = storage.url_to_fs(str(root))
+    store = stores.store_for_fs(fs)
+    assert store.files_under(fs, str(run)) is not None        # the local store's own way is the one tested
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(run / "tb.sock"))
+        for directory, exclude in ((str(root), str(report)), (str(run), None), (str(root), None),
+                                   (str(root / "plain"), None)):
+            made = listed_under(fs, directory, exclude)
+            assert made == _found(fs, store.find(fs, directory), exclude), (directory, exclude)
+            assert [f.path for f in made.files] == sorted(f.path for f in made.files)
+    paths = {f.path for f in listed_under(fs, str(root), str(report)).files}
+    assert str(run / "latest.index") in paths and str(run / "ckpt-2_temp/part-00000-of-00001.index") in paths
+    assert not any("rebuilt" in p or "/report/" in p for p in paths)
+    assert listed_under(fs, str(run / "checkpoint")).files == _found(fs, store.find(fs, str(run / "checkpoint")),
+                                                                      None).files      # a file: find's answer
