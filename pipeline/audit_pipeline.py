@@ -10,6 +10,7 @@ import os
 
 import apache_beam as beam
 
+from recovery.memory.carry_form import FormBatch
 from recovery.prefix_steps import AuditSettings
 from recovery.records import with_options
 from transforms.classify import ORPHANS, TO_CHECK, TO_SALVAGE, ClassifyDirectory
@@ -74,7 +75,9 @@ def build(pipeline, roots: list[str], settings: AuditSettings, meta: dict):
 
 
 def _with_options(batch: list, options: tuple) -> list:
-    return [with_options(record, options) for record in batch]
+    """A carried form's records offer no command to add options to; the batch's other records may."""
+    records = [with_options(record, options) for record in batch]
+    return FormBatch(records, batch.form) if isinstance(batch, FormBatch) else records
 
 
 def _remembered(records, nightly, stage: str, nights: list):

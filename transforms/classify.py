@@ -10,6 +10,7 @@ from apache_beam import pvalue
 from recovery import storage
 from recovery.classify import classify_directory
 from recovery.discovery import group_directory
+from recovery.memory.carry_form import FormBatch
 from recovery.memory.directory import Judging, night_of
 from recovery.memory.nightly import Nightly
 from recovery.records import CHECKPOINT, HEALTHY, INCOMPLETE
@@ -69,7 +70,10 @@ class ClassifyDirectory(beam.DoFn):
         night = night_of(fs, root, element.directory, list(element.files), self.nightly, judging)
         counter("directories_carried" if night.counts.carried else "directories_judged").inc()
         counter("orphans_found").inc(len(night.orphans))
-        yield from _reported(night.records)     # a carried record keeps the salvage assessed when it was judged
+        if night.form is not None:    # carried: none goes to salvage, a carried record keeps its assessment
+            yield FormBatch(night.records, night.form)
+        else:
+            yield from _reported(night.records)
         for task in night.orphans:
             yield pvalue.TaggedOutput(ORPHANS, task)
         for record in night.to_check:

@@ -29,6 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from recovery import storage
 from recovery.memory import runs
+from recovery.memory.carry_form import FormBatch
 from recovery.memory.nightly import NightCounts
 from recovery.report import aggregates, files, latest, parts, readback, schema
 
@@ -72,6 +73,9 @@ class Tally(beam.DoFn):
             counts["bytes_scanned"] += record.bytes_scanned
         counts["records"] += len(batch)
         self._seen += len(batch)
+        if isinstance(batch, FormBatch):       # the records its carried form stands for, counted then
+            counts.update(batch.form.counts)
+            self._seen += batch.form.counts.get("records", 0)
         now = time.monotonic()
         if batch and now - self._last_log >= PROGRESS_EVERY_SECONDS:
             self._last_log = now
@@ -112,6 +116,8 @@ class WriteParts(beam.DoFn):
     def process(self, batch):
         for record in batch:
             yield from self._take(parts.lines_for(record))
+        if isinstance(batch, FormBatch):
+            yield from self._take(batch.form.part_lines())
 
     def _take(self, keyed_lines) -> list:
         written = []
@@ -169,11 +175,23 @@ class AggregateBundle(beam.DoFn):
             for key in aggregates.keys_of(record):
                 held = self._held.get(key)
                 if held is None:
-                    if len(self._held) >= self.MAX_KEYS:
-                        oldest = next(iter(self._held))
-                        yield oldest, self._held.pop(oldest)
+                    yield from self._room()
                     held = self._held[key] = aggregates.KINDS[key[0]]()
                 held.add(record)
+        if isinstance(batch, FormBatch):     # its carried form's totals and runs, made when it was judged
+            form = batch.form
+            for key, made in (((aggregates.TOTALS,), form.totals),
+                              *(((aggregates.RUN, *run), each) for run, each in form.runs.items())):
+                held = self._held.get(key)
+                if held is None:
+                    yield from self._room()
+                    held = self._held[key] = aggregates.KINDS[key[0]]()
+                held.merge([made])
+
+    def _room(self):
+        if len(self._held) >= self.MAX_KEYS:
+            oldest = next(iter(self._held))
+            yield oldest, self._held.pop(oldest)
 
     def finish_bundle(self):
         for key, held in self._held.items():
@@ -313,7 +331,7 @@ class ClaimsWithin(beam.DoFn):
         self._answered, self._joined = counter("state_files_answered_in_directory"), counter("state_files_joined")
 
     def process(self, batch):
-        resolved, joined = latest.resolved_within(batch)
+        resolved, joined = latest.resolved_within(batch, batch.form.claims if isinstance(batch, FormBatch) else ())
         if resolved:
             self._answered.inc(len(resolved))
         if joined:

@@ -43,22 +43,39 @@ def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly
     return ""
 
 
-def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: dict) -> list[Record]:
+def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: dict,
+            covered: frozenset = frozenset()) -> list[Record]:
     """The snapshot's records as tonight's: `carried_from` its date, nothing scanned, a line in `checks`
     that says so, and what changed against `before` (the previous run's records by key_of), each made
     once (a directory carries a hundred). `restage(record) -> Record` stages a staged record's index
-    again (CannotCarry if not)."""
+    again (CannotCarry if not). The records `covered` (their keys) by a carried form are left out."""
     judged = snapshot.head.judged
-    note = f"{UNCHANGED}{judged}: carried forward, nothing of it read this run (--full reads it)"
+    note = unchanged_note(judged)
     out = []
     for key, record in snapshot.current().items():
-        checks = tuple(line for line in record.checks if not line.startswith(UNCHANGED))
-        record = amended(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0,
-                         checks=(*checks, note), **change_fields(record.status, before.get(key), nightly))
-        if record.staged and record.index_path and record.status != DELETED:
+        if key in covered:
+            continue
+        record = as_carried(record, root, judged, note, change_fields(record.status, before.get(key), nightly))
+        if needs_staging(record):
             record = restage(record)
         out.append(record)
     return out
+
+
+def unchanged_note(judged: str) -> str:
+    return f"{UNCHANGED}{judged}: carried forward, nothing of it read this run (--full reads it)"
+
+
+def as_carried(record: Record, root: str, judged: str, note: str, change: dict) -> Record:
+    """One record as a night that carries it reports it (`change`: its change_fields)."""
+    checks = tuple(line for line in record.checks if not line.startswith(UNCHANGED))
+    return amended(record, root=root, carried_from=judged, bytes_scanned=0, seconds=0.0, checks=(*checks, note),
+                   **change)
+
+
+def needs_staging(record: Record) -> bool:
+    """A carried record whose index is staged under a report directory: staged again in tonight's."""
+    return bool(record.staged and record.index_path and record.status != DELETED)
 
 
 def kept_as(record: Record, entry) -> Record:

@@ -15,6 +15,7 @@ from ..records import CHECKPOINT, HEALTHY, Record
 from ..tasks import OrphanTask
 from ..vault import ORIGIN_SEEN_HEALTHY, shard_records, vault_for
 from .carry import CannotCarry, cannot_carry, carried, restager
+from .carry_form import CarriedForm, form_of, from_bytes, to_bytes, usable
 from .changes import changed, deletable, deleted
 from .digest import listing_digest
 from .nightly import DAY, NightCounts, Nightly, iso
@@ -41,6 +42,7 @@ class DirectoryNight:
     to_check: list = field(default_factory=list)    # healthy Records to verify or rehearse tonight
     line: dict = field(default_factory=dict)        # the directory's line of directories.jsonl
     counts: NightCounts = field(default_factory=NightCounts)
+    form: CarriedForm | None = None                 # what reports the carried records `records` leaves out
 
 
 def stores_of(nightly: Nightly) -> tuple:
@@ -63,23 +65,40 @@ def night_of(fs, root: str, directory: str, files: list, nightly: Nightly, judgi
     digest = listing_digest(directory, files)
     why = cannot_carry(last, digest, nightly) if keep_in else "no --vault"
     if not why:
+        form = _form(keep_in, last, root, compare is keep_in, nightly, judging)
         try:
             kept = carried(last, root, nightly, restager(vault, nightly.report_dir, _present(fs, directory, files)),
-                           before)
+                           before, form.covers if form else frozenset())
         except CannotCarry as exc:
             why = str(exc)
     if why:
         _judge(fs, root, group_directory(directory, files), nightly, judging, vault, before, night)
     else:
         night.counts.carried = 1
+        night.form = form
         for record in kept:
             _route(record, None, nightly, judging, night)
     if why and keep_in is not None:
-        _remember(keep_in, last, shown, root, digest, files, directory, nightly, night)
+        _remember(keep_in, last, shown, root, digest, files, directory, nightly, night, judging)
+    reported = len(night.records) + len(night.to_check) + len(night.orphans) + (len(form.covers) if night.form else 0)
     night.line = {"root": root, "directory": shown, "files": len(files), "digest": digest or "",
                   "judged": nightly.now_iso if why else "", "carried_from": "" if why else last.head.judged,
-                  "why": why, "records": len(night.records) + len(night.to_check) + len(night.orphans)}
+                  "why": why, "records": reported}
     return night
+
+
+def _form(keep_in: MemoryStore, snapshot, root: str, compared_with_itself: bool, nightly: Nightly,
+          judging: Judging) -> CarriedForm | None:
+    """The snapshot's carried form when tonight may use it; None (each record carried) otherwise, and for
+    a form that cannot be read: it only ever saves work."""
+    if len(snapshot.carried) != 1:
+        return None
+    try:
+        form = from_bytes(keep_in.read_carried(snapshot.carried[0]))
+    except Exception as exc:  # noqa: BLE001 - damaged or unreadable: the records are carried one by one
+        log.warning("the carried form %s is not used: %s", snapshot.carried[0], exc)
+        return None
+    return form if usable(form, snapshot, root, compared_with_itself, nightly.known, judging.check_healthy) else None
 
 
 def _judge(fs, root: str, contents, nightly: Nightly, judging: Judging, vault, before: dict,
@@ -179,7 +198,7 @@ def retire_superseded(vault, prefix: str, nightly: Nightly) -> int:
 
 
 def _remember(keep_in: MemoryStore, last, shown: str, root: str, digest, files, directory: str, nightly: Nightly,
-              night: DirectoryNight) -> None:
+              night: DirectoryNight, judging: Judging) -> None:
     """Write tonight's snapshot of a judged directory: its head (the listing) and the records made so far;
     the rebuilds' records follow from their own stage. Snapshots superseded long enough are dropped."""
     base = directory.rstrip("/") + "/"
@@ -197,6 +216,13 @@ def _remember(keep_in: MemoryStore, last, shown: str, root: str, digest, files, 
     except Exception as exc:  # noqa: BLE001 - tonight's verdicts stand; the directory is judged again next night
         log.warning("the vault did not take tonight's snapshot of %s: %s", shown, exc)
         night.counts.vault_failed += 1
+        return
+    if (night.records or night.to_check) and not judging.check_healthy:   # a verifying night carries each record
+        try:
+            keep_in.write_carried(folder, to_bytes(form_of([*night.records, *night.to_check], root, nightly.now_iso)))
+        except Exception as exc:  # noqa: BLE001 - without it the records are carried one by one
+            log.warning("the vault did not take the carried form of %s: %s", shown, exc)
+            night.counts.vault_failed += 1
 
 
 

@@ -8,6 +8,8 @@ directory was judged, under a memory root (the vault, or an earlier report's `pr
                                                                             classification's, then each rebuild's)
     ROOT/memory/<...>/<judged>_<run id>/verified-<when>-<uuid>.jsonl.gz    later --verify-data results of its
                                                                             healthy checkpoints (newest wins)
+    ROOT/memory/<...>/<judged>_<run id>/carried-<uuid>.jsonl.gz            what its records add to a report that
+                                                                            carries them (carry_form.py)
 
 A snapshot is complete when its parts hold as many records as its head says; an incomplete one (a run
 that stopped) is never carried and never compared with. Every file is written once, create-only, and
@@ -33,6 +35,7 @@ TREE = "memory"
 HEAD = "head.json"
 FORMAT = "ckpt-rescue-memory/1"
 RECORDS_PART, VERIFIED_PART = "records", "verified"
+CARRIED_PART = "carried"      # what the directory adds to a report that carries it (carry_form.py)
 
 _latest = SharedCache(64)     # (memory root, directory, run to leave out) -> Snapshot | None, per process
 
@@ -81,6 +84,7 @@ class Snapshot:
     location: str                                   # its folder, as a filesystem path under the memory root
     records: dict = field(default_factory=dict)     # (prefix, kind) -> Record, as judged
     verified: dict = field(default_factory=dict)    # (prefix, kind) -> Record, newest verification since
+    carried: list = field(default_factory=list)     # paths of its carried forms (carry_form.py), read when used
 
     @property
     def complete(self) -> bool:
@@ -144,6 +148,15 @@ class MemoryStore:
         self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
         return path
 
+    def write_carried(self, folder: str, data: bytes) -> str:
+        """A carried form (carry_form.to_bytes), gzipped, into a snapshot's folder; returns its path."""
+        path = posixpath.join(folder, f"{CARRIED_PART}-{uuid.uuid4().hex[:16]}.jsonl.gz")
+        self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
+        return path
+
+    def read_carried(self, path: str) -> bytes:
+        return gunzipped(storage.read_bytes(self.fs, path))
+
     def _write(self, path: str, data: bytes) -> None:
         if storage.is_local(self.fs):
             self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
@@ -191,6 +204,9 @@ class MemoryStore:
         snapshot = Snapshot(head, folder)
         for path in sorted(paths):
             leaf = posixpath.basename(path)
+            if leaf.startswith(CARRIED_PART + "-"):
+                snapshot.carried.append(path)
+                continue
             target = snapshot.records if leaf.startswith(RECORDS_PART + "-") else \
                 snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
             if target is None:

@@ -65,22 +65,22 @@ def latest_resolution(state_name: str, targets: list) -> Run:
     return Run(state_latest=state_name, resolves_now=now, resolves_after=after)
 
 
-def resolved_within(batch) -> tuple[list, list]:
+def resolved_within(batch, claims=()) -> tuple[list, list]:
     """A batch holding every record of its directories (classification's): (run key, Run) for each claim
     whose checkpoint is among them, answered here, and the other claims, (prefix, StateFileClaim), for
     the join. A prefix's records all come from its directory's classification, so none is elsewhere;
-    a claim naming another directory's checkpoint, or one sent to be rebuilt or checked, is joined."""
+    a claim naming another directory's checkpoint, or one sent to be rebuilt or checked, is joined.
+    `claims`: more of the directory's claims, (prefix, StateFileClaim) (a carried form's)."""
     states = {}
     for record in batch:
         if record.kind == CHECKPOINT:
             states.setdefault(record.prefix, []).append(CheckpointState(record.status, bool(record.staged)))
     resolved, joined = [], []
-    for record in batch:
-        for target, claim in state_claims(record):
-            if target in states:
-                resolved.append(((claim.root, claim.directory), latest_resolution(claim.name, states[target])))
-            else:
-                joined.append((target, claim))
+    for target, claim in [*(claim for record in batch for claim in state_claims(record)), *claims]:
+        if target in states:
+            resolved.append(((claim.root, claim.directory), latest_resolution(claim.name, states[target])))
+        else:
+            joined.append((target, claim))
     return resolved, joined
 
 

@@ -65,14 +65,14 @@ def write_part(fs, directory: str, output: str, keyed_lines: list) -> str:
     path = f"{directory.rstrip('/')}/{stem}-{uuid.uuid4().hex[:16]}{ext}"
     keyed_lines.sort(key=lambda pair: pair[0])
     if output in KEYED:
-        text = "".join(f"{_key_text(key)}\t{line}" for key, line in keyed_lines)
+        text = "".join(f"{key_text(key)}\t{line}" for key, line in keyed_lines)
     else:
         text = "".join(line for _, line in keyed_lines)
     storage.write_replaceable(fs, path, text.encode("utf-8"))
     return path
 
 
-def _key_text(key: tuple) -> str:
+def key_text(key: tuple) -> str:
     """A sort key as JSON: orjson's, or json's escapes where orjson refuses a lone surrogate."""
     try:
         return orjson.dumps(key).decode("utf-8")

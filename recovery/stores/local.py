@@ -136,8 +136,6 @@ class LocalStore(Store):
         os.replace(tmp, path)
 
 
-
-
 def open_regular(path: str):
     """`open(path, "rb")` of a regular file (or a link to one), refusing anything else without ever
     opening it: a FIFO would block until a writer came, a device may act on being opened. The type is
