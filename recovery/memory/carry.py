@@ -35,7 +35,8 @@ def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly
         return f"its listing changed since {head.judged}"
     if head.judged_with != nightly.judged_with:
         return f"judged on {head.judged} by another version or with other options or registry"
-    records = snapshot.current().values()
+    records = [*snapshot.records.values(), *snapshot.verified.values()]     # a covered part holds none of
+    #                                                                       these verdicts (carry_form.py)
     if any(r.status in (ERROR, IN_PROGRESS) for r in records):
         return f"a verdict of {head.judged} was not final (error or in-progress)"
     if any(r.status == DELETED and nightly.expired(r.since) for r in records):
@@ -52,7 +53,7 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: di
     judged = snapshot.head.judged
     note = unchanged_note(judged)
     out = []
-    for key, record in snapshot.current().items():
+    for key, record in (snapshot.current_read() if covered else snapshot.current()).items():
         if key in covered:
             continue
         record = as_carried(record, root, judged, note, change_fields(record.status, before.get(key), nightly))

@@ -96,7 +96,9 @@ def usable(form: CarriedForm | None, snapshot, root: str, compared_with_itself: 
         return False
     if form.root != root or form.judged != snapshot.head.judged:
         return False
-    return form.covers <= snapshot.records.keys() and not (form.covers & snapshot.verified.keys())
+    unread = sum(count for _, count in snapshot.pending)     # the covered part it was made with, not read
+    return (unread == len(form.covers) and not (form.covers & snapshot.records.keys())
+            and not (form.covers & snapshot.verified.keys()))
 
 
 # --- as kept in the vault: a JSON line of what it is, then its part lines ---------------------------

@@ -20,7 +20,7 @@ from .changes import changed, deletable, deleted
 from .digest import listing_digest
 from .nightly import DAY, NightCounts, Nightly, iso
 from .rotation import due, not_due_note, without_verification_notes
-from .snapshots import Head, MemoryStore, key_of
+from .snapshots import COVERED_PART, Head, MemoryStore, key_of
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,19 @@ def night_of(fs, root: str, directory: str, files: list, nightly: Nightly, judgi
     vault, keep_in, compare = stores_of(nightly)
     last = keep_in.latest(shown, nightly.run_id, nightly.now) if keep_in else None
     earlier = (last if compare is keep_in else compare.latest(shown, nightly.run_id, nightly.now)) if compare else None
-    before = earlier.current() if earlier is not None else {}
     digest = listing_digest(directory, files)
     why = cannot_carry(last, digest, nightly) if keep_in else "no --vault"
     if not why:
         form = _form(keep_in, last, root, compare is keep_in, nightly, judging)
+        # with a form, compared with the very snapshot carried: the records it does not cover are all it needs
+        before = last.current_read() if form else earlier.current() if earlier is not None else {}
         try:
             kept = carried(last, root, nightly, restager(vault, nightly.report_dir, _present(fs, directory, files)),
                            before, form.covers if form else frozenset())
         except CannotCarry as exc:
             why = str(exc)
     if why:
+        before = earlier.current() if earlier is not None else {}
         _judge(fs, root, group_directory(directory, files), nightly, judging, vault, before, night)
     else:
         night.counts.carried = 1
@@ -209,20 +211,38 @@ def _remember(keep_in: MemoryStore, last, shown: str, root: str, digest, files, 
     folder = keep_in.folder(shown, nightly.now, nightly.run_id)
     try:
         keep_in.write_head(folder, head)
-        if night.records or night.to_check:
-            keep_in.write_records(folder, [*night.records, *night.to_check])
+        judged = [*night.records, *night.to_check]
+        form = _form_of(judged, root, nightly, judging)
+        covers = form.covers if form else frozenset()
+        covered = [record for record in judged if key_of(record) in covers]
+        if len(covered) < len(judged):
+            keep_in.write_records(folder, [record for record in judged if key_of(record) not in covers])
+        if covered:
+            keep_in.write_records(folder, covered, COVERED_PART)
         keep = last.location if last is not None else folder
         keep_in.drop_older(shown, keep, nightly.now - nightly.keep_days * DAY)
     except Exception as exc:  # noqa: BLE001 - tonight's verdicts stand; the directory is judged again next night
         log.warning("the vault did not take tonight's snapshot of %s: %s", shown, exc)
         night.counts.vault_failed += 1
         return
-    if (night.records or night.to_check) and not judging.check_healthy:   # a verifying night carries each record
+    if covered:
         try:
-            keep_in.write_carried(folder, to_bytes(form_of([*night.records, *night.to_check], root, nightly.now_iso)))
-        except Exception as exc:  # noqa: BLE001 - without it the records are carried one by one
+            keep_in.write_carried(folder, to_bytes(form))
+        except Exception as exc:  # noqa: BLE001 - without it the covered records are read and carried one by one
             log.warning("the vault did not take the carried form of %s: %s", shown, exc)
             night.counts.vault_failed += 1
+
+
+def _form_of(judged: list, root: str, nightly: Nightly, judging: Judging) -> CarriedForm | None:
+    """The carried form of tonight's judged records, or None: a night that verifies or rehearses carries
+    each record (their rotation notes), and a form is only ever a saving."""
+    if not judged or judging.check_healthy:
+        return None
+    try:
+        return form_of(judged, root, nightly.now_iso)
+    except Exception as exc:  # noqa: BLE001 - the snapshot is kept without one
+        log.warning("no carried form of %s's records: %s", root, exc)
+        return None
 
 
 

@@ -8,7 +8,9 @@ directory was judged, under a memory root (the vault, or an earlier report's `pr
                                                                             classification's, then each rebuild's)
     ROOT/memory/<...>/<judged>_<run id>/verified-<when>-<uuid>.jsonl.gz    later --verify-data results of its
                                                                             healthy checkpoints (newest wins)
-    ROOT/memory/<...>/<judged>_<run id>/carried-<uuid>.jsonl.gz            what its records add to a report that
+    ROOT/memory/<...>/<judged>_<run id>/covered-<n>-<uuid>.jsonl.gz        the n records a carried form stands
+                                                                            for (read only when asked for)
+    ROOT/memory/<...>/<judged>_<run id>/carried-<uuid>.jsonl.gz            what those add to a report that
                                                                             carries them (carry_form.py)
 
 A snapshot is complete when its parts hold as many records as its head says; an incomplete one (a run
@@ -36,6 +38,7 @@ HEAD = "head.json"
 FORMAT = "ckpt-rescue-memory/1"
 RECORDS_PART, VERIFIED_PART = "records", "verified"
 CARRIED_PART = "carried"      # what the directory adds to a report that carries it (carry_form.py)
+COVERED_PART = "covered"      # the records a carried form stands for: read only when something asks for them
 
 _latest = SharedCache(64)     # (memory root, directory, run to leave out) -> Snapshot | None, per process
 
@@ -85,13 +88,32 @@ class Snapshot:
     records: dict = field(default_factory=dict)     # (prefix, kind) -> Record, as judged
     verified: dict = field(default_factory=dict)    # (prefix, kind) -> Record, newest verification since
     carried: list = field(default_factory=list)     # paths of its carried forms (carry_form.py), read when used
+    pending: list = field(default_factory=list)     # (path, records it holds) of its covered parts, not read yet
+    reader: object = None                           # the MemoryStore that reads them
 
     @property
     def complete(self) -> bool:
-        return len(self.records) == self.head.records
+        return len(self.records) + sum(count for _, count in self.pending) == self.head.records
+
+    def judged(self) -> dict:
+        """(prefix, kind) -> every record as judged, the covered parts read now if not yet. A new dict
+        replaces the old: a worker's threads may share this snapshot (it is cached per process)."""
+        if self.pending:
+            loaded = dict(self.records)
+            for path, _ in self.pending:
+                for record in self.reader._records_in(path):
+                    loaded[key_of(record)] = record
+            self.records, self.pending = loaded, []
+        return self.records
 
     def current(self) -> dict:
         """(prefix, kind) -> the record as it stands: a later verification over the judged one."""
+        judged = self.judged()
+        return {**judged, **{key: rec for key, rec in self.verified.items() if key in judged}}
+
+    def current_read(self) -> dict:
+        """current() of the records read so far: all but those of covered parts not yet read (what a
+        carried form stands for, which a night that uses the form never reads)."""
         return {**self.records, **{key: rec for key, rec in self.verified.items() if key in self.records}}
 
 
@@ -141,8 +163,10 @@ class MemoryStore:
 
     def write_records(self, folder: str, records, part: str = RECORDS_PART, when: float | None = None) -> str:
         """One part of records (a Record's line each, gzipped: a record's JSON repeats itself, and a vault
-        holds one per checkpoint) into a snapshot's folder; returns its path."""
-        stamp = f"-{compact(when)}" if when is not None else ""
+        holds one per checkpoint) into a snapshot's folder; returns its path. A covered part's name says
+        how many records it holds, so that a snapshot is known complete without reading it."""
+        records = list(records)
+        stamp = f"-{compact(when)}" if when is not None else f"-{len(records)}" if part == COVERED_PART else ""
         path = posixpath.join(folder, f"{part}{stamp}-{uuid.uuid4().hex[:16]}.jsonl.gz")
         data = "".join(record_line(r) for r in records).encode("utf-8")
         self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
@@ -207,12 +231,18 @@ class MemoryStore:
             if leaf.startswith(CARRIED_PART + "-"):
                 snapshot.carried.append(path)
                 continue
-            target = snapshot.records if leaf.startswith(RECORDS_PART + "-") else \
+            if leaf.startswith(COVERED_PART + "-"):
+                count = leaf.split("-")[1]
+                if count.isdigit():
+                    snapshot.pending.append((path, int(count)))
+                    continue
+            target = snapshot.records if leaf.startswith((RECORDS_PART + "-", COVERED_PART + "-")) else \
                 snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
             if target is None:
                 continue
             for record in self._records_in(path):
                 target[key_of(record)] = record
+        snapshot.reader = self
         return snapshot
 
     def _records_in(self, path: str) -> list[Record]:

@@ -120,3 +120,32 @@ def test_record_parts_read_back_whatever_gzip_and_line_layout_they_come_in(tmp_p
     part = tmp_path / "vault" / folder.split("/vault/", 1)[1] / "records-concatenated.jsonl.gz"
     part.write_bytes(gzip.compress(b"".join(lines[2:3])) + gzip.compress(b"".join(lines[3:]) + b"\n"))
     assert sorted(store.latest(DIRECTORY).records.values(), key=lambda r: r.prefix) == written
+
+
+def test_a_covered_part_is_read_only_when_asked_for(tmp_path):
+    """A covered part (the records a carried form stands for) counts toward a complete snapshot by the
+    number its name carries, unread; current() reads it; current_read() does not. A covered part whose
+    name says no number is read at once, as any records part."""
+    from recovery.memory.snapshots import COVERED_PART
+
+    store = MemoryStore(str(tmp_path / "vault"))
+    folder = store.folder(DIRECTORY, NOW, "r0")
+    covered = [Record(f"{DIRECTORY}/ckpt-{i}", HEALTHY, "ok", "/data", directory=DIRECTORY, since="s")
+               for i in (3, 4, 5)]
+    store.write_head(folder, head(NOW, "r0", 5))
+    store.write_records(folder, records())
+    path = store.write_records(folder, covered, COVERED_PART)
+    assert path.split("/")[-1].startswith(f"{COVERED_PART}-3-")
+    snapshot = store.latest(DIRECTORY)
+    assert snapshot.complete and len(snapshot.pending) == 1 and len(snapshot.records) == 2
+    assert sorted(snapshot.current_read()) == sorted((r.prefix, r.kind) for r in records())
+    assert sorted(snapshot.current()) == sorted((r.prefix, r.kind) for r in records() + covered)
+    assert snapshot.pending == [] and len(snapshot.records) == 5
+
+    unnumbered = store.folder(DIRECTORY, NOW + 1, "r1")
+    store.write_head(unnumbered, head(NOW + 1, "r1", 5))
+    store.write_records(unnumbered, records())
+    (tmp_path / "vault" / path.split("/vault/", 1)[1]).rename(
+        tmp_path / "vault" / unnumbered.split("/vault/", 1)[1] / "covered-abc.jsonl.gz")
+    again = MemoryStore(str(tmp_path / "vault"))._newest_complete(DIRECTORY, "", None)
+    assert again.head.run_id == "r1" and again.pending == [] and len(again.records) == 5
