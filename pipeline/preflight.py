@@ -125,7 +125,8 @@ class TreeSize:
 
 
 def local_tree_size(roots: list, max_files: int, max_bytes: int) -> TreeSize | None:
-    """Files and bytes under local roots, walking no further than the first limit passed; None for a
+    """Files and bytes under local roots, walking no further than the first limit passed (the file count
+    from names alone: a tree too large for one process is found without a stat per file); None for a
     remote root (its listing costs requests, and a bucket is seldom small).
 
     The audit runs small trees in one process: starting worker processes costs seconds."""
@@ -135,9 +136,8 @@ def local_tree_size(roots: list, max_files: int, max_bytes: int) -> TreeSize | N
         if path is None:
             return None
         paths.append(path)
-    seen = TreeSize(0, 0, False)
-    todo = list(paths)
-    while todo:
+    found, todo = [], list(paths)
+    while todo:                          # names first: a tree over the file limit is found without a stat
         try:
             entries = os.scandir(todo.pop())
         except OSError:
@@ -148,14 +148,22 @@ def local_tree_size(roots: list, max_files: int, max_bytes: int) -> TreeSize | N
                     if entry.is_dir(follow_symlinks=False):
                         todo.append(entry.path)
                         continue
-                    size = entry.stat().st_size
                 except OSError:
-                    size = 0             # a dangling link: still a file for the listing
-                seen.files += 1
-                seen.bytes += size
-                if seen.files > max_files or seen.bytes > max_bytes:
-                    seen.over = True
-                    return seen
+                    pass
+                found.append(entry)
+                if len(found) > max_files:
+                    return TreeSize(len(found), 0, True)
+    seen = TreeSize(0, 0, False)
+    for entry in found:                  # then the sizes of a tree under it
+        try:
+            size = entry.stat().st_size
+        except OSError:
+            size = 0                     # a dangling link: still a file for the listing
+        seen.files += 1
+        seen.bytes += size
+        if seen.bytes > max_bytes:
+            seen.over = True
+            return seen
     return seen
 
 
