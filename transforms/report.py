@@ -298,7 +298,7 @@ class WriteReports(beam.PTransform):
 
         pipeline = next(iter(record_sets.values())).pipeline
         halves = (pipeline
-                  | "Halves" >> beam.Create([(files.RECORDS_HALF, None), (files.OTHERS_HALF, None)])
+                  | "Halves" >> beam.Create([(files.RECORDS_HALF, None), (files.OTHERS_HALF, None)], reshuffle=False)
                   | "A worker each" >> beam.GroupByKey()     # two keys: two workers, each its half at once
                   | "Write files" >> beam.Map(_write_half, self.report_dir, self.meta, self.finished,
                                                    self.night is not None,
