@@ -42,6 +42,27 @@ def checkpoint_directory(path: str) -> str:
     return parent
 
 
+def by_checkpoint_directory(items, path_of) -> dict:
+    """checkpoint_directory -> the items (path_of(item) their path) in it, in the order given; whether a
+    parent is a merge temp directory is asked once per parent, not once per file (a listing's files
+    come a directory at a time, a hundred thousand of them on a nightly run)."""
+    grouped: dict = {}
+    temp: dict = {}
+    for item in items:
+        path = path_of(item)
+        parent = posixpath.dirname(path)
+        is_temp = temp.get(parent)
+        if is_temp is None:
+            is_temp = temp[parent] = bool(_TEMP_DIR_RE.search(posixpath.basename(parent)))
+        directory = posixpath.dirname(parent) if is_temp and _MERGE_INPUT_RE.fullmatch(
+            posixpath.basename(path)) else parent
+        found = grouped.get(directory)
+        if found is None:
+            found = grouped[directory] = []
+        found.append(item)
+    return grouped
+
+
 @dataclass
 class PrefixFiles:
     """The files of one checkpoint prefix as listed: its index (if any) and its data files."""

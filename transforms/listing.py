@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from recovery import storage
-from recovery.discovery import checkpoint_directory
+from recovery.discovery import by_checkpoint_directory
 from recovery.failures import tree_failure
 from recovery.listed import Listed
 from recovery.listing import (
@@ -148,10 +148,12 @@ class ListGroup(beam.DoFn):
 def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
-    grouped: dict = {}
-    for item in files:
-        grouped.setdefault(checkpoint_directory(item.path), []).append(item)
+    grouped = by_checkpoint_directory(files, _path)
     return [DirectoryFiles(root, directory, found) for directory, found in grouped.items()]
+
+
+def _path(item) -> str:
+    return item.path
 
 
 def _keyed(part: DirectoryFiles):

@@ -31,6 +31,25 @@ def test_temp_directories_belong_to_the_directory_of_their_checkpoint():
     assert checkpoint_directory("/r/run/not_a_temp_dir/x.index") == "/r/run/not_a_temp_dir"
 
 
+def test_grouping_many_files_by_directory_gives_each_its_checkpoint_directory():
+    """The grouping a listing uses (one question per parent) puts every file where checkpoint_directory
+    says, in the order given: merge inputs under their parent, a file in a temp directory that is not a
+    merge input, a user's directory named like one, files at the top of a bucket."""
+    from recovery.discovery import by_checkpoint_directory
+
+    paths = ["/r/run/ckpt-3.index", "/r/run/ckpt-3_temp/part-00000-of-00001.index",
+             "/r/run/ckpt-3_temp/notes.txt", "/r/run/bert_temp/ckpt-1.index", "/r/run/ckpt-3.data-00000-of-00001",
+             "/r/run/ckpt-3_temp/part-00000-of-00001.data-00000-of-00001", "top.index", "/ckpt-1.index",
+             "gs-bucket/x_temp_" + "b" * 32 + "/part-00001-of-00002.index",
+             "/r/run/bert_temp/part-00000-of-00001.index"]
+    grouped = by_checkpoint_directory([(p, i) for i, p in enumerate(paths)], lambda item: item[0])
+    expected: dict = {}
+    for i, path in enumerate(paths):
+        expected.setdefault(checkpoint_directory(path), []).append((path, i))
+    assert grouped == expected and list(grouped) == list(expected)
+    assert grouped["/r/run"][1][0].endswith("part-00000-of-00001.index") and "/r/run/ckpt-3_temp" in grouped
+
+
 def test_grouping_separates_checkpoints_leftovers_and_state_files():
     d = "/b/run"
     files = [
