@@ -315,20 +315,14 @@ TOTALS, RUN, CAUSE, LARGEST, CHANGE = "totals", "run", "cause", "largest", "chan
 KINDS = {TOTALS: Totals, RUN: Run, CAUSE: Cause, LARGEST: Largest, CHANGE: Changed}
 
 
-_TOTALS_KEY, _LARGEST_KEY = (TOTALS,), (LARGEST,)
-_CAUSED = frozenset((*NEEDS_A_PERSON, ERROR))      # errors too: what to run again
-
-
 def keys_of(record) -> list:
     """The key of every aggregate the record counts in: the kind (a key of KINDS) first, then what
-    tells that kind's aggregates apart (a run's root and directory, a cause, a group of changes).
-    Called for every record of a report (a carried night's hundred thousand): run_key inlined."""
-    status, root = record.status, record.root
-    keys = [_TOTALS_KEY, (RUN, root, record.directory or root)]
-    if status in _CAUSED:
+    tells that kind's aggregates apart (a run's root and directory, a cause, a group of changes)."""
+    keys = [(TOTALS,), (RUN, *run_key(record))]
+    if record.status in NEEDS_A_PERSON or record.status == ERROR:     # errors: what to run again
         keys.append((CAUSE, cause_of(record)))
-    elif status == REBUILT:
-        keys.append(_LARGEST_KEY)
+    if record.status == REBUILT:
+        keys.append((LARGEST,))
     group = change_group(record)
     if group:
         keys.append((CHANGE, group))
