@@ -73,6 +73,7 @@ def form_of(records: list, root: str, judged: str) -> CarriedForm:
         keys.append(key_of(record))
         counts[f"status_{carried.status}"] += 1
         counts[f"kind_{carried.kind}"] += 1
+    counts["bytes_scanned"] = sum(carried.bytes_scanned for carried in covered)    # 0: the console says so too
     counts["records"] = len(covered)
     totals, runs = Totals(), {}
     for carried in covered:

@@ -129,4 +129,5 @@ def test_a_damaged_form_is_passed_over_and_a_kept_one_is_what_the_night_reports(
         f.write(gzip.compress(meta + b"\n" + doctored))
     night = audit_night(root, str(tmp_path / "reports-doctored"), 2, vault=vault)
     assert sum("doctored" in r.reason for r in night.records.values()) == 1     # read from the form, not remade
+    assert "bytes_scanned=0," in night.out        # every record from forms: the console still counts what it read
     assert json.loads(meta)["format"] == "ckpt-rescue-carried/1"

@@ -38,7 +38,8 @@ def test_a_form_covers_only_records_carried_alike_every_night_and_reads_back_as_
     assert back.totals == form.totals and back.runs == form.runs
     assert back.runs[(ROOT, RUN)].resolves_now is True        # the state file's claim answered among them
     assert isinstance(back.totals, Totals) and isinstance(back.runs[(ROOT, RUN)], Run)
-    assert back.counts == {"status_healthy": 3, "kind_checkpoint": 2, "kind_state-file": 1, "records": 3}
+    assert back.counts == {"status_healthy": 3, "kind_checkpoint": 2, "kind_state-file": 1, "bytes_scanned": 0,
+                           "records": 3}
     note = unchanged_note(JUDGED)
     nightly = Nightly("r2", 0.0, "/rep2", previous=PreviousRun("r1", "/rep", JUDGED, JUDGED))
     snapshot = _snapshot(_records())
