@@ -16,6 +16,7 @@ root (its marker, `ckpt-rescue-vault.json`) is left out whole: its `.index` file
 
 import itertools
 import posixpath
+from operator import attrgetter
 from typing import NamedTuple
 
 from tfbundle import INDEX_SUFFIX, parse_data_filename
@@ -120,13 +121,9 @@ def listed_under(fs, directory: str, exclude: str | None = None) -> Found:
         regular = [item for item in regular if not _excluded(item.path, exclude)]
         others = [entry for entry in others if not _excluded(entry["name"], exclude)]
     files, unread = _files_and_unread(fs, [e for e in storage.listed(fs, others) if e.get("type") != "directory"])
-    files = sorted(regular + files, key=_path) if files else regular   # a link to a file, among the files
+    files = sorted(regular + files, key=attrgetter("path")) if files else regular   # a link to a file, among the files
     staged = _staging_of_reports(files)
     return Found(_outside(files, staged), _outside(unread, staged))
-
-
-def _path(item) -> str:
-    return item.path
 
 
 def _found(fs, found: dict, exclude: str | None, keep=None) -> Found:

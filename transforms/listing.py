@@ -12,6 +12,7 @@ than one listing per run.
 
 import posixpath
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -148,12 +149,8 @@ class ListGroup(beam.DoFn):
 def by_directory(root: str, files) -> list:
     """Group one lister's files by checkpoint directory before the shuffle: one element per directory,
     not one per file (a 10k-prefix bucket is ~20k files but only ~100 directories)."""
-    grouped = by_checkpoint_directory(files, _path)
+    grouped = by_checkpoint_directory(files, attrgetter("path"))
     return [DirectoryFiles(root, directory, found) for directory, found in grouped.items()]
-
-
-def _path(item) -> str:
-    return item.path
 
 
 def _keyed(part: DirectoryFiles):

@@ -4,6 +4,7 @@ identity (memory://) gives no digest, and such a directory is always judged afre
 
 import hashlib
 import posixpath
+from operator import attrgetter
 
 
 def listing_digest(directory: str, files) -> str | None:
@@ -12,14 +13,10 @@ def listing_digest(directory: str, files) -> str | None:
     night digests every directory's listing; the bytes hashed are the ones every vault's heads hold)."""
     base = directory.rstrip("/") + "/"
     lines = []
-    for item in sorted(files, key=_path):
+    for item in sorted(files, key=attrgetter("path")):
         if item.identity is None:
             return None
         path = item.path
         name = path[len(base):] if path.startswith(base) else posixpath.basename(path)
         lines.append(f"{name}\0{item.size}\0{item.identity}\n")
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _path(item) -> str:
-    return item.path

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import stat
+from operator import attrgetter, itemgetter
 
 from ..listed import Listed
 from .base import DANGLING, LINKED_DIRECTORY, SPECIAL, UPLOAD_PART_BYTES, NotARegularFile, Store, read_parts
@@ -58,8 +59,8 @@ class LocalStore(Store):
                                                                                        found.st_ino)))
             else:
                 others.append(_entry(entry, found))
-        files.sort(key=_path)
-        others.sort(key=_name)
+        files.sort(key=attrgetter("path"))
+        others.sort(key=itemgetter("name"))
         return files, others
 
     def listed(self, entry: dict) -> dict:
@@ -199,14 +200,6 @@ def _entry(entry: os.DirEntry, found: os.stat_result) -> dict:
 
 def _identity(mtime: float, size: int, inode: int) -> str:
     return f"{round(mtime * 1e9)}:{size}:{inode}"
-
-
-def _path(item) -> str:
-    return item.path
-
-
-def _name(entry: dict) -> str:
-    return entry["name"]
 
 
 def what_mode(mode: int | None) -> str:
