@@ -31,7 +31,7 @@ from recovery import storage
 from recovery.memory import runs
 from recovery.memory.carry_form import FormBatch
 from recovery.memory.nightly import NightCounts
-from recovery.report import aggregates, files, latest, parts, readback, schema
+from recovery.report import aggregates, files, fold, latest, parts, readback, schema
 
 from .collection import collect_less
 from .metrics import counter
@@ -66,12 +66,7 @@ class Tally(beam.DoFn):
         self._counts = Counter()
 
     def process(self, batch):
-        counts = self._counts
-        for record in batch:
-            counts[f"status_{record.status}"] += 1
-            counts[f"kind_{record.kind}"] += 1
-            counts["bytes_scanned"] += record.bytes_scanned
-        counts["records"] += len(batch)
+        counts = fold.tally(batch, self._counts)
         self._seen += len(batch)
         if isinstance(batch, FormBatch):       # the records its carried form stands for, counted then
             counts.update(batch.form.counts)
@@ -178,10 +173,8 @@ class AggregateBundle(beam.DoFn):
                     yield from self._room()
                     held = self._held[key] = aggregates.KINDS[key[0]]()
                 held.add(record)
-        if isinstance(batch, FormBatch):     # its carried form's totals and runs, made when it was judged
-            form = batch.form
-            for key, made in (((aggregates.TOTALS,), form.totals),
-                              *(((aggregates.RUN, *run), each) for run, each in form.runs.items())):
+        if isinstance(batch, FormBatch):     # its carried form's aggregates, made when it was judged
+            for key, made in batch.form.aggregates.items():
                 held = self._held.get(key)
                 if held is None:
                     yield from self._room()

@@ -16,7 +16,8 @@ import json
 from collections import Counter
 
 from ..records import DELETED, ERROR, IN_PROGRESS, INSPECT, Record
-from ..report.aggregates import Run, Totals, keys_of
+from ..report.aggregates import KINDS, RUN, TOTALS, Run, Totals, keys_of
+from ..report.fold import tally
 from ..report.latest import StateFileClaim, resolved_within
 from ..report.parts import key_text, lines_for, split_keyed
 from ..report.schema import RECORDS, parse_json
@@ -35,8 +36,7 @@ class CarriedForm:
     covers: frozenset                           # key_of of every record it stands for
     lines: bytes                                # their records.jsonl part lines (parts.KEYED), sorted
     counts: dict                                # Tally's counters for them
-    totals: Totals
-    runs: dict                                  # (root, directory) -> Run
+    aggregates: dict                            # keys_of key -> aggregate: their Totals and their run's Run
     claims: list                                # (prefix, StateFileClaim) they did not answer
 
     def part_lines(self) -> list:
@@ -64,28 +64,22 @@ def form_of(records: list, root: str, judged: str) -> CarriedForm:
     """The form of a directory's judged records (its snapshot's records part), as a night that carries
     the snapshot judged at `judged` would report them: compared with themselves, each persists."""
     note = unchanged_note(judged)
-    covered, keys, counts = [], [], Counter()
+    covered, keys = [], []
     for record in records:
         carried = as_carried(record, root, judged, note, {"change": "persists", "since": record.since})
-        if not carried_alike(carried):
-            continue
-        covered.append(carried)
-        keys.append(key_of(record))
-        counts[f"status_{carried.status}"] += 1
-        counts[f"kind_{carried.kind}"] += 1
-    counts["bytes_scanned"] = sum(carried.bytes_scanned for carried in covered)    # 0: the console says so too
-    counts["records"] = len(covered)
-    totals, runs = Totals(), {}
+        if carried_alike(carried):
+            covered.append(carried)
+            keys.append(key_of(record))
+    held = {}
     for carried in covered:
-        totals.add(carried)
-        key = keys_of(carried)[1][1:]
-        runs.setdefault(key, Run()).add(carried)
+        for key in keys_of(carried):
+            held.setdefault(key, KINDS[key[0]]()).add(carried)
     resolved, claims = resolved_within(covered)
     for key, resolution in resolved:
-        runs.setdefault(key, Run()).merge([resolution])
+        held.setdefault((RUN, *key), Run()).merge([resolution])
     keyed = sorted((pair for carried in covered for _, pair in lines_for(carried)), key=lambda pair: pair[0])
     lines = "".join(f"{key_text(key)}\t{line}" for key, line in keyed).encode("utf-8")
-    return CarriedForm(root, judged, frozenset(keys), lines, dict(counts), totals, runs, claims)
+    return CarriedForm(root, judged, frozenset(keys), lines, dict(tally(covered, Counter())), held, claims)
 
 
 def usable(form: CarriedForm | None, snapshot, root: str, compared_with_itself: bool, known: bool,
@@ -106,8 +100,8 @@ def usable(form: CarriedForm | None, snapshot, root: str, compared_with_itself: 
 
 def to_bytes(form: CarriedForm) -> bytes:
     meta = {"format": FORMAT, "root": form.root, "judged": form.judged, "covers": sorted(form.covers),
-            "counts": form.counts, "totals": _plain(form.totals),
-            "runs": [[*key, _plain(run)] for key, run in sorted(form.runs.items())],
+            "counts": form.counts, "totals": _plain(form.aggregates.get((TOTALS,), Totals())),
+            "runs": [[*key[1:], _plain(run)] for key, run in sorted(form.aggregates.items()) if key[0] == RUN],
             "claims": [[prefix, *claim] for prefix, claim in form.claims]}
     return json.dumps(meta, sort_keys=True).encode("utf-8") + b"\n" + form.lines
 
@@ -120,9 +114,9 @@ def from_bytes(data: bytes) -> CarriedForm:
         raise ValueError("not a carried form")
     try:
         covers = frozenset(tuple(key) for key in meta["covers"])
-        form = CarriedForm(meta["root"], meta["judged"], covers, lines, dict(meta["counts"]),
-                           _totals(meta["totals"]), {(root, directory): _run(run) for root, directory, run in
-                                                     meta["runs"]},
+        aggregates = {(TOTALS,): _totals(meta["totals"]),
+                      **{(RUN, root, directory): _run(run) for root, directory, run in meta["runs"]}}
+        form = CarriedForm(meta["root"], meta["judged"], covers, lines, dict(meta["counts"]), aggregates,
                            [(prefix, StateFileClaim(*claim)) for prefix, *claim in meta["claims"]])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a carried form ({exc})") from None

@@ -1,6 +1,8 @@
 """Records folded into the report's aggregates in one process (write_reports): the same keys
 (aggregates.keys_of) and the same latest_checkpoint() join (latest.py) the Beam pipeline spreads over
-workers (transforms/report.py)."""
+workers (transforms/report.py); and the counters each record adds to the console's metrics (`tally`)."""
+
+from collections import Counter
 
 from .aggregates import KINDS, RUN, Overview, keys_of
 from .latest import join_items, resolved_runs
@@ -31,3 +33,15 @@ class Fold:
         for keyed in self.aggregates.items():
             overview.add(keyed)
         return overview
+
+
+def tally(records, counts: Counter) -> Counter:
+    """The console's counters of `records` added to `counts` (transforms/report.py's Tally, and a carried
+    form made ahead): per status, per kind, the records and the data bytes they read, as summary.json
+    sums them."""
+    for record in records:
+        counts[f"status_{record.status}"] += 1
+        counts[f"kind_{record.kind}"] += 1
+        counts["bytes_scanned"] += record.bytes_scanned
+    counts["records"] += len(records)
+    return counts

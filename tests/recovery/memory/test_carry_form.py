@@ -35,9 +35,9 @@ def test_a_form_covers_only_records_carried_alike_every_night_and_reads_back_as_
     assert sorted(p.rsplit("/", 1)[1] for p, _ in form.covers) == ["checkpoint", "ckpt-1", "ckpt-2"]
     back = from_bytes(to_bytes(form))
     assert (back.covers, back.lines, back.counts, back.claims) == (form.covers, form.lines, form.counts, form.claims)
-    assert back.totals == form.totals and back.runs == form.runs
-    assert back.runs[(ROOT, RUN)].resolves_now is True        # the state file's claim answered among them
-    assert isinstance(back.totals, Totals) and isinstance(back.runs[(ROOT, RUN)], Run)
+    assert back.aggregates == form.aggregates and set(back.aggregates) == {("totals",), ("run", ROOT, RUN)}
+    assert back.aggregates[("run", ROOT, RUN)].resolves_now is True   # the state file's claim answered among them
+    assert isinstance(back.aggregates[("totals",)], Totals) and isinstance(back.aggregates[("run", ROOT, RUN)], Run)
     assert back.counts == {"status_healthy": 3, "kind_checkpoint": 2, "kind_state-file": 1, "bytes_scanned": 0,
                            "records": 3}
     note = unchanged_note(JUDGED)
