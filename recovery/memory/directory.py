@@ -82,7 +82,8 @@ def night_of(fs, root: str, directory: str, files: list, nightly: Nightly, judgi
             _route(record, None, nightly, judging, night)
     if why and keep_in is not None:
         _remember(keep_in, last, shown, root, digest, files, directory, nightly, night, judging)
-    reported = len(night.records) + len(night.to_check) + len(night.orphans) + (len(form.covers) if night.form else 0)
+    in_form = len(night.form.covers) if night.form else 0
+    reported = len(night.records) + len(night.to_check) + len(night.orphans) + in_form
     night.line = {"root": root, "directory": shown, "files": len(files), "digest": digest or "",
                   "judged": nightly.now_iso if why else "", "carried_from": "" if why else last.head.judged,
                   "why": why, "records": reported}

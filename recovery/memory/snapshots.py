@@ -167,19 +167,23 @@ class MemoryStore:
         how many records it holds, so that a snapshot is known complete without reading it."""
         records = list(records)
         stamp = f"-{compact(when)}" if when is not None else f"-{len(records)}" if part == COVERED_PART else ""
-        path = posixpath.join(folder, f"{part}{stamp}-{uuid.uuid4().hex[:16]}.jsonl.gz")
-        data = "".join(record_line(r) for r in records).encode("utf-8")
-        self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
-        return path
+        return self._write_part(folder, f"{part}{stamp}", "".join(record_line(r) for r in records).encode("utf-8"))
 
     def write_carried(self, folder: str, data: bytes) -> str:
         """A carried form (carry_form.to_bytes), gzipped, into a snapshot's folder; returns its path."""
-        path = posixpath.join(folder, f"{CARRIED_PART}-{uuid.uuid4().hex[:16]}.jsonl.gz")
+        return self._write_part(folder, CARRIED_PART, data)
+
+    def _write_part(self, folder: str, name: str, data: bytes) -> str:
+        path = posixpath.join(folder, f"{name}-{uuid.uuid4().hex[:16]}.jsonl.gz")
         self._write(path, gzip.compress(data, compresslevel=6, mtime=0))
         return path
 
     def read_carried(self, path: str) -> bytes:
-        return gunzipped(storage.read_bytes(self.fs, path))
+        return self._read_part(path)
+
+    def _read_part(self, path: str) -> bytes:
+        data = storage.read_bytes(self.fs, path)
+        return gunzipped(data) if path.endswith(".gz") else data
 
     def _write(self, path: str, data: bytes) -> None:
         if storage.is_local(self.fs):
@@ -246,10 +250,7 @@ class MemoryStore:
         return snapshot
 
     def _records_in(self, path: str) -> list[Record]:
-        data = storage.read_bytes(self.fs, path)
-        if path.endswith(".gz"):
-            data = gunzipped(data)
-        return [record_from_dict(fields) for fields in parse_jsonl(data)]
+        return [record_from_dict(fields) for fields in parse_jsonl(self._read_part(path))]
 
     def read_head(self, folder: str) -> Head | None:
         try:
