@@ -13,7 +13,7 @@ from . import crc
 from .dtypes import DT_STRING, DT_VARIANT, DType, complex_part_mask, dtype
 from .errors import FormatError
 from .source import ByteSource
-from .varint import decode_varint
+from .varint import VarintReader, decode_varint
 
 _U32_MAX = 0xFFFFFFFF
 
@@ -26,25 +26,6 @@ def numeric_size(dt: DType, shape) -> int:
     if dt.itemsize is None:
         raise ValueError(f"{dt.name} tensors have no fixed size")
     return num_elements(shape) * dt.itemsize
-
-
-class _VarintReader:
-    """Incremental varint decoding across chunk boundaries."""
-
-    def __init__(self):
-        self.value = 0
-        self.shift = 0
-
-    def feed_byte(self, byte: int) -> bool:
-        self.value |= (byte & 0x7F) << self.shift
-        self.shift += 7
-        if self.shift > 70:
-            raise FormatError("varint longer than 10 bytes")
-        return byte < 0x80
-
-    def take(self) -> int:
-        value, self.value, self.shift = self.value, 0, 0
-        return value
 
 
 class NumericChecksum:
@@ -123,7 +104,7 @@ class StringChecksum:
         self.consumed = 0
         self.crc = 0
         self.payload_left = 0
-        self._varint = _VarintReader()
+        self._varint = VarintReader()
         self._check_bytes = b""
         self._phase = "lengths" if count else "check"
         self.size = None  # known once the length checksum has been read
@@ -185,7 +166,7 @@ class VariantChecksum:
         self.elements_done = 0
         self.consumed = 0
         self.crc = 0
-        self._varint = _VarintReader()
+        self._varint = VarintReader()
         self._payload_left = 0
         self._check_bytes = b""
         self._phase = "length" if count else "done"

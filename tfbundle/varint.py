@@ -38,3 +38,28 @@ def decode_varint(buf, pos: int = 0) -> tuple[int, int]:
         shift += 7
     raise FormatError(f"varint at byte {pos} is longer than {MAX_VARINT_BYTES} bytes")
 
+
+
+class VarintReader:
+    """decode_varint one byte at a time, for lengths that straddle the chunks of a streamed read.
+
+    Holds the same rules: at most ten bytes, and a value that fits a uint64.
+    """
+
+    def __init__(self):
+        self.value = 0
+        self.shift = 0
+
+    def feed_byte(self, byte: int) -> bool:
+        """Take one byte; True once the varint is complete (then `take` it)."""
+        if self.shift >= 7 * MAX_VARINT_BYTES:
+            raise FormatError(f"varint longer than {MAX_VARINT_BYTES} bytes")
+        self.value |= (byte & 0x7F) << self.shift
+        self.shift += 7
+        if byte < 0x80 and self.value >> 64:
+            raise FormatError("varint does not fit in 64 bits")
+        return byte < 0x80
+
+    def take(self) -> int:
+        value, self.value, self.shift = self.value, 0, 0
+        return value

@@ -4,7 +4,7 @@ and, for random tensor sets, byte-identity with the index TensorFlow's SaveV2 wr
 import google_crc32c
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from source_helpers import local_source
 
@@ -22,8 +22,9 @@ from tfbundle import (
     scan_spans,
     write_index,
 )
+from tfbundle.dtypes import DT_STRING, DT_VARIANT
 from tfbundle.table import build_table, read_table
-from tfbundle.varint import decode_varint, encode_varint
+from tfbundle.varint import VarintReader, decode_varint, encode_varint
 
 INT64 = st.integers(-(2 ** 63), 2 ** 63 - 1)
 UINT64 = st.integers(0, 2 ** 64 - 1)
@@ -56,6 +57,44 @@ def test_a_varint_past_64_bits_is_a_format_error_not_a_crash(top):
     with pytest.raises(FormatError, match="does not fit in 64 bits"):
         decode_varint(b"\xff" * 9 + bytes([top]))
     assert decode_varint(b"\xff" * 9 + b"\x01") == (2 ** 64 - 1, 10)   # the largest uint64 still decodes
+
+
+@given(st.binary(max_size=12))
+@example(b"\xff" * 9 + b"\x02")
+@example(b"\xff" * 9 + b"\x01")
+@example(b"\xff" * 11)
+def test_the_streamed_varint_reader_agrees_with_decode_varint(raw):
+    """String and variant tensors read their lengths a byte at a time; they must accept and refuse as
+    decode_varint does, so no length wider than a uint64 reaches struct.pack (a crash found by CI)."""
+    from tfbundle import FormatError
+
+    try:
+        expected = decode_varint(raw)
+    except FormatError as refused:
+        expected = "past the end" if "past the end" in str(refused) else "refused"
+    reader, got = VarintReader(), "past the end"
+    try:
+        for used, byte in enumerate(raw, 1):
+            if reader.feed_byte(byte):
+                got = (reader.take(), used)
+                break
+    except FormatError:
+        got = "refused"
+    assert got == expected
+
+
+@pytest.mark.parametrize("dtype_number", [DT_STRING, DT_VARIANT])
+def test_a_length_past_64_bits_in_a_tensor_is_a_format_error(tmp_path, dtype_number):
+    """Random bytes measured as a string or variant tensor: a refusal with a reason, never struct.error."""
+    from tfbundle import FormatError
+
+    path = tmp_path / "decoy.data-00000-of-00001"
+    path.write_bytes(b"\xff" * 9 + b"\x7f" + bytes(4000))
+    with pytest.raises(FormatError, match="does not fit in 64 bits"):
+        measure(local_source(str(path)), 0, dtype_number, (3,))
+    path.write_bytes(b"\xff" * 9 + b"\x01" + bytes(4000))        # the largest uint64 is a length, not a crash
+    with pytest.raises(FormatError):
+        measure(local_source(str(path)), 0, dtype_number, (3,))
 
 
 EXTENTS = st.one_of(st.none(), st.tuples(INT64, INT64.filter(lambda n: n != -1)))
