@@ -2,6 +2,7 @@
 the audit must find in it (derived from how each prefix was damaged, not from a previous run)."""
 
 import os
+import random
 import shutil
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ def plant_tree(pristine_family, root: str, registry_dir: str) -> Planted:
     exp[os.path.join(adam_dir, "checkpoint")] = ("incomplete", "state-file", "ckpt-3 has no index")
     planted.in_place[os.path.join(adam_dir, "checkpoint")] = ("healthy", "state-file", "--in-place")
     with open(os.path.join(adam_dir, TEMPSTATE_NAME), "wb") as f:
-        f.write(os.urandom(300))
+        f.write(random.Random(1).randbytes(300))
     exp[os.path.join(adam_dir, TEMPSTATE_NAME)] = ("healthy", "leftover", "never renamed")
 
     weights = pristine_family("tf_keras_weights")
@@ -80,7 +81,7 @@ def plant_tree(pristine_family, root: str, registry_dir: str) -> Planted:
     decoys = os.path.join(root, "decoys")
     os.makedirs(decoys)
     with open(os.path.join(decoys, "random.data-00000-of-00001"), "wb") as f:
-        f.write(os.urandom(4096))
+        f.write(random.Random(2).randbytes(4096))
     exp[os.path.join(decoys, "random")] = ("unrecoverable", "checkpoint", "")
     with open(os.path.join(decoys, "checkpoint"), "w") as f:
         f.write('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')

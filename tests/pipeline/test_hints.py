@@ -3,6 +3,7 @@ diagnoses' `try:` lines, the orphan's rebuild line, the no-source fixes of `rebu
 the commands in audit records, the registry and cloud-endpoint hints."""
 
 import os
+import random
 import re
 import shlex
 import shutil
@@ -120,7 +121,7 @@ def test_audit_hints_work_when_followed(family_copy, tmp_path, capsys):
     prefix = lone.prefix
     noise = os.path.join(audited, "noise-1.data-00000-of-00001")
     with open(noise, "wb") as f:
-        f.write(os.urandom(3000))
+        f.write(random.Random(1).randbytes(3000))
     noise = noise[: -len(".data-00000-of-00001")]
     with open(os.path.join(audited, "checkpoint"), "a") as f:
         f.write('all_model_checkpoint_paths: "ckpt-77"\n')   # names a checkpoint that does not exist

@@ -1,6 +1,7 @@
 """`ckpt-rescue rebuild` as a user runs it: what it writes, what it refuses, its exit codes."""
 
 import os
+import random
 import subprocess
 import sys
 
@@ -49,7 +50,7 @@ def test_a_damaged_index_is_never_overwritten(family_copy, capsys):
 
 
 def test_refusal_exits_1_and_writes_nothing(tmp_path, capsys):
-    (tmp_path / "ckpt-3.data-00000-of-00001").write_bytes(os.urandom(500))
+    (tmp_path / "ckpt-3.data-00000-of-00001").write_bytes(random.Random(1).randbytes(500))
     (tmp_path / "empty.yaml").write_text("architectures: {}\n")
     before = sorted(os.listdir(tmp_path))
     assert main(["rebuild", str(tmp_path / "ckpt-3"), "--registry", str(tmp_path / "empty.yaml")]) == 1
@@ -82,7 +83,7 @@ def test_usage_errors_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "prefix" in result.stderr
-    (tmp_path / "orphan-1.data-00000-of-00001").write_bytes(os.urandom(100))
+    (tmp_path / "orphan-1.data-00000-of-00001").write_bytes(random.Random(2).randbytes(100))
     result = subprocess.run([sys.executable, "-m", "pipeline", "rebuild", "--rehearse", str(tmp_path / "orphan-1")],
                             capture_output=True, text=True)
     assert result.returncode == 2

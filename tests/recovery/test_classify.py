@@ -1,6 +1,7 @@
 """Classification on real TensorFlow checkpoints, damaged the ways field reports describe."""
 
 import os
+import random
 import shutil
 
 import pytest
@@ -146,7 +147,7 @@ def test_leftovers_beside_a_complete_checkpoint_are_harmless(family_copy):
     os.makedirs(temp)
     shutil.copy(family.prefix + ".index", os.path.join(temp, "part-00000-of-00001.index"))
     tempstate = family.prefix + ".data-00000-of-00001.tempstate1234567890"
-    open(tempstate, "wb").write(os.urandom(64))
+    open(tempstate, "wb").write(random.Random(1).randbytes(64))
     results = classify_local(os.path.dirname(family.prefix))
     assert results[family.prefix].status == HEALTHY
     merge = results[os.path.join(temp, "part-00000-of-00001")]
