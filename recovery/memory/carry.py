@@ -31,6 +31,8 @@ def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly
     if snapshot is None:
         return "not judged before"
     head = snapshot.head
+    if snapshot.unreadable:
+        return f"its snapshot of {head.judged} cannot be read back ({snapshot.unreadable})"
     if head.gone or head.digest != digest:
         return f"its listing changed since {head.judged}"
     if head.judged_with != nightly.judged_with:
@@ -53,7 +55,10 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: di
     judged = snapshot.head.judged
     note = unchanged_note(judged)
     out = []
-    for key, record in (snapshot.current_read() if covered else snapshot.current()).items():
+    records = snapshot.current_read() if covered else snapshot.current()
+    if snapshot.unreadable:       # a covered part, read only now
+        raise CannotCarry(f"its snapshot of {judged} cannot be read back ({snapshot.unreadable})")
+    for key, record in records.items():
         if key in covered:
             continue
         record = as_carried(record, root, judged, note, change_fields(record.status, before.get(key), nightly))

@@ -220,7 +220,7 @@ def _remember(keep_in: MemoryStore, last, shown: str, root: str, digest, files, 
             keep_in.write_records(folder, [record for record in judged if key_of(record) not in covers])
         if covered:
             keep_in.write_records(folder, covered, COVERED_PART)
-        keep = last.location if last is not None else folder
+        keep = last.location if last is not None and not last.unreadable else folder    # damaged: let it go
         keep_in.drop_older(shown, keep, nightly.now - nightly.keep_days * DAY)
     except Exception as exc:  # noqa: BLE001 - tonight's verdicts stand; the directory is judged again next night
         log.warning("the vault did not take tonight's snapshot of %s: %s", shown, exc)

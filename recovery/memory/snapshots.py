@@ -17,10 +17,15 @@ A snapshot is complete when its parts hold as many records as its head says; an 
 that stopped) is never carried and never compared with. Every file is written once, create-only, and
 read as written; an unchanged directory adds nothing. The newest complete snapshot of a directory is
 what it was when last judged.
+
+A part that cannot be read back (cut short, not gzip, not our lines) makes its snapshot `unreadable`:
+it is never carried, the directory is judged afresh and remembered anew, and what could be read is
+what tonight is compared with. A damaged vault must cost a night's reading, never an error every night.
 """
 
 import gzip
 import json
+import logging
 import posixpath
 import uuid
 import zlib
@@ -40,7 +45,13 @@ RECORDS_PART, VERIFIED_PART = "records", "verified"
 CARRIED_PART = "carried"      # what the directory adds to a report that carries it (carry_form.py)
 COVERED_PART = "covered"      # the records a carried form stands for: read only when something asks for them
 
+log = logging.getLogger(__name__)
+
 _latest = SharedCache(64)     # (memory root, directory, run to leave out) -> Snapshot | None, per process
+
+
+class UnreadablePart(Exception):
+    """A snapshot's part whose bytes cannot be read back as records."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class Snapshot:
     carried: list = field(default_factory=list)     # paths of its carried forms (carry_form.py), read when used
     pending: list = field(default_factory=list)     # (path, records it holds) of its covered parts, not read yet
     reader: object = None                           # the MemoryStore that reads them
+    unreadable: str = ""                            # why one of its parts could not be read back
 
     @property
     def complete(self) -> bool:
@@ -101,13 +113,20 @@ class Snapshot:
         if self.pending:
             loaded = dict(self.records)
             for path, _ in self.pending:
-                for record in self.reader._records_in(path):
+                try:
+                    records = self.reader._records_in(path)
+                except UnreadablePart as exc:
+                    self.unreadable = str(exc)
+                    log.warning("compared with what could be read of a damaged snapshot: %s", exc)
+                    continue
+                for record in records:
                     loaded[key_of(record)] = record
             self.records, self.pending = loaded, []
         return self.records
 
     def current(self) -> dict:
-        """(prefix, kind) -> the record as it stands: a later verification over the judged one."""
+        """(prefix, kind) -> the record as it stands: a later verification over the judged one (of what
+        could be read: see `unreadable`)."""
         judged = self.judged()
         return {**judged, **{key: rec for key, rec in self.verified.items() if key in judged}}
 
@@ -220,8 +239,8 @@ class MemoryStore:
             if (leave_out_run and run_id == leave_out_run) or (limit is not None and judged > limit):
                 continue
             snapshot = self.read(posixpath.join(self._directory_path(directory), name), paths)
-            if snapshot is not None and snapshot.complete:
-                return snapshot
+            if snapshot is not None and (snapshot.complete or snapshot.unreadable):
+                return snapshot         # a damaged one too: it says why the directory is judged afresh
         return None
 
     def read(self, folder: str, paths: list) -> Snapshot | None:
@@ -244,13 +263,26 @@ class MemoryStore:
                 snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
             if target is None:
                 continue
-            for record in self._records_in(path):
+            try:
+                records = self._records_in(path)
+            except UnreadablePart as exc:
+                snapshot.unreadable = str(exc)
+                log.warning("a damaged snapshot, its directory judged afresh: %s", exc)
+                continue
+            for record in records:
                 target[key_of(record)] = record
         snapshot.reader = self
         return snapshot
 
     def _records_in(self, path: str) -> list[Record]:
-        return [record_from_dict(fields) for fields in parse_jsonl(self._read_part(path))]
+        """The records of one part; UnreadablePart when its bytes are not what this module writes (a
+        store's own failure to read is raised as it is: it says nothing of the snapshot)."""
+        data = storage.read_bytes(self.fs, path)
+        try:
+            return [record_from_dict(fields) for fields in parse_jsonl(gunzipped(data) if path.endswith(".gz")
+                                                                         else data)]
+        except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise UnreadablePart(f"{path}: {type(exc).__name__}: {exc}") from None
 
     def read_head(self, folder: str) -> Head | None:
         try:

@@ -149,3 +149,35 @@ def test_a_covered_part_is_read_only_when_asked_for(tmp_path):
         tmp_path / "vault" / unnumbered.split("/vault/", 1)[1] / "covered-abc.jsonl.gz")
     again = MemoryStore(str(tmp_path / "vault"))._newest_complete(DIRECTORY, "", None)
     assert again.head.run_id == "r1" and again.pending == [] and len(again.records) == 5
+
+
+@pytest.mark.parametrize("part", ["records", "covered"])
+def test_a_part_that_cannot_be_read_back_makes_its_snapshot_unreadable_never_an_error(part, tmp_path):
+    """Cut short: the snapshot is still the newest (it says why its directory is judged afresh), it is
+    never carried, and what could be read is what a night compares with. An intact one is none of that."""
+    from recovery.memory.carry import cannot_carry
+    from recovery.memory.nightly import Nightly
+    from recovery.memory.snapshots import COVERED_PART, RECORDS_PART
+
+    store = MemoryStore(str(tmp_path / "vault"))
+    older = store.folder(DIRECTORY, NOW - DAY, "r0")
+    store.write_head(older, head(NOW - DAY, "r0", 2))
+    store.write_records(older, records())
+    folder = store.folder(DIRECTORY, NOW, "r1")
+    store.write_head(folder, head(NOW, "r1", 4))
+    kept = [Record(f"{DIRECTORY}/ckpt-{i}", HEALTHY, "ok", "/data", directory=DIRECTORY, since="s") for i in (3, 4)]
+    store.write_records(folder, kept)
+    damaged = store.write_records(folder, records(), COVERED_PART if part == "covered" else RECORDS_PART)
+    tonight = Nightly("r2", NOW + DAY, "/rep2", vault=str(tmp_path / "vault"), judged_with="with")
+
+    intact = MemoryStore(str(tmp_path / "vault"))._newest_complete(DIRECTORY, "", None)
+    assert not intact.unreadable and len(intact.current()) == 4 and cannot_carry(intact, "d1", tonight) == ""
+
+    local = tmp_path / "vault" / damaged.split("/vault/", 1)[1]
+    local.write_bytes(local.read_bytes()[:-9])
+    snapshot = MemoryStore(str(tmp_path / "vault"))._newest_complete(DIRECTORY, "", None)
+    assert snapshot.head.run_id == "r1"
+    current = snapshot.current()
+    assert sorted(current) == sorted((r.prefix, r.kind) for r in kept)
+    assert local.name in snapshot.unreadable
+    assert cannot_carry(snapshot, "d1", tonight).startswith(f"its snapshot of {iso(NOW)} cannot be read back (")
