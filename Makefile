@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint nightly clean protos
+.PHONY: install demo test fuzz bench lint nightly clean protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The property tests with fresh random examples, 2000 each (make test draws a fixed set).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/tfbundle tests/recovery/stores/test_names.py \
+		tests/recovery/test_listing.py tests/recovery/test_staged_paths.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

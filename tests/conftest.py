@@ -14,9 +14,13 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from samples import Family, write_family  # noqa: E402
 
 # Property tests must not depend on how fast the machine is: no per-example deadline (hypothesis's default
-# 200 ms fails a loaded machine), and no health check that times data generation.
-settings.register_profile("ckpt-rescue", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ckpt-rescue")
+# 200 ms fails a loaded machine), and no health check that times data generation. `make test` (and CI)
+# draws the same examples every run, so a red run is the code's doing and replays; `make fuzz` draws new
+# ones, many more, to find what the fixed draw does not (a case it finds goes in as an @example).
+_PATIENT = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ckpt-rescue", derandomize=True, **_PATIENT)
+settings.register_profile("fuzz", max_examples=2000, **_PATIENT)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ckpt-rescue"))
 
 pytest_plugins = ["storage_servers", "salvage_checkpoints"]   # emulator/fault-proxy fixtures; salvage test runs
 
