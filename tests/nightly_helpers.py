@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import io
 import os
+import shutil
 
 from pipeline.cli import main as cli_main
 from recovery.report.readback import read_records, read_summary
@@ -50,3 +51,15 @@ def set_times(root: str, when: float) -> None:
     for directory, _, files in os.walk(root):
         for name in files:
             os.utime(os.path.join(directory, name), (when, when))
+
+
+def runs_tree(family_copy, tmp_path) -> tuple:
+    """(root, {family: its directory}): a tree of two runs, keras3_adam's and sharded's checkpoints as
+    TensorFlow wrote them, each copied into ROOT/runs/<family>."""
+    root = tmp_path / "tree"
+    runs = {}
+    for name in ("keras3_adam", "sharded"):
+        family = family_copy(name)
+        runs[name] = str(root / "runs" / name)
+        shutil.copytree(os.path.dirname(family.prefix), runs[name])
+    return str(root), runs

@@ -12,7 +12,7 @@ import re
 import shutil
 
 import pytest
-from nightly_helpers import T0, audit_night, set_times
+from nightly_helpers import T0, audit_night, runs_tree, set_times
 from source_helpers import orphan
 
 from recovery.records import CORRUPT, HEALTHY, PERSISTS, REBUILT
@@ -20,16 +20,6 @@ from recovery.records import CORRUPT, HEALTHY, PERSISTS, REBUILT
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 VOLATILE = ("run_id", "report_dir", "command", "started", "finished", "duration_seconds", "previous_run", "vault")
-
-
-def _tree(family_copy, tmp_path) -> tuple:
-    root = tmp_path / "tree"
-    runs = {}
-    for name in ("keras3_adam", "sharded"):
-        family = family_copy(name)
-        runs[name] = str(root / "runs" / name)
-        shutil.copytree(os.path.dirname(family.prefix), runs[name])
-    return str(root), runs
 
 
 def _forms(vault: str) -> list:
@@ -59,7 +49,7 @@ def _read(report: str, name: str) -> str:
 
 
 def test_a_carried_form_reports_what_carrying_each_record_would(family_copy, tmp_path):
-    root, runs = _tree(family_copy, tmp_path)
+    root, runs = runs_tree(family_copy, tmp_path)
     adam, sharded = runs["keras3_adam"], runs["sharded"]
     orphan(os.path.join(adam, "ckpt-3"))                               # rebuilt and staged on night 1
     with open(os.path.join(sharded, "sharded-100.index"), "r+b") as f:  # corrupt: a finding that persists
@@ -96,7 +86,7 @@ def _page_rows(page: str, report: str, *vaults: str) -> list:
 
 
 def test_a_damaged_form_is_passed_over_and_a_kept_one_is_what_the_night_reports(family_copy, tmp_path):
-    root, runs = _tree(family_copy, tmp_path)
+    root, runs = runs_tree(family_copy, tmp_path)
     set_times(root, T0 - 3600)
     vault = str(tmp_path / "vault")
     audit_night(root, str(tmp_path / "reports"), 1, vault=vault)

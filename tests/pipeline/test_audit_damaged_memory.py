@@ -7,10 +7,9 @@ import glob
 import gzip
 import json
 import os
-import shutil
 
 import pytest
-from nightly_helpers import T0, audit_night, iso_night, set_times
+from nightly_helpers import T0, audit_night, iso_night, runs_tree, set_times
 from source_helpers import orphan
 
 from recovery.records import HEALTHY, REBUILT
@@ -22,16 +21,6 @@ DAMAGES = {
     "not gzip": lambda data: b"these bytes were never gzip\n",
     "not our lines": lambda data: gzip.compress(b'[1, 2]\n{"prefix": 3}\n'),
 }
-
-
-def _tree(family_copy, tmp_path) -> tuple:
-    root = tmp_path / "tree"
-    runs = {}
-    for name in ("keras3_adam", "sharded"):
-        family = family_copy(name)
-        runs[name] = str(root / "runs" / name)
-        shutil.copytree(os.path.dirname(family.prefix), runs[name])
-    return str(root), runs
 
 
 def _damage(vault: str, part: str, how) -> list:
@@ -62,7 +51,7 @@ def _no_failures(night) -> None:
 def test_a_damaged_covered_part_is_judged_afresh_by_a_night_that_needs_it(family_copy, tmp_path, damage):
     """The carried form stands for the covered records, so a plain night never reads them and carries on;
     --verify-data and --full read them, and judge the directory afresh where it was an error."""
-    root, runs = _tree(family_copy, tmp_path)
+    root, runs = runs_tree(family_copy, tmp_path)
     set_times(root, T0 - 3600)
     vault, reports = str(tmp_path / "vault"), str(tmp_path / "reports")
     first = audit_night(root, reports, 1, vault=vault)
@@ -94,7 +83,7 @@ def test_a_damaged_covered_part_is_judged_afresh_by_a_night_that_needs_it(family
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_damaged_records_part_is_judged_afresh_and_carried_the_night_after(family_copy, tmp_path, damage):
     """A records part is read as the snapshot is found (a staged rebuild's record is in one)."""
-    root, runs = _tree(family_copy, tmp_path)
+    root, runs = runs_tree(family_copy, tmp_path)
     staged = os.path.join(runs["keras3_adam"], "ckpt-3")
     original = orphan(staged)
     set_times(root, T0 - 3600)
