@@ -39,7 +39,6 @@ def decode_varint(buf, pos: int = 0) -> tuple[int, int]:
     raise FormatError(f"varint at byte {pos} is longer than {MAX_VARINT_BYTES} bytes")
 
 
-
 class VarintReader:
     """decode_varint one byte at a time, for lengths that straddle the chunks of a streamed read.
 

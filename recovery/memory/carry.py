@@ -32,7 +32,7 @@ def cannot_carry(snapshot: Snapshot | None, digest: str | None, nightly: Nightly
         return "not judged before"
     head = snapshot.head
     if snapshot.unreadable:
-        return f"its snapshot of {head.judged} cannot be read back ({snapshot.unreadable})"
+        return _unreadable(snapshot)
     if head.gone or head.digest != digest:
         return f"its listing changed since {head.judged}"
     if head.judged_with != nightly.judged_with:
@@ -57,7 +57,7 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: di
     out = []
     records = snapshot.current_read() if covered else snapshot.current()
     if snapshot.unreadable:       # a covered part, read only now
-        raise CannotCarry(f"its snapshot of {judged} cannot be read back ({snapshot.unreadable})")
+        raise CannotCarry(_unreadable(snapshot))
     for key, record in records.items():
         if key in covered:
             continue
@@ -66,6 +66,10 @@ def carried(snapshot: Snapshot, root: str, nightly: Nightly, restage, before: di
             record = restage(record)
         out.append(record)
     return out
+
+
+def _unreadable(snapshot: Snapshot) -> str:
+    return f"its snapshot of {snapshot.head.judged} cannot be read back ({snapshot.unreadable})"
 
 
 def unchanged_note(judged: str) -> str:

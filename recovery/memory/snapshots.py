@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 from .. import storage, stores
 from ..caches import SharedCache
-from ..records import Record
 from ..report.schema import parse_json, record_from_dict, record_line
 from ..vault.tree import canonical_directory, name_digest
 from .nightly import compact, epoch
@@ -48,10 +47,6 @@ COVERED_PART = "covered"      # the records a carried form stands for: read only
 log = logging.getLogger(__name__)
 
 _latest = SharedCache(64)     # (memory root, directory, run to leave out) -> Snapshot | None, per process
-
-
-class UnreadablePart(Exception):
-    """A snapshot's part whose bytes cannot be read back as records."""
 
 
 @dataclass(frozen=True)
@@ -113,14 +108,7 @@ class Snapshot:
         if self.pending:
             loaded = dict(self.records)
             for path, _ in self.pending:
-                try:
-                    records = self.reader._records_in(path)
-                except UnreadablePart as exc:
-                    self.unreadable = str(exc)
-                    log.warning("compared with what could be read of a damaged snapshot: %s", exc)
-                    continue
-                for record in records:
-                    loaded[key_of(record)] = record
+                self.reader.read_part_into(self, path, loaded)
             self.records, self.pending = loaded, []
         return self.records
 
@@ -134,6 +122,11 @@ class Snapshot:
         """current() of the records read so far: all but those of covered parts not yet read (what a
         carried form stands for, which a night that uses the form never reads)."""
         return {**self.records, **{key: rec for key, rec in self.verified.items() if key in self.records}}
+
+
+def _unpacked(path: str, data: bytes) -> bytes:
+    """A part's bytes as written, before its gzip (by its name)."""
+    return gunzipped(data) if path.endswith(".gz") else data
 
 
 def gunzipped(data: bytes) -> bytes:
@@ -198,11 +191,7 @@ class MemoryStore:
         return path
 
     def read_carried(self, path: str) -> bytes:
-        return self._read_part(path)
-
-    def _read_part(self, path: str) -> bytes:
-        data = storage.read_bytes(self.fs, path)
-        return gunzipped(data) if path.endswith(".gz") else data
+        return _unpacked(path, storage.read_bytes(self.fs, path))
 
     def _write(self, path: str, data: bytes) -> None:
         if storage.is_local(self.fs):
@@ -261,28 +250,25 @@ class MemoryStore:
                     continue
             target = snapshot.records if leaf.startswith((RECORDS_PART + "-", COVERED_PART + "-")) else \
                 snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
-            if target is None:
-                continue
-            try:
-                records = self._records_in(path)
-            except UnreadablePart as exc:
-                snapshot.unreadable = str(exc)
-                log.warning("a damaged snapshot, its directory judged afresh: %s", exc)
-                continue
-            for record in records:
-                target[key_of(record)] = record
+            if target is not None:
+                self.read_part_into(snapshot, path, target)
         snapshot.reader = self
         return snapshot
 
-    def _records_in(self, path: str) -> list[Record]:
-        """The records of one part; UnreadablePart when its bytes are not what this module writes (a
-        store's own failure to read is raised as it is: it says nothing of the snapshot)."""
+    def read_part_into(self, snapshot: Snapshot, path: str, into: dict) -> None:
+        """The records of one of `snapshot`'s parts into `into` by key_of; a part whose bytes are not what
+        this module writes makes the snapshot `unreadable` instead (a store's own failure to read is
+        raised as it is: it says nothing of the snapshot)."""
         data = storage.read_bytes(self.fs, path)
         try:
-            return [record_from_dict(fields) for fields in parse_jsonl(gunzipped(data) if path.endswith(".gz")
-                                                                         else data)]
+            records = [record_from_dict(fields) for fields in parse_jsonl(_unpacked(path, data))]
         except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise UnreadablePart(f"{path}: {type(exc).__name__}: {exc}") from None
+            snapshot.unreadable = f"{path}: {type(exc).__name__}: {exc}"
+            log.warning("a damaged snapshot part: its directory is judged afresh and compared with what could "
+                        "be read: %s", snapshot.unreadable)
+            return
+        for record in records:
+            into[key_of(record)] = record
 
     def read_head(self, folder: str) -> Head | None:
         try:
