@@ -237,7 +237,7 @@ class MemoryStore:
         head = self.read_head(folder) if posixpath.join(folder, HEAD) in paths else None
         if head is None:
             return None
-        snapshot = Snapshot(head, folder)
+        snapshot = Snapshot(head, folder, reader=self)
         for path in sorted(paths):
             leaf = posixpath.basename(path)
             if leaf.startswith(CARRIED_PART + "-"):
@@ -252,7 +252,6 @@ class MemoryStore:
                 snapshot.verified if leaf.startswith(VERIFIED_PART + "-") else None
             if target is not None:
                 self.read_part_into(snapshot, path, target)
-        snapshot.reader = self
         return snapshot
 
     def read_part_into(self, snapshot: Snapshot, path: str, into: dict) -> None:
